@@ -1,0 +1,157 @@
+#pragma once
+/** @file event_router.hpp Plug point: what a client message does. */
+
+#include <wsgate/audience.hpp>
+#include <wsgate/connection.hpp>
+#include <wsgate/envelope.hpp>
+#include <wsgate/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsgate {
+
+class Gateway;
+
+/**
+ * A topic permission rule: topics matching `pattern` (exact, or a prefix ending in `*`) need
+ * `read_permission` to subscribe or receive and `publish_permission` to publish from a client.
+ * An empty permission means "any non-public principal".
+ */
+struct TopicRule {
+    std::string pattern;             ///< `leaderboard:*`, `game:42`, `*`
+    std::string read_permission;     ///< e.g. `read_leaderboard`
+    std::string publish_permission;  ///< e.g. `publish_game`
+
+    [[nodiscard]] bool matches(std::string_view topic) const noexcept;
+};
+
+/// What to answer a message whose route has no handler.
+enum class UnknownRoutePolicy {
+    ack,    ///< `{"type":"ack","message":"Message received"}` (seed 000)
+    error,  ///< `{"type":"error","status":400,...}` (seed 003)
+};
+
+/// EventRouter settings; every field has a working default.
+struct RouterSettings {
+    /// The field naming the route: a top-level name (`type`, `action`) or a JSON pointer (`/meta/kind`).
+    std::string route_key = "type";
+    /// Second-level key for handlers registered with on(route, action, handler) (seed 003).
+    std::string action_key = "action";
+    UnknownRoutePolicy unknown_route = UnknownRoutePolicy::ack;
+    /// First matching rule wins.
+    std::vector<TopicRule> topic_rules;
+    /// Topics no rule matches: may user/anonymous principals subscribe? (public never may)
+    bool open_topics = true;
+    /// Topics no rule matches: may user/anonymous principals publish from the client?
+    bool open_publish = true;
+    /// Maximum topic name length accepted from a client.
+    std::size_t max_topic_length = 256;
+    /// Maximum subscriptions per connection (0 = unlimited).
+    std::size_t max_subscriptions = 100;
+};
+
+/**
+ * The message being handled, and what a handler may do about it.
+ * @par Thread Safety One context per message; used by one thread.
+ */
+class MessageContext {
+public:
+    MessageContext(Gateway& gw, const ConnectionRecord& rec, const nlohmann::json& msg,
+                   std::string route, TimePoint now) noexcept
+        : gw_(gw), rec_(rec), msg_(msg), route_(std::move(route)), now_(now) {}
+
+    /// The caller's connection record (principal, topics, attributes).
+    [[nodiscard]] const ConnectionRecord& connection() const noexcept { return rec_; }
+    [[nodiscard]] const Principal& principal() const noexcept { return rec_.principal; }
+    /// The parsed message (always an object).
+    [[nodiscard]] const nlohmann::json& message() const noexcept { return msg_; }
+    [[nodiscard]] const std::string& route() const noexcept { return route_; }
+    [[nodiscard]] TimePoint now() const noexcept { return now_; }
+    [[nodiscard]] Gateway& gateway() noexcept { return gw_; }
+
+    /// Sends `e` to the caller only.
+    void reply(const Envelope& e);
+    /// Sends `{"type":"error","status":status,"error":message}` to the caller.
+    void reply_error(int status, std::string_view message);
+    /// Sends `{"type":"ack", ...fields}` to the caller.
+    void ack(nlohmann::json fields = nlohmann::json::object());
+    /// Publishes through the Gateway (bus, permission filter, Gone cleanup).
+    BroadcastReport publish(const Envelope& e, const Audience& a);
+    /// True once reply/reply_error/ack was called.
+    [[nodiscard]] bool replied() const noexcept { return replied_; }
+
+private:
+    Gateway& gw_;
+    const ConnectionRecord& rec_;
+    const nlohmann::json& msg_;
+    std::string route_;
+    TimePoint now_;
+    bool replied_ = false;
+};
+
+/**
+ * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, then host
+ * handlers by route key (and optionally by action), then the unknown-route policy.
+ *
+ * @code
+ * router.on("timer", "update", [](wsgate::MessageContext& ctx) { ... });
+ * router.on("get_leaderboard", [](wsgate::MessageContext& ctx) { ctx.reply(...); });
+ * @endcode
+ * A handler that throws gets the caller a 500 error envelope; other connections are unaffected.
+ * @par Thread Safety Registering and dispatching may happen concurrently.
+ */
+class EventRouter {
+public:
+    using Handler = std::function<void(MessageContext&)>;
+
+    explicit EventRouter(RouterSettings s = {}) : settings_(std::move(s)) {}
+    EventRouter(const EventRouter&) = delete;
+    EventRouter& operator=(const EventRouter&) = delete;
+    virtual ~EventRouter() = default;
+
+    /// Registers (or replaces) the handler for `route`. Host handlers may override built-ins.
+    void on(const std::string& route, Handler h);
+    /// Registers the handler for `route` + `action` (the `action_key` field).
+    void on(const std::string& route, const std::string& action, Handler h);
+
+    [[nodiscard]] const RouterSettings& settings() const noexcept { return settings_; }
+
+    /// The route of `msg`, or an error: not a string / absent → missing_route.
+    [[nodiscard]] std::error_code route_of(const nlohmann::json& msg, std::string& route) const;
+    /// The first rule matching `topic`, or nullptr.
+    [[nodiscard]] const TopicRule* rule_for(std::string_view topic) const noexcept;
+    /// May `p` subscribe to (and receive) `topic`?
+    [[nodiscard]] bool may_read(const Principal& p, std::string_view topic) const noexcept;
+    /// May `p` publish to `topic` from a client?
+    [[nodiscard]] bool may_publish(const Principal& p, std::string_view topic) const noexcept;
+    /// The permission a topic's audience must hold ("" if none).
+    [[nodiscard]] std::string read_permission(std::string_view topic) const;
+
+    /// Runs the message through built-ins, handlers and the unknown-route policy.
+    virtual void dispatch(MessageContext& ctx);
+
+protected:
+    void builtin_ping(MessageContext& ctx);
+    void builtin_subscribe(MessageContext& ctx);
+    void builtin_unsubscribe(MessageContext& ctx);
+    void builtin_publish(MessageContext& ctx);
+    /// A valid topic name from the message, or replies an error and returns false.
+    bool topic_from(MessageContext& ctx, std::string& topic) const;
+
+private:
+    RouterSettings settings_;
+    mutable std::shared_mutex mu_;
+    std::map<std::string, Handler, std::less<>> handlers_;
+    std::map<std::string, std::map<std::string, Handler, std::less<>>, std::less<>> action_handlers_;
+};
+
+}  // namespace wsgate

@@ -1,0 +1,183 @@
+#pragma once
+/** @file gateway.hpp The facade: connect → authorize → store; message → limits → route; publish → fan-out. */
+
+#include <wsgate/audience.hpp>
+#include <wsgate/authorizer.hpp>
+#include <wsgate/bus.hpp>
+#include <wsgate/clock.hpp>
+#include <wsgate/connection.hpp>
+#include <wsgate/connection_store.hpp>
+#include <wsgate/envelope.hpp>
+#include <wsgate/error.hpp>
+#include <wsgate/event_router.hpp>
+#include <wsgate/metrics.hpp>
+#include <wsgate/transport.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace wsgate {
+
+/// Why a connection ended; each is counted and reported to the host.
+enum class EndReason {
+    client_closed,  ///< the client (or the socket server) closed
+    gone,           ///< a send reported Gone (410)
+    ttl_expired,    ///< `expires_at` passed
+    idle,           ///< no message for `idle_timeout`
+    max_age,        ///< connected longer than `max_age`
+    heartbeat,      ///< the transport saw no pong
+    backpressure,   ///< its queue overflowed under the `close` policy
+    policy,         ///< it broke a limit under a closing policy (oversize, rate)
+    kicked,         ///< the host ended it
+    shutdown,       ///< the server is shutting down
+};
+[[nodiscard]] std::string_view to_string(EndReason r) noexcept;
+/// The close code the reaper sends for `r` (1000, 1001, 1008, 1009, ...).
+[[nodiscard]] CloseCode close_code_for(EndReason r) noexcept;
+
+/// What to do when a limit is broken.
+enum class LimitPolicy {
+    reply_error,  ///< answer an error envelope; the connection survives
+    close,        ///< close the connection (1009 for size, 1008 for rate)
+};
+
+/// Gateway settings; every field has a working default.
+struct GatewaySettings {
+    /// This node's id (stored on every record). Random by default.
+    std::string node_id;
+    Duration ttl = std::chrono::hours{1};                 ///< record TTL (seed 000)
+    Duration idle_timeout = std::chrono::minutes{10};     ///< 0 = off (API Gateway: 10 min)
+    Duration max_age = std::chrono::hours{2};             ///< 0 = off (API Gateway: 2 h)
+    bool extend_ttl_on_message = false;                   ///< slide `expires_at` on each message
+    std::size_t max_message_bytes = 128 * 1024;
+    LimitPolicy oversize_policy = LimitPolicy::reply_error;
+    double rate_per_second = 20.0;   ///< token bucket refill; 0 = no rate limit
+    double rate_burst = 40.0;        ///< token bucket size
+    LimitPolicy rate_policy = LimitPolicy::reply_error;
+    std::size_t max_connections_per_user = 20;  ///< 0 = unlimited (seed 003 connection limits)
+    std::size_t max_connections = 0;            ///< per node; 0 = unlimited
+    /// Deliver only to connections this node accepted (true when the store is shared and a bus
+    /// carries publishes to the others). False for API Gateway, where any process reaches all.
+    std::optional<bool> local_delivery_only;
+    RouterSettings router;
+};
+
+/// The result of on_connect().
+struct ConnectResult {
+    bool accepted = false;
+    ConnectionId id;       ///< the new connection's id when accepted
+    int status = 401;      ///< 200, or 401/403/429/503 on denial
+    std::string reason;    ///< denial reason code (`missing_token`, `too_many_connections`, ...)
+    Principal principal;
+};
+
+/// The result of sweep().
+struct SweepReport {
+    std::size_t ttl_expired = 0;
+    std::size_t idle = 0;
+    std::size_t max_age = 0;
+};
+
+/**
+ * The domain logic of a real-time WebSocket back end, with no I/O of its own.
+ *
+ * @code
+ * auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
+ * auto transport = std::make_shared<wsgate::InMemoryTransport>();
+ * wsgate::Gateway gw{{}, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>()};
+ * auto c = gw.on_connect({});
+ * transport->open(c.id);
+ * gw.on_message(c.id, R"({"type":"subscribe","topic":"news"})");
+ * gw.publish(wsgate::Envelope{"headline"}.data("hi"), wsgate::Audience::topic("news"));
+ * @endcode
+ *
+ * The per-message path never throws: plug-in failures are caught, counted and answered.
+ * @par Thread Safety Safe: many socket threads may call every member at once.
+ */
+class Gateway {
+public:
+    using EndHook = std::function<void(const ConnectionRecord&, EndReason)>;
+
+    Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
+            std::shared_ptr<Transport> transport, std::shared_ptr<Authorizer> authorizer,
+            std::shared_ptr<const Clock> clock = std::make_shared<SystemClock>(),
+            std::shared_ptr<Bus> bus = nullptr);
+    Gateway(const Gateway&) = delete;
+    Gateway& operator=(const Gateway&) = delete;
+    ~Gateway();
+
+    /// Authorizes and registers a connection. The transport must accept sends to the returned id
+    /// as soon as this returns (open the socket's queue first, or register it right after).
+    ConnectResult on_connect(const ConnectRequest& request);
+    /// Registers an already-authorized connection (API Gateway's authorizer ran upstream).
+    ConnectResult on_connect(const ConnectRequest& request, Principal principal);
+    /// Handles one text message from `id`: limits, parse, route. Replies go through the Transport.
+    /// Returns the error answered to the client, or an empty code.
+    std::error_code on_message(const ConnectionId& id, std::string_view text);
+    /// The client or socket closed.
+    void on_disconnect(const ConnectionId& id);
+    /// Publishes to an audience on every node (through the bus, if any) and delivers locally.
+    BroadcastReport publish(const Envelope& e, const Audience& a);
+    /// Sends `e` to one connection.
+    SendStatus send_to(const ConnectionId& id, const Envelope& e);
+    /// Sends to all of `user_id`'s connections except those of `except_device` (if non-empty).
+    BroadcastReport send_to_user(const std::string& user_id, const Envelope& e, std::string except_device = {});
+    /// Ends connections past TTL, idle timeout or maximum age.
+    SweepReport sweep(TimePoint now);
+    SweepReport sweep() { return sweep(clock_->now()); }
+    /**
+     * The one reaper: removes the record once, closes the socket once with `close_code_for(r)`,
+     * counts the reason and calls the end hook. Idempotent: returns true only for the call that
+     * ended it.
+     */
+    bool end(const ConnectionId& id, EndReason r, std::string_view reason_text = {});
+    /// Replaces a live connection's principal (token refresh). False if unknown.
+    bool refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry = {});
+
+    /// Called after a connection ended (from the thread that ended it).
+    void set_end_hook(EndHook h);
+
+    [[nodiscard]] EventRouter& router() noexcept { return *router_; }
+    [[nodiscard]] ConnectionStore& store() noexcept { return *store_; }
+    [[nodiscard]] Transport& transport() noexcept { return *transport_; }
+    [[nodiscard]] Metrics& metrics() noexcept { return metrics_; }
+    [[nodiscard]] const Metrics& metrics() const noexcept { return metrics_; }
+    [[nodiscard]] const Clock& clock() const noexcept { return *clock_; }
+    [[nodiscard]] const GatewaySettings& settings() const noexcept { return settings_; }
+    [[nodiscard]] const std::string& node_id() const noexcept { return settings_.node_id; }
+    /// The number of connections this node holds.
+    [[nodiscard]] std::size_t local_count() const;
+
+    /// Delivers a frame to this node's share of `a` (what the bus handler calls).
+    BroadcastReport deliver_local(const Payload& payload, const Audience& a);
+    /// Sends an error envelope to one connection.
+    void send_error(const ConnectionId& id, int status, std::string_view message);
+
+private:
+    struct Local;
+    std::shared_ptr<Local> local_of(const ConnectionId& id) const;
+    Audience with_topic_permission(const Audience& a) const;
+    ConnectResult admit(const ConnectRequest& request, Principal principal);
+
+    GatewaySettings settings_;
+    std::shared_ptr<ConnectionStore> store_;
+    std::shared_ptr<Transport> transport_;
+    std::shared_ptr<Authorizer> authorizer_;
+    std::shared_ptr<const Clock> clock_;
+    std::shared_ptr<Bus> bus_;
+    std::unique_ptr<EventRouter> router_;
+    Metrics metrics_;
+    bool local_only_ = false;
+
+    mutable std::shared_mutex local_mu_;
+    std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
+    mutable std::mutex hook_mu_;
+    EndHook end_hook_;
+};
+
+}  // namespace wsgate

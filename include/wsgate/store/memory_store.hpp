@@ -1,0 +1,52 @@
+#pragma once
+/** @file memory_store.hpp The default ConnectionStore: indexed, in-process, thread-safe. */
+
+#include <wsgate/connection_store.hpp>
+
+#include <map>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace wsgate {
+
+/**
+ * In-memory ConnectionStore with topic, user and expiry indexes: topic and user lookups and
+ * expiry cost grows with their result, never with all connections.
+ * @par Thread Safety Safe (one reader-writer lock).
+ */
+class InMemoryConnectionStore final : public ConnectionStore {
+public:
+    InMemoryConnectionStore() = default;
+
+    void put(const ConnectionRecord& r) override;
+    [[nodiscard]] std::optional<ConnectionRecord> get(const ConnectionId& id) override;
+    bool remove(const ConnectionId& id) override;
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) override;
+    bool subscribe(const ConnectionId& id, const std::string& topic) override;
+    bool unsubscribe(const ConnectionId& id, const std::string& topic) override;
+    [[nodiscard]] std::vector<std::string> topics_of(const ConnectionId& id) override;
+    [[nodiscard]] std::vector<ConnectionId> subscribers(const std::string& topic) override;
+    [[nodiscard]] std::vector<ConnectionId> connections_of_user(const std::string& user_id) override;
+    [[nodiscard]] ScanPage scan(const std::string& cursor, std::size_t limit) override;
+    std::vector<ConnectionRecord> expire(TimePoint now) override;
+    [[nodiscard]] std::size_t count() override;
+    [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+
+private:
+    struct Entry {
+        ConnectionRecord record;  // topics kept in `topics`, not in record.topics
+        std::set<std::string> topics;
+    };
+    void erase_locked(std::map<ConnectionId, Entry>::iterator it);
+    void admit_locked(const Audience& a, const ConnectionId& id, const Entry& e, ResolvedAudience& out) const;
+
+    std::shared_mutex mu_;
+    std::map<ConnectionId, Entry> by_id_;  // ordered: scan() cursors are ids
+    std::unordered_map<std::string, std::unordered_set<ConnectionId>> by_topic_;
+    std::unordered_map<std::string, std::unordered_set<ConnectionId>> by_user_;
+    std::multimap<TimePoint, ConnectionId> by_expiry_;
+};
+
+}  // namespace wsgate

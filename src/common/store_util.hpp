@@ -34,10 +34,12 @@ inline bool joined_has_permission(std::string_view joined, std::string_view want
 }
 
 /// Audience::admits() over the flattened columns a backend keeps for filtering.
-inline bool admits(const Audience& a, std::string_view id, std::string_view device,
+inline bool admits(const Audience& a, std::string_view id, std::string_view user, std::string_view device,
                    std::string_view joined_permissions) noexcept {
     if (!a.excluded_connection.empty() && id == a.excluded_connection) return false;
-    if (!a.excluded_device.empty() && device == a.excluded_device) return false;
+    if (!a.excluded_device.empty() && device == a.excluded_device &&
+        (a.excluded_device_user.empty() || user == a.excluded_device_user))
+        return false;
     return joined_has_permission(joined_permissions, a.required_permission);
 }
 

@@ -108,7 +108,7 @@ return n
 )lua";
 
 // ARGV: P, index key, 'set'|'zset', 'ids'|'filter'. The live members of an index (with their
-// device and permissions for 'filter'); members whose record is gone are removed from the index.
+// device, permissions and user for 'filter'); members whose record is gone are removed from the index.
 constexpr const char* lua_members = R"lua(
 local index, kind, mode = ARGV[2], ARGV[3], ARGV[4]
 local members
@@ -117,9 +117,9 @@ local out, stale = {}, {}
 for _, id in ipairs(members) do
   local key = P .. 'conn:' .. id
   if mode == 'filter' then
-    local f = redis.call('HMGET', key, 'device', 'perms')
+    local f = redis.call('HMGET', key, 'device', 'perms', 'user')
     if f[1] then
-      out[#out + 1] = id; out[#out + 1] = f[1]; out[#out + 1] = f[2] or ''
+      out[#out + 1] = id; out[#out + 1] = f[1]; out[#out + 1] = f[2] or ''; out[#out + 1] = f[3] or ''
     else
       stale[#stale + 1] = id
     end
@@ -343,10 +343,10 @@ struct RedisConnectionStore::Impl {
     static void read_filtered(const redisReply* r, const Audience& a, ResolvedAudience& out,
                               std::unordered_set<std::string>* seen) {
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
-        for (std::size_t i = 0; i + 2 < r->elements; i += 3) {
+        for (std::size_t i = 0; i + 3 < r->elements; i += 4) {
             const auto id = str_of(r->element[i]);
             if (seen != nullptr && !seen->emplace(id).second) continue;
-            if (detail::admits(a, id, str_of(r->element[i + 1]), str_of(r->element[i + 2])))
+            if (detail::admits(a, id, str_of(r->element[i + 3]), str_of(r->element[i + 1]), str_of(r->element[i + 2])))
                 out.ids.emplace_back(id);
             else
                 ++out.filtered;
@@ -562,15 +562,16 @@ ResolvedAudience RedisConnectionStore::resolve(const Audience& a) {
             for (const auto& id : a.connection_ids) keys.push_back(impl_->key("conn:", id));
             std::unordered_set<std::string> seen;
             impl_->with([&](Impl::Slot& s) {
-                for (const auto& k : keys) s.conn.append({"HMGET", k, "device", "perms"});
+                for (const auto& k : keys) s.conn.append({"HMGET", k, "device", "perms", "user"});
                 for (std::size_t i = 0; i < keys.size(); ++i) {
                     auto r = s.conn.next();
                     throw_if_error(r.get(), "resolve");
-                    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING)
+                    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING)
                         continue;  // absent
                     const auto& id = a.connection_ids[i];
                     if (!seen.insert(id).second) continue;
-                    if (detail::admits(a, id, str_of(r->element[0]), str_of(r->element[1]))) out.ids.push_back(id);
+                    if (detail::admits(a, id, str_of(r->element[2]), str_of(r->element[0]), str_of(r->element[1])))
+                        out.ids.push_back(id);
                     else ++out.filtered;
                 }
             });

@@ -235,12 +235,12 @@ struct SqliteConnectionStore::Impl {
         prepare(scan, "SELECT " + cols + " FROM wsgate_connections WHERE id>?1 ORDER BY id LIMIT ?2");
         prepare(expired, "SELECT " + cols + " FROM wsgate_connections WHERE expires_at<=?1 ORDER BY expires_at, id");
         prepare(count, "SELECT count(*) FROM wsgate_connections");
-        prepare(all_filter, "SELECT id, device_id, permissions FROM wsgate_connections");
+        prepare(all_filter, "SELECT id, device_id, permissions, user_id FROM wsgate_connections");
         prepare(topic_filter,
-                "SELECT c.id, c.device_id, c.permissions FROM wsgate_subscriptions s JOIN wsgate_connections c "
+                "SELECT c.id, c.device_id, c.permissions, c.user_id FROM wsgate_subscriptions s JOIN wsgate_connections c "
                 "ON c.id=s.connection_id WHERE s.topic=?1");
-        prepare(user_filter, "SELECT id, device_id, permissions FROM wsgate_connections WHERE user_id=?1");
-        prepare(id_filter, "SELECT id, device_id, permissions FROM wsgate_connections WHERE id=?1");
+        prepare(user_filter, "SELECT id, device_id, permissions, user_id FROM wsgate_connections WHERE user_id=?1");
+        prepare(id_filter, "SELECT id, device_id, permissions, user_id FROM wsgate_connections WHERE id=?1");
         prepare(begin, "BEGIN IMMEDIATE");
         prepare(commit, "COMMIT");
         prepare(rollback, "ROLLBACK");
@@ -306,7 +306,7 @@ struct SqliteConnectionStore::Impl {
         while (u.step()) {
             const auto id = u.col_text(0);
             if (seen != nullptr && !seen->emplace(id).second) continue;
-            if (detail::admits(a, id, u.col_text(1), u.col_text(2))) out.ids.emplace_back(id);
+            if (detail::admits(a, id, u.col_text(3), u.col_text(1), u.col_text(2))) out.ids.emplace_back(id);
             else ++out.filtered;
         }
     }

@@ -333,6 +333,19 @@ TEMPLATE_TEST_CASE("store contract: resolve applies the audience kind, exclusion
     CHECK(ids(everyone_but) == sorted({"u1-laptop", "u2-phone"}));
     CHECK(everyone_but.filtered == 3);
 
+    // "everyone but the sender" by device is scoped to the sender's user: u2's device named
+    // like u1's is still a recipient
+    s->put(rec("u2-dup", "u2", "phone", {}));
+    Audience but_sender = Audience::everyone();
+    but_sender.excluded_device = "phone";
+    but_sender.excluded_device_user = "u1";
+    auto scoped = s->resolve(but_sender);
+    CHECK(ids(scoped) == sorted({"u1-laptop", "u2-phone", "u2-dup", "kiosk", "anon"}));
+    CHECK(scoped.filtered == 1);
+    ConnectionRecord sender = rec("u1-phone", "u1", "phone");
+    auto via_helper = s->resolve(Audience::connections({"u1-phone", "u2-dup"}).except_sender(sender));
+    CHECK(ids(via_helper) == Ids{"u2-dup"});
+
     CHECK(s->resolve(Audience::topic("nobody-here")).ids.empty());
     CHECK(s->resolve(Audience::user("nobody")).ids.empty());
     CHECK(s->resolve(Audience::connections({})).ids.empty());

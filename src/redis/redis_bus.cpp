@@ -34,7 +34,7 @@ struct RedisBus::Impl {
     unsigned pub_failures_in_row = 0;
     std::chrono::steady_clock::time_point next_pub_attempt{};
 
-    std::mutex handler_mu;
+    std::mutex handler_mu;  // held while the handler runs
     std::shared_ptr<const Handler> handler;
 
     std::mutex state_mu;  // with state_cv: stop and subscribed transitions
@@ -80,19 +80,19 @@ struct RedisBus::Impl {
             malformed.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        std::shared_ptr<const Handler> h;
         {
+            // Called under handler_mu: once set_handler() returns, the old handler is not running
+            // and never runs again (the Gateway clears it in its destructor).
             std::lock_guard lk(handler_mu);
-            h = handler;
-        }
-        received.fetch_add(1, std::memory_order_relaxed);
-        if (h && *h) {
-            try {
-                (*h)(m);
-            } catch (...) {
-                // A failing handler never stops the bus.
+            if (handler && *handler) {
+                try {
+                    (*handler)(m);
+                } catch (...) {
+                    // A failing handler never stops the bus.
+                }
             }
         }
+        received.fetch_add(1, std::memory_order_relaxed);  // after: "received" means "handled"
     }
 
     // One subscribed session: returns when the connection fails or the bus stops.

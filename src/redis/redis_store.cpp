@@ -243,8 +243,23 @@ struct RedisConnectionStore::Impl {
     // Runs fn(slot) on one pooled connection, held exclusively.
     template <class F>
     auto with(F&& fn) {
-        Slot& s = *slots[next.fetch_add(1, std::memory_order_relaxed) % slots.size()];
-        std::lock_guard lk(s.mu);
+        // A free connection if there is one, else wait for the next in turn.
+        const std::size_t start = next.fetch_add(1, std::memory_order_relaxed);
+        std::unique_lock<std::mutex> lk;
+        Slot* chosen = nullptr;
+        for (std::size_t i = 0; i < slots.size() && chosen == nullptr; ++i) {
+            Slot& cand = *slots[(start + i) % slots.size()];
+            std::unique_lock<std::mutex> l(cand.mu, std::try_to_lock);
+            if (l.owns_lock()) {
+                lk = std::move(l);
+                chosen = &cand;
+            }
+        }
+        if (chosen == nullptr) {
+            chosen = slots[start % slots.size()].get();
+            lk = std::unique_lock<std::mutex>(chosen->mu);
+        }
+        Slot& s = *chosen;
         // Any failure drops the connection: a half-read pipeline must never serve the next call.
         try {
             if (s.conn.ensure()) {

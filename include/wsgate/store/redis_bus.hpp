@@ -24,7 +24,7 @@ struct RedisBusSettings {
 struct RedisBusStats {
     std::uint64_t published = 0;         ///< publishes Redis accepted
     std::uint64_t publish_failures = 0;  ///< publishes that failed (Redis unreachable)
-    std::uint64_t received = 0;          ///< messages handed to the handler
+    std::uint64_t received = 0;          ///< messages the handler has been through
     std::uint64_t malformed = 0;         ///< messages on the channel that did not decode
     std::uint64_t reconnects = 0;        ///< subscriber reconnections after a lost connection
 };
@@ -51,6 +51,8 @@ public:
     ~RedisBus() override;
 
     bool publish(const BusMessage& m) override;
+    /// Replaces the handler; when it returns, the previous handler is not running and will not run
+    /// again. Must not be called from inside the handler.
     void set_handler(Handler h) override;
 
     /// True while the subscriber is connected and subscribed.

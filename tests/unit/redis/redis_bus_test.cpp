@@ -113,10 +113,10 @@ struct Node {
 
 TEST_CASE("redis bus: a publish reaches every subscriber, malformed traffic is counted and dropped", "[bus][redis]") {
     RedisServer server;
+    Collector ca, cb, ce;  // outlive the buses that call them
     RedisBus a{bus_settings(server)};
     RedisBus b{bus_settings(server)};
     RedisBus elsewhere{bus_settings(server, "other-channel")};
-    Collector ca, cb, ce;
     a.set_handler(std::ref(ca));
     b.set_handler(std::ref(cb));
     elsewhere.set_handler(std::ref(ce));
@@ -160,9 +160,9 @@ TEST_CASE("redis bus: a publish reaches every subscriber, malformed traffic is c
 
 TEST_CASE("redis bus: publish fails fast while Redis is down and the subscriber reconnects with backoff", "[bus][redis]") {
     RedisServer server;
+    Collector cb;  // outlives the buses that call it
     RedisBus a{bus_settings(server)};
     RedisBus b{bus_settings(server)};
-    Collector cb;
     b.set_handler(std::ref(cb));
     REQUIRE(b.wait_subscribed(10s));
     BusMessage m{"node-a", Audience::everyone(), "x"};

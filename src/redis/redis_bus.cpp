@@ -143,7 +143,13 @@ struct RedisBus::Impl {
     }
 
     bool publish(const BusMessage& m) {
-        const std::string text = encode_bus_message(m);
+        std::string text;
+        try {
+            text = encode_bus_message(m);
+        } catch (const std::exception&) {  // e.g. text that is not UTF-8 in the audience
+            publish_failures.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
         std::lock_guard lk(pub_mu);
         const auto now = std::chrono::steady_clock::now();
         if (!pub.connected() && now < next_pub_attempt) {

@@ -349,8 +349,8 @@ struct RedisConnectionStore::Impl {
                    "last_seen", ms(r.last_seen),
                    "source_ip", r.source_ip,
                    "user_agent", r.user_agent,
-                   "principal", nlohmann::json(r.principal).dump(),
-                   "attributes", nlohmann::json(r.attributes).dump()};
+                   "principal", nlohmann::json(r.principal).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   "attributes", nlohmann::json(r.attributes).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
         p.args.assign(p.owned.begin(), p.owned.end());
         return p;
     }

@@ -321,8 +321,8 @@ SqliteConnectionStore::~SqliteConnectionStore() = default;
 const std::string& SqliteConnectionStore::path() const noexcept { return impl_->settings.path; }
 
 void SqliteConnectionStore::put(const ConnectionRecord& r) {
-    const std::string principal = nlohmann::json(r.principal).dump();
-    const std::string attributes = nlohmann::json(r.attributes).dump();
+    const std::string principal = nlohmann::json(r.principal).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const std::string attributes = nlohmann::json(r.attributes).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const std::string perms = detail::join_permissions(r.principal.permissions);
     std::lock_guard lk(impl_->mu);
     Impl::Use u(*impl_, impl_->put);

@@ -449,3 +449,19 @@ TEMPLATE_TEST_CASE("store contract: hostile ids and topics are data, not syntax"
     for (const auto& id : ids) CHECK(s->remove(id));
     CHECK(s->count() == 0);
 }
+
+TEMPLATE_TEST_CASE("store contract: text that is not UTF-8 in a principal or attribute is stored, not thrown on", "[store][contract]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    auto r = rec("bad-utf8", "u1", "d1", {"chat"});
+    r.principal.nickname = "caf\xc3";  // truncated sequence
+    r.principal.claims = {{"k", std::string("\xff\xfe")}};
+    r.attributes = {{"a", "\xc0\xaf"}};
+    REQUIRE_NOTHROW(s->put(r));
+    auto g = s->get("bad-utf8");
+    REQUIRE(g);
+    CHECK(g->principal.user_id == "u1");
+    CHECK(g->principal.permissions == Ids{"chat"});
+    CHECK(g->principal.nickname.starts_with("caf"));
+    CHECK(s->connections_of_user("u1") == Ids{"bad-utf8"});
+}

@@ -101,11 +101,18 @@ struct RedisBus::Impl {
         if (r->type != REDIS_REPLY_ARRAY) return;
         set_subscribed(true);
         redisContext* c = sub.raw();
+        using steady = std::chrono::steady_clock;
+        const auto health = settings.health_check_interval;
+        auto last_rx = steady::now();
+        bool ping_outstanding = false;
+        steady::time_point ping_sent = last_rx;
         while (!stopping()) {
             void* raw = nullptr;
             if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return;
             if (raw != nullptr) {
                 Reply msg{static_cast<redisReply*>(raw)};
+                last_rx = steady::now();
+                ping_outstanding = false;  // any traffic proves the connection alive (the pong too)
                 dispatch(msg.get());
                 continue;
             }
@@ -115,7 +122,23 @@ struct RedisBus::Impl {
             const int n = ::poll(&p, 1, 100);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return;
-            if (n == 0) continue;
+            if (n == 0) {
+                // A quiet connection may be half-open (server frozen, NAT dropped it): PING it,
+                // and give up on it if the PING goes unanswered for another interval.
+                if (health.count() <= 0) continue;
+                const auto now = steady::now();
+                if (ping_outstanding && now - ping_sent > health) return;
+                if (!ping_outstanding && now - last_rx > health) {
+                    if (redisAppendCommand(c, "PING") != REDIS_OK) return;
+                    int done = 0;
+                    do {
+                        if (redisBufferWrite(c, &done) != REDIS_OK) return;
+                    } while (done == 0);
+                    ping_sent = now;
+                    ping_outstanding = true;
+                }
+                continue;
+            }
             if (redisBufferRead(c) != REDIS_OK) return;
         }
     }

@@ -84,6 +84,15 @@ public:
         throw std::runtime_error("redis-server did not answer PING on port " + port);
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers.
+    void pause() noexcept {
+        if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    }
+    /// Thaws a paused server (SIGCONT).
+    void resume() noexcept {
+        if (pid_ > 0) ::kill(pid_, SIGCONT);
+    }
+
     void restart() {
         stop();
         start();

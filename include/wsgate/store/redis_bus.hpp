@@ -18,6 +18,9 @@ struct RedisBusSettings {
     Duration reconnect_initial = std::chrono::milliseconds{50};
     /// ...up to this cap.
     Duration reconnect_max = std::chrono::milliseconds{2000};
+    /// After this long without traffic the subscriber PINGs; unanswered for as long again, it
+    /// reconnects (a frozen server or a silently dropped connection). 0 turns it off.
+    Duration health_check_interval = std::chrono::seconds{5};
 };
 
 /// Counters of a RedisBus (monotonic).

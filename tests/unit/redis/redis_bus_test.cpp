@@ -182,6 +182,26 @@ TEST_CASE("redis bus: publish fails fast while Redis is down and the subscriber 
     REQUIRE(eventually([&] { return cb.size() >= 2; }));
 }
 
+TEST_CASE("redis bus: a frozen server is detected by the health check and the bus resubscribes when it thaws", "[bus][redis][fault]") {
+    RedisServer server;
+    Collector cb;
+    auto settings = bus_settings(server);
+    settings.health_check_interval = 100ms;
+    RedisBus a{bus_settings(server)};
+    RedisBus b{settings};
+    b.set_handler(std::ref(cb));
+    REQUIRE(b.wait_subscribed(10s));
+
+    server.pause();  // the TCP connection stays up; nothing answers
+    REQUIRE(eventually([&] { return !b.subscribed(); }));
+    server.resume();
+    REQUIRE(b.wait_subscribed(10s));
+    CHECK(b.stats().reconnects >= 1);
+    BusMessage m{"node-a", Audience::everyone(), "after-thaw"};
+    REQUIRE(eventually([&] { return a.publish(m) && cb.size() >= 1; }));
+    server.stop();  // SIGKILL also ends a stopped process
+}
+
 TEST_CASE("two nodes on one redis: a client on node A receives an event published on node B, once", "[bus][redis][gateway]") {
     RedisServer server;
     RedisStoreSettings st;

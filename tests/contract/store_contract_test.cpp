@@ -16,8 +16,12 @@
 using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::MemoryStoreFactory;
+#ifdef WSGATE_TEST_REDIS
 using wsgate::test::RedisStoreFactory;
+#endif
+#ifdef WSGATE_TEST_SQLITE
 using wsgate::test::SqliteStoreFactory;
+#endif
 
 namespace {
 

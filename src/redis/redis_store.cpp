@@ -4,6 +4,7 @@
 #include "redis_conn.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -26,16 +27,23 @@ local function extend(k, ttl)
   local cur = redis.call('PTTL', k)
   if cur == -1 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', k, ttl) end
 end
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- meta entry: '<server ms when the record key's TTL fires>|<filter fields>'
+local function meta_of(ttl, tail) return string.format('%.0f', server_ms() + ttl) .. '|' .. tail end
 )lua";
 
-// ARGV: P, id, user, ttl_ms, expires_ms, field, value, ...
+// ARGV: P, id, user, ttl_ms, expires_ms, meta tail, field, value, ...
 constexpr const char* lua_put = R"lua(
 local id, user, ttl, exp = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local key = P .. 'conn:' .. id
 local old = redis.call('HGET', key, 'user')
 if old and old ~= '' and old ~= user then redis.call('SREM', P .. 'user:' .. old, id) end
-redis.call('HSET', key, unpack(ARGV, 6, #ARGV))
+redis.call('HSET', key, unpack(ARGV, 7, #ARGV))
 redis.call('PEXPIRE', key, ttl)
+redis.call('HSET', P .. 'meta', id, meta_of(ttl, ARGV[6]))
 local subs = P .. 'subs:' .. id
 if redis.call('PEXPIRE', subs, ttl) == 1 then
   for _, t in ipairs(redis.call('SMEMBERS', subs)) do extend(P .. 'topic:' .. t, ttl) end
@@ -61,6 +69,7 @@ redis.call('DEL', subs)
 if user and user ~= '' then redis.call('SREM', P .. 'user:' .. user, id) end
 redis.call('ZREM', P .. 'expiry', id)
 redis.call('ZREM', P .. 'ids', id)
+redis.call('HDEL', P .. 'meta', id)
 return n
 )lua";
 
@@ -75,6 +84,8 @@ if ARGV[4] then
   redis.call('HSET', key, 'expires_at', ARGV[4])
   redis.call('ZADD', P .. 'expiry', ARGV[4], id)
   redis.call('PEXPIRE', key, ttl)
+  local m = redis.call('HGET', P .. 'meta', id)
+  if m then redis.call('HSET', P .. 'meta', id, meta_of(ttl, string.sub(m, string.find(m, '|', 1, true) + 1))) end
   local subs = P .. 'subs:' .. id
   if redis.call('PEXPIRE', subs, ttl) == 1 then
     for _, t in ipairs(redis.call('SMEMBERS', subs)) do extend(P .. 'topic:' .. t, ttl) end
@@ -107,26 +118,30 @@ redis.call('SREM', P .. 'topic:' .. ARGV[3], ARGV[2])
 return n
 )lua";
 
-// ARGV: P, index key, 'set'|'zset', 'ids'|'filter'. The live members of an index (with their
-// device, permissions and user for 'filter'); members whose record is gone are removed from the index.
+// ARGV: P, index key, 'set'|'zset'|'list', 'ids'|'filter' [, id, ...]. The live members of an
+// index ('list': of the ids given), each followed by its meta entry for 'filter'. Liveness comes
+// from the meta hash (one HMGET per 4000 members, not a call per member); members whose record
+// key's TTL has fired are dropped from the index and the meta hash.
 constexpr const char* lua_members = R"lua(
 local index, kind, mode = ARGV[2], ARGV[3], ARGV[4]
 local members
-if kind == 'zset' then members = redis.call('ZRANGE', index, 0, -1) else members = redis.call('SMEMBERS', index) end
+if kind == 'zset' then members = redis.call('ZRANGE', index, 0, -1)
+elseif kind == 'list' then members = {unpack(ARGV, 5, #ARGV)}
+else members = redis.call('SMEMBERS', index) end
+local now = server_ms()
 local out, stale = {}, {}
-for _, id in ipairs(members) do
-  local key = P .. 'conn:' .. id
-  if mode == 'filter' then
-    local f = redis.call('HMGET', key, 'device', 'perms', 'user')
-    if f[1] then
-      out[#out + 1] = id; out[#out + 1] = f[1]; out[#out + 1] = f[2] or ''; out[#out + 1] = f[3] or ''
-    else
+for i = 1, #members, 4000 do
+  local chunk = {unpack(members, i, math.min(i + 3999, #members))}
+  local metas = redis.call('HMGET', P .. 'meta', unpack(chunk))
+  for j, id in ipairs(chunk) do
+    local m = metas[j]
+    local deadline = m and tonumber(string.match(m, '^(%d+)|'))
+    if deadline and deadline > now then
+      out[#out + 1] = id
+      if mode == 'filter' then out[#out + 1] = m end
+    elseif kind ~= 'list' or m then
       stale[#stale + 1] = id
     end
-  elseif redis.call('EXISTS', key) == 1 then
-    out[#out + 1] = id
-  else
-    stale[#stale + 1] = id
   end
 end
 for i = 1, #stale, 500 do
@@ -134,9 +149,10 @@ for i = 1, #stale, 500 do
   if kind == 'zset' then
     redis.call('ZREM', index, unpack(chunk))
     redis.call('ZREM', P .. 'expiry', unpack(chunk))
-  else
+  elseif kind == 'set' then
     redis.call('SREM', index, unpack(chunk))
   end
+  redis.call('HDEL', P .. 'meta', unpack(chunk))
 end
 return out
 )lua";
@@ -164,6 +180,7 @@ for _, id in ipairs(ids) do
   end
   redis.call('ZREM', P .. 'expiry', id)
   redis.call('ZREM', P .. 'ids', id)
+  redis.call('HDEL', P .. 'meta', id)
   if #h > 0 then out[#out + 1] = h; out[#out + 1] = topics end
 end
 return {#ids, out}
@@ -339,6 +356,7 @@ struct RedisConnectionStore::Impl {
                    r.principal.user_id,
                    std::to_string(key_ttl_ms(r.expires_at, base)),
                    ms(r.expires_at),
+                   meta_tail(r.principal),
                    "id", r.id,
                    "user", r.principal.user_id,
                    "device", r.principal.device_id,
@@ -355,16 +373,51 @@ struct RedisConnectionStore::Impl {
         return p;
     }
 
-    static void read_filtered(const redisReply* r, const Audience& a, ResolvedAudience& out,
-                              std::unordered_set<std::string>* seen) {
+    // The filter fields of a meta entry: length-prefixed device and user, then the permissions.
+    static std::string meta_tail(const Principal& p) {
+        std::string t = std::to_string(p.device_id.size());
+        t += '|';
+        t += p.device_id;
+        t += std::to_string(p.user_id.size());
+        t += '|';
+        t += p.user_id;
+        t += detail::join_permissions(p.permissions);
+        return t;
+    }
+    struct MetaView {
+        std::string_view device, user, perms;
+    };
+    // Parses '<deadline>|<meta_tail>'; false if malformed.
+    static bool parse_meta(std::string_view m, MetaView& v) {
+        auto field = [&](std::string_view& out) {
+            const auto bar = m.find('|');
+            if (bar == std::string_view::npos) return false;
+            std::size_t len = 0;
+            const auto [p, ec] = std::from_chars(m.data(), m.data() + bar, len);
+            if (ec != std::errc{} || p != m.data() + bar || len > m.size() - bar - 1) return false;
+            out = m.substr(bar + 1, len);
+            m.remove_prefix(bar + 1 + len);
+            return true;
+        };
+        const auto first = m.find('|');
+        if (first == std::string_view::npos) return false;
+        m.remove_prefix(first + 1);
+        if (!field(v.device) || !field(v.user)) return false;
+        v.perms = m;
+        return true;
+    }
+
+    void read_filtered(const redisReply* r, const Audience& a, ResolvedAudience& out,
+                       std::unordered_set<std::string>* seen) const {
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
-        for (std::size_t i = 0; i + 3 < r->elements; i += 4) {
+        for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
             const auto id = str_of(r->element[i]);
+            MetaView v;
+            if (!parse_meta(str_of(r->element[i + 1]), v))
+                throw StoreError(store_errc::corrupt, "redis store " + settings.key_prefix + ": unreadable meta entry");
             if (seen != nullptr && !seen->emplace(id).second) continue;
-            if (detail::admits(a, id, str_of(r->element[i + 3]), str_of(r->element[i + 1]), str_of(r->element[i + 2])))
-                out.ids.emplace_back(id);
-            else
-                ++out.filtered;
+            if (detail::admits(a, id, v.user, v.device, v.perms)) out.ids.emplace_back(id);
+            else ++out.filtered;
         }
     }
 };
@@ -551,7 +604,7 @@ ResolvedAudience RedisConnectionStore::resolve(const Audience& a) {
             const auto k = all ? impl_->key("ids", "") : impl_->key("topic:", a.topic_name);
             impl_->with([&](Impl::Slot& s) {
                 auto r = impl_->eval(s, s_members, {k, all ? "zset" : "set", "filter"}, "resolve");
-                Impl::read_filtered(r.get(), a, out, nullptr);
+                impl_->read_filtered(r.get(), a, out, nullptr);
             });
             break;
         }
@@ -566,29 +619,18 @@ ResolvedAudience RedisConnectionStore::resolve(const Audience& a) {
             std::unordered_set<std::string> seen;
             impl_->with([&](Impl::Slot& s) {
                 for (const auto& r : impl_->eval_many(s, s_members, argvs, "resolve"))
-                    Impl::read_filtered(r.get(), a, out, &seen);
+                    impl_->read_filtered(r.get(), a, out, &seen);
             });
             break;
         }
         case Audience::Kind::connections: {
             if (a.connection_ids.empty()) break;
-            std::vector<std::string> keys;
-            keys.reserve(a.connection_ids.size());
-            for (const auto& id : a.connection_ids) keys.push_back(impl_->key("conn:", id));
+            Args argv{"", "list", "filter"};
+            for (const auto& id : a.connection_ids) argv.push_back(id);
             std::unordered_set<std::string> seen;
             impl_->with([&](Impl::Slot& s) {
-                for (const auto& k : keys) s.conn.append({"HMGET", k, "device", "perms", "user"});
-                for (std::size_t i = 0; i < keys.size(); ++i) {
-                    auto r = s.conn.next();
-                    throw_if_error(r.get(), "resolve");
-                    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING)
-                        continue;  // absent
-                    const auto& id = a.connection_ids[i];
-                    if (!seen.insert(id).second) continue;
-                    if (detail::admits(a, id, str_of(r->element[2]), str_of(r->element[0]), str_of(r->element[1])))
-                        out.ids.push_back(id);
-                    else ++out.filtered;
-                }
+                auto r = impl_->eval(s, s_members, argv, "resolve");
+                impl_->read_filtered(r.get(), a, out, &seen);
             });
             break;
         }

@@ -29,7 +29,10 @@ struct RedisStoreSettings {
  * Layout (with the default prefix): record hashes `wsgate:conn:<id>` (fields include the owning
  * `node`), topic index sets `wsgate:topic:<t>`, user index sets `wsgate:user:<u>`, a connection's
  * topics `wsgate:subs:<id>`, the expiry sorted set `wsgate:expiry` (score = `expires_at` in Unix
- * ms) and the id index `wsgate:ids` (sorted by id, for scan() and count()). Every write is one
+ * ms), the id index `wsgate:ids` (sorted by id, for scan() and count()) and the hash
+ * `wsgate:meta` (id → when the record key's TTL fires, and the device, user and permissions that
+ * resolve() filters on), so a lookup checks liveness and filters with one HMGET per 4000
+ * members instead of a call per member. Every write is one
  * Lua script, so it is atomic and one round trip; remove() is true for exactly one caller (the
  * script's DEL result). Record, subscription and index keys also carry a native TTL of
  * (`expires_at` − the record's last activity) + `key_ttl_grace`, set relative to the server's

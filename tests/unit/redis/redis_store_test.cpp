@@ -72,6 +72,7 @@ TEST_CASE("redis store: the documented key layout, with the owning node on every
     CHECK(raw.cmd({"SMEMBERS", "wsgate:user:u1"}).items == std::vector<std::string>{"c1"});
     CHECK(raw.cmd({"SMEMBERS", "wsgate:subs:c1"}).items == std::vector<std::string>{"news"});
     CHECK(raw.cmd({"ZSCORE", "wsgate:expiry", "c1"}).str == std::to_string(to_unix_ms(t0 + 1h)));
+    CHECK(raw.integer({"HEXISTS", "wsgate:meta", "c1"}) == 1);  // liveness + filter fields
     // native TTLs: nothing the store writes per connection is immortal
     for (const char* key : {"wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1"}) {
         const auto ttl = raw.integer({"PTTL", key});
@@ -89,6 +90,7 @@ TEST_CASE("redis store: the documented key layout, with the owning node on every
     CHECK(raw.integer({"EXISTS", "wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1"}) == 0);
     CHECK(raw.integer({"ZCARD", "wsgate:expiry"}) == 0);
     CHECK(raw.integer({"ZCARD", "wsgate:ids"}) == 0);
+    CHECK(raw.integer({"HLEN", "wsgate:meta"}) == 0);
 }
 
 TEST_CASE("redis store: records of a node that died vanish by key TTL; stale index members are filtered and removed", "[store][redis]") {
@@ -120,6 +122,7 @@ TEST_CASE("redis store: records of a node that died vanish by key TTL; stale ind
     CHECK(live.expire(t0 + 1s).empty());
     CHECK(live.count() == 1);
     CHECK(raw.integer({"ZCARD", "wsgate:expiry"}) == 1);
+    CHECK(raw.integer({"HLEN", "wsgate:meta"}) == 1);
 }
 
 TEST_CASE("redis store: nodes sharing one server share the view; racing removers across nodes get one true", "[store][redis]") {

@@ -25,8 +25,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_map>
-#include <vector>
 
 namespace wsgate {
 
@@ -202,6 +200,8 @@ struct ChangeStreamStats {
  * if (auto rec = wsgate::parse_change_record(json_text, ec)) streams.push(std::move(*rec));
  * streams.poll();  // from a timer
  * @endcode
+ *
+ * Destroying the processor drops the open batch: call flush() first to deliver it.
  *
  * @par Thread Safety Safe: every public method may be called from any thread.
  */

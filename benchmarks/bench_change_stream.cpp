@@ -102,3 +102,4 @@ BENCHMARK(BM_Baseline_VectorAndOneDump)->Arg(16)->Arg(10'000)->Unit(benchmark::k
 BENCHMARK(BM_Processor_Everyone_Coalesce)->Arg(16)->Arg(10'000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Processor_Everyone_NoCoalesce)->Arg(16)->Arg(10'000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Processor_Topics_Coalesce)->Arg(16)->Arg(10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();

@@ -7,6 +7,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
@@ -166,10 +167,14 @@ bool KeyMaterial::verify(std::string_view data, std::string_view signature) cons
             sig = der;
         }
         MdCtxPtr ctx{EVP_MD_CTX_new()};
-        if (!ctx) return false;
-        if (EVP_DigestVerifyInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) != 1) return false;
-        return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                                reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+        const bool ok =
+            ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) == 1 &&
+            EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                             reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+        // A refused signature leaves entries in the thread's OpenSSL error queue; other users of
+        // OpenSSL on this thread (TLS) must not see them.
+        if (!ok) ERR_clear_error();
+        return ok;
     } catch (...) {
         return false;
     }
@@ -267,11 +272,15 @@ EvpPkeyPtr read_pem(std::string_view pem, bool want_private, bool& is_private) {
             is_private = false;
             return EvpPkeyPtr{k};
         }
+        ERR_clear_error();
         BIO_reset(bio.get());
     }
     // Empty passphrase callback: an encrypted PEM fails instead of prompting on a terminal.
     k = PEM_read_bio_PrivateKey(bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr);
-    if (k == nullptr) throw std::invalid_argument("wsgate::jwt: unreadable PEM key");
+    if (k == nullptr) {
+        ERR_clear_error();
+        throw std::invalid_argument("wsgate::jwt: unreadable PEM key");
+    }
     is_private = true;
     return EvpPkeyPtr{k};
 }
@@ -309,8 +318,10 @@ EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld, int selection
     std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx{EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr)};
     EVP_PKEY* k = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-        EVP_PKEY_fromdata(ctx.get(), &k, selection, params.get()) != 1)
+        EVP_PKEY_fromdata(ctx.get(), &k, selection, params.get()) != 1) {
+        ERR_clear_error();
         throw std::invalid_argument("wsgate::jwt: invalid JWK key parameters");
+    }
     return EvpPkeyPtr{k};
 }
 

@@ -195,3 +195,20 @@ TEST_CASE("duplicate detection looks only at top-level members and is not fooled
     CHECK_FALSE(v.verify(jwt::sign_compact(header, "{}", key), t));
     CHECK(t.claims.empty());
 }
+
+#include <openssl/err.h>
+
+TEST_CASE("refused tokens and keys leave the thread's OpenSSL error queue empty", "[auth][jwt][claims]") {
+    ERR_clear_error();
+    auto rs = jwt::rs256_signing_key(test_keys::rsa_pem);
+    auto es = jwt::es256_signing_key(test_keys::ec_pem);
+    auto v = jwt::Verifier{}.allow(rs.verification_key()).allow(es.verification_key());
+    jwt::Token t;
+    for (auto token : {jwt::sign({{"a", 1}}, rs), jwt::sign({{"a", 1}}, es)}) {
+        token[token.rfind('.') + 2] = token[token.rfind('.') + 2] == 'A' ? 'B' : 'A';
+        CHECK(v.verify(token, t) == jwt_errc::bad_signature);
+        CHECK(ERR_peek_error() == 0);
+    }
+    CHECK_THROWS_AS(jwt::rs256_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), std::invalid_argument);
+    CHECK(ERR_peek_error() == 0);
+}

@@ -1,0 +1,97 @@
+#pragma once
+/** @file http_client.hpp A small HTTP client interface and its libcurl implementation. */
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wsgate::aws {
+
+/**
+ * One HTTP request. `path` and `query` are as sent on the wire (already percent-encoded);
+ * header names keep the caller's case and order.
+ * @par Thread Safety Value type.
+ */
+struct HttpRequest {
+    std::string method = "GET";
+    std::string scheme = "https";
+    std::string host;   ///< `host` or `host:port`
+    std::string path = "/";
+    std::string query;  ///< without the leading `?`
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+
+    /// `scheme://host/path?query`.
+    [[nodiscard]] std::string url() const;
+    /// The first header named `name` (case-insensitive), or nullptr.
+    [[nodiscard]] const std::string* header(std::string_view name) const noexcept;
+    /// Replaces every header named `name` (case-insensitive) by one with `value`.
+    void set_header(std::string_view name, std::string value);
+};
+
+/// One HTTP response. `status == 0` means no response arrived (see `error`).
+struct HttpResponse {
+    int status = 0;
+    std::string body;
+    std::string error;  ///< transport failure text when `status == 0`
+};
+
+/**
+ * Performs HTTP requests. Implementations: CurlHttpClient; tests may plug their own.
+ * @par Thread Safety Implementations must be safe for concurrent use.
+ */
+class HttpClient {
+public:
+    HttpClient() = default;
+    HttpClient(const HttpClient&) = delete;
+    HttpClient& operator=(const HttpClient&) = delete;
+    virtual ~HttpClient() = default;
+
+    /// Performs one request; never throws for network failures (status 0 instead).
+    virtual HttpResponse perform(const HttpRequest& request) = 0;
+    /**
+     * Performs many requests, `out[i]` answering `requests[i]`. The default runs them one after
+     * another; CurlHttpClient runs them in parallel.
+     */
+    virtual void perform_many(std::span<const HttpRequest> requests, std::span<HttpResponse> out);
+};
+
+/// Settings of CurlHttpClient; every field has a working default.
+struct CurlSettings {
+    std::size_t max_concurrency = 64;             ///< requests in flight at once in perform_many()
+    std::size_t max_host_connections = 64;        ///< connections kept per host (reused)
+    std::chrono::milliseconds connect_timeout{3000};
+    std::chrono::milliseconds request_timeout{10000};
+    bool verify_tls = true;
+    std::string user_agent = "wsgate";
+};
+
+/**
+ * HttpClient over libcurl: one multi handle keeps the connections alive between calls, and
+ * perform_many() keeps up to `max_concurrency` transfers in flight.
+ *
+ * @par Thread Safety Safe: calls are serialized by an internal mutex (run several clients for
+ * independent parallel callers).
+ */
+class CurlHttpClient final : public HttpClient {
+public:
+    explicit CurlHttpClient(CurlSettings settings = {});
+    ~CurlHttpClient() override;
+
+    HttpResponse perform(const HttpRequest& request) override;
+    void perform_many(std::span<const HttpRequest> requests, std::span<HttpResponse> out) override;
+
+    [[nodiscard]] const CurlSettings& settings() const noexcept { return settings_; }
+
+private:
+    struct Impl;
+    CurlSettings settings_;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wsgate::aws

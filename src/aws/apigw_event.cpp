@@ -1,7 +1,6 @@
 // API Gateway WebSocket events: parsing, the authorizer context ↔ Principal mapping, the handler.
 #include <wsgate/aws/apigw_event.hpp>
 #include "json_fields.hpp"
-#include <wsgate/gateway.hpp>
 
 #include <algorithm>
 #include <array>
@@ -218,7 +217,7 @@ RequestContext parse_context(const json& rc, bool require_connection) {
 
 }  // namespace detail
 
-Parsed<WebSocketEvent> parse_websocket_event(const json& ev) noexcept {
+Parsed<WebSocketEvent> websocket_event_from_json(const json& ev) noexcept {
     Parsed<WebSocketEvent> out;
     try {
         if (!ev.is_object()) {
@@ -264,7 +263,7 @@ Parsed<WebSocketEvent> parse_websocket_event(std::string_view text) noexcept {
             out.detail = "event";
             return out;
         }
-        return parse_websocket_event(j);
+        return websocket_event_from_json(j);
     } catch (...) {
         Parsed<WebSocketEvent> out;
         out.error = event_errc::not_json;
@@ -340,65 +339,6 @@ Principal principal_from_authorizer_context(const std::map<std::string, std::str
     for (const auto& [k, v] : ctx)
         if (std::find(known.begin(), known.end(), k) == known.end() && !p.claims.contains(k)) p.claims[k] = v;
     return p;
-}
-
-// ---- the handler -------------------------------------------------------------------------
-
-namespace {
-LambdaResponse error_response(int status, std::string_view code, std::string_view detail) {
-    json body{{"error", code}};
-    if (!detail.empty()) body["detail"] = detail;
-    return {status, body.dump()};
-}
-}  // namespace
-
-LambdaResponse WebSocketEventHandler::handle(std::string_view event_json) noexcept {
-    auto parsed = parse_websocket_event(event_json);
-    if (!parsed) {
-        try {
-            return error_response(400, parsed.error.message(), parsed.detail);
-        } catch (...) {
-            return {400, {}};
-        }
-    }
-    return handle(*parsed.value);
-}
-
-LambdaResponse WebSocketEventHandler::handle(const WebSocketEvent& ev) noexcept {
-    try {
-        const auto& ctx = ev.context;
-        switch (ctx.event_type) {
-            case EventType::connect: {
-                const auto request = ev.to_connect_request();
-                bool has_context = false;
-                for (const auto& [k, v] : ctx.authorizer)
-                    if (k != "principalId" && k != "integrationLatency") has_context = true;
-                ConnectResult r = settings_.trust_authorizer_context && has_context
-                                      ? gateway_.on_connect(request, principal_from_authorizer_context(ctx.authorizer))
-                                      : gateway_.on_connect(request);
-                if (r.accepted) return {200, "Connected"};
-                return error_response(r.status == 200 ? 401 : r.status, r.reason, {});
-            }
-            case EventType::message: {
-                const auto ec = gateway_.on_message(ctx.connection_id, ev.body);
-                if (!ec) return {200, {}};
-                int status = 400;
-                if (ec.category() == protocol_category()) status = status_of(static_cast<protocol_errc>(ec.value()));
-                return error_response(status, ec.message(), {});
-            }
-            case EventType::disconnect:
-                gateway_.on_disconnect(ctx.connection_id);
-                return {200, "Disconnected"};
-        }
-        return error_response(400, "unknown event type", {});
-    } catch (const std::exception& e) {
-        try {
-            return error_response(500, "internal error", e.what());
-        } catch (...) {
-        }
-    } catch (...) {
-    }
-    return {500, {}};
 }
 
 }  // namespace wsgate::aws

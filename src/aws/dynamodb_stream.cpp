@@ -73,7 +73,10 @@ json unmarshall(const json& av, int depth, std::error_code& ec) {
     }
     if (type == "BOOL") return v.is_boolean() ? v : bad();
     if (type == "NULL") return v.is_boolean() ? json(nullptr) : bad();
-    if (type == "M") return unmarshall_map(v, depth, ec);
+    if (type == "M") {
+        json m = unmarshall_map(v, depth, ec);
+        return ec ? json(nullptr) : m;
+    }
     if (type == "L") {
         if (!v.is_array()) return bad();
         json out = json::array();

@@ -78,7 +78,8 @@ struct Parsed {
 
 /// Parses an event; never throws. Errors: event_errc.
 [[nodiscard]] Parsed<WebSocketEvent> parse_websocket_event(std::string_view json) noexcept;
-[[nodiscard]] Parsed<WebSocketEvent> parse_websocket_event(const nlohmann::json& event) noexcept;
+/// The same from an already parsed JSON value.
+[[nodiscard]] Parsed<WebSocketEvent> websocket_event_from_json(const nlohmann::json& event) noexcept;
 
 /// Decodes standard base64 (padding optional, no whitespace); nullopt when invalid.
 [[nodiscard]] std::optional<std::string> base64_decode(std::string_view in);

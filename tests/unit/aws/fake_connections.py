@@ -4,7 +4,7 @@
 Every request must carry a valid AWS Signature Version 4 (checked here with hmac/hashlib from the
 standard library, independently of wsgate's signer). POST records the body, DELETE forgets the
 connection, GET answers its metadata; unknown ids get 410 Gone. Some id prefixes trigger other
-answers: "forbidden-" 403, "big-" 413, "throttle-" 429 once then 200, "flaky-" 500 once then 200.
+answers (after an optional --delay-ms, standing in for the round trip): "forbidden-" 403, "big-" 413, "throttle-" 429 once then 200, "flaky-" 500 once then 200.
 
 Control endpoints (unsigned, under /_control/): POST connections (JSON list of known ids),
 GET posts ({id: [bodies]}), GET stats.
@@ -17,6 +17,7 @@ import hmac
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -137,6 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._control(body)
         with STATE_LOCK:
             STATS["requests"] += 1
+        if ARGS.delay_ms > 0:  # stands in for the network round trip to API Gateway
+            time.sleep(ARGS.delay_ms / 1000.0)
         problem = verify(self, body)
         if problem:
             with STATE_LOCK:
@@ -181,6 +184,14 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = _handle
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen backlog: a parallel fan-out opens many connections at once
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up is not the test's business
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -190,10 +201,9 @@ def main():
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--service", default="execute-api")
     p.add_argument("--stage", default="prod")
+    p.add_argument("--delay-ms", type=float, default=0.0)
     ARGS = p.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
+    server = Server(("127.0.0.1", 0), Handler)
     print(f"PORT {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

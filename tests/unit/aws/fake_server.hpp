@@ -20,7 +20,8 @@ namespace wsgate::test {
 
 class FakeConnectionsServer {
 public:
-    explicit FakeConnectionsServer(const std::string& secret, const std::string& session_token = {}) {
+    explicit FakeConnectionsServer(const std::string& secret, const std::string& session_token = {},
+                                   double delay_ms = 0) {
         int fds[2];
         if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
         std::vector<std::string> args{WSGATE_TEST_PYTHON, std::string{WSGATE_SOURCE_DIR} + "/tests/unit/aws/fake_connections.py",
@@ -28,6 +29,10 @@ public:
         if (!session_token.empty()) {
             args.emplace_back("--session-token");
             args.push_back(session_token);
+        }
+        if (delay_ms > 0) {
+            args.emplace_back("--delay-ms");
+            args.push_back(std::to_string(delay_ms));
         }
         pid_ = fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import os
 import sys
 import threading
 import time
@@ -204,6 +205,16 @@ def main():
     p.add_argument("--delay-ms", type=float, default=0.0)
     ARGS = p.parse_args()
     server = Server(("127.0.0.1", 0), Handler)
+    parent = os.getppid()
+
+    def watch_parent():
+        # Never outlive the test that started us, even if it crashed before stopping us.
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     print(f"PORT {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

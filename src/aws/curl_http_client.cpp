@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <strings.h>
 #include <stdexcept>
@@ -22,8 +23,7 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     return size * n;
 }
 
-// One reusable transfer slot: the easy handle keeps its own connection cache entry ids,
-// the multi handle keeps the connections themselves.
+// One reusable transfer slot; curl_easy_reset() between transfers keeps the handle's caches.
 struct Slot {
     CURL* easy = nullptr;
     curl_slist* headers = nullptr;
@@ -32,14 +32,23 @@ struct Slot {
     std::string body_in;
 };
 
-}  // namespace
-
-struct CurlHttpClient::Impl {
-    std::mutex mu;
+// One multi handle with its transfer slots; it owns its connection cache. Workers are pooled:
+// a caller takes one (the most recently used, whose connections are warm), so concurrent callers
+// never share curl state and never wait for each other.
+struct Worker {
     CURLM* multi = nullptr;
     std::vector<Slot> slots;
 
-    ~Impl() {
+    Worker(const CurlSettings& settings) {
+        multi = curl_multi_init();
+        if (!multi) throw std::runtime_error("wsgate: curl_multi_init failed");
+        curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(settings.max_host_connections));
+        curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings.max_host_connections));
+        slots.resize(settings.max_concurrency);
+    }
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+    ~Worker() {
         for (auto& s : slots) {
             if (s.headers) curl_slist_free_all(s.headers);
             if (s.easy) curl_easy_cleanup(s.easy);
@@ -48,18 +57,18 @@ struct CurlHttpClient::Impl {
     }
 };
 
+}  // namespace
+
+struct CurlHttpClient::Impl {
+    std::mutex mu;
+    std::vector<std::unique_ptr<Worker>> idle;
+};
+
 CurlHttpClient::CurlHttpClient(CurlSettings settings) : settings_(std::move(settings)), impl_(std::make_unique<Impl>()) {
     static GlobalInit init;
     if (settings_.max_concurrency == 0) throw std::invalid_argument("wsgate: CurlSettings.max_concurrency must be > 0");
-    impl_->multi = curl_multi_init();
-    if (!impl_->multi) throw std::runtime_error("wsgate: curl_multi_init failed");
-    curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(settings_.max_host_connections));
-    curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, static_cast<long>(settings_.max_host_connections));
-    impl_->slots.resize(settings_.max_concurrency);
-    for (auto& s : impl_->slots) {
-        s.easy = curl_easy_init();
-        if (!s.easy) throw std::runtime_error("wsgate: curl_easy_init failed");
-    }
+    if (settings_.max_host_connections == 0) settings_.max_host_connections = settings_.max_concurrency;
+    impl_->idle.push_back(std::make_unique<Worker>(settings_));
 }
 
 CurlHttpClient::~CurlHttpClient() = default;
@@ -73,11 +82,24 @@ HttpResponse CurlHttpClient::perform(const HttpRequest& request) {
 void CurlHttpClient::perform_many(std::span<const HttpRequest> requests, std::span<HttpResponse> out) {
     const std::size_t n = std::min(requests.size(), out.size());
     if (n == 0) return;
-    std::lock_guard lock{impl_->mu};
-    CURLM* multi = impl_->multi;
+    std::unique_ptr<Worker> worker;
+    {
+        std::lock_guard lock{impl_->mu};
+        if (!impl_->idle.empty()) {
+            worker = std::move(impl_->idle.back());
+            impl_->idle.pop_back();
+        }
+    }
+    try {
+        if (!worker) worker = std::make_unique<Worker>(settings_);
+    } catch (const std::exception& e) {
+        for (std::size_t i = 0; i < n; ++i) out[i] = HttpResponse{0, {}, e.what()};
+        return;
+    }
+    CURLM* multi = worker->multi;
 
     std::vector<Slot*> free_slots;
-    for (auto& s : impl_->slots) free_slots.push_back(&s);
+    for (auto& s : worker->slots) free_slots.push_back(&s);
     std::size_t next = 0, running_count = 0;
 
     auto start = [&](Slot& s, std::size_t i) {
@@ -85,6 +107,11 @@ void CurlHttpClient::perform_many(std::span<const HttpRequest> requests, std::sp
         out[i] = HttpResponse{};
         s.index = i;
         s.out = &out[i];
+        if (!s.easy) s.easy = curl_easy_init();
+        if (!s.easy) {
+            s.out->error = "curl_easy_init failed";
+            return false;
+        }
         CURL* e = s.easy;
         curl_easy_reset(e);  // keeps the connection cache, DNS cache and session ids
         if (s.headers) {
@@ -173,12 +200,15 @@ void CurlHttpClient::perform_many(std::span<const HttpRequest> requests, std::sp
         if (running_count > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
     // Anything still attached after a multi failure is reported as failed.
-    for (auto& s : impl_->slots) {
+    for (auto& s : worker->slots) {
         if (std::find(free_slots.begin(), free_slots.end(), &s) == free_slots.end()) {
             curl_multi_remove_handle(multi, s.easy);
             if (s.out && s.out->status == 0 && s.out->error.empty()) s.out->error = "curl multi failure";
         }
+        s.out = nullptr;
     }
+    std::lock_guard lock{impl_->mu};
+    impl_->idle.push_back(std::move(worker));
 }
 
 }  // namespace wsgate::aws

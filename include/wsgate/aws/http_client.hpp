@@ -72,11 +72,12 @@ struct CurlSettings {
 };
 
 /**
- * HttpClient over libcurl: one multi handle keeps the connections alive between calls, and
- * perform_many() keeps up to `max_concurrency` transfers in flight.
+ * HttpClient over libcurl: perform_many() keeps up to `max_concurrency` transfers in flight on one
+ * multi handle, whose connections stay open for the next call. Concurrent callers each take their
+ * own multi handle from a small pool (no curl state is shared between threads), so they do not wait
+ * for each other.
  *
- * @par Thread Safety Safe: calls are serialized by an internal mutex (run several clients for
- * independent parallel callers).
+ * @par Thread Safety Safe.
  */
 class CurlHttpClient final : public HttpClient {
 public:

@@ -4,6 +4,9 @@
 
 #include <wsgate/aws/connections_transport.hpp>
 
+#include <atomic>
+#include <thread>
+
 using namespace wsgate;
 using namespace wsgate::aws;
 
@@ -145,4 +148,35 @@ TEST_CASE("an unreachable endpoint fails cleanly", "[aws][transport]") {
     CHECK(r.error == transport_errc::failed);
     CHECK(r.attempts == 2);
     t.close("c1", CloseCode::normal, {});  // best effort, no throw
+}
+
+TEST_CASE("many threads send and fan out at once", "[aws][transport][integration]") {
+    test::FakeConnectionsServer server{secret};
+    std::vector<ConnectionId> ids;
+    for (int i = 0; i < 200; ++i) ids.push_back("t" + std::to_string(i));
+    server.add_connections(ids);
+    auto s = settings_for(server);
+    s.curl.max_concurrency = 8;
+    ConnectionsTransport t{s};
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 8; ++k) {
+        threads.emplace_back([&, k] {
+            if (k % 2 == 0) {
+                for (int i = k; i < 200; i += 8)
+                    if (t.send(ids[i], make_payload("one")) == SendStatus::ok) ++ok;
+            } else {
+                std::vector<ConnectionId> mine;
+                for (int i = k; i < 200; i += 8) mine.push_back(ids[i]);
+                std::vector<SendStatus> out(mine.size());
+                t.send_many(mine, make_payload("many"), out);
+                for (auto st : out) ok += st == SendStatus::ok;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(ok == 200);
+    const auto posts = server.posts();
+    CHECK(posts.size() == 200);
+    CHECK(server.stats().at("bad_signatures") == 0);
 }

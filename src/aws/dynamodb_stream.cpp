@@ -61,7 +61,9 @@ json unmarshall(const json& av, int depth, std::error_code& ec) {
         ec = event_errc::bad_attribute_value;
         return nullptr;
     }
-    const auto& [type, v] = *av.items().begin();
+    const auto first = av.begin();
+    const std::string& type = first.key();
+    const json& v = first.value();
     auto bad = [&]() -> json {
         ec = event_errc::bad_attribute_value;
         return nullptr;

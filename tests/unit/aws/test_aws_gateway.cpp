@@ -159,3 +159,28 @@ TEST_CASE("fan-out to 1,000 connections, 10 % gone, removes exactly those", "[aw
     CHECK(again.delivered == 900);
     CHECK(again.gone_removed == 0);
 }
+
+TEST_CASE("the reaper closes expired connections with a signed DELETE", "[aws][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    server.add_connections({"idle-1=", "kicked-1=", "fresh-1="});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto clock = std::make_shared<ManualClock>();
+    Gateway gw{api_gateway_settings(), store, transport_for(server), std::make_shared<AnonymousAuthorizer>(), clock};
+    for (const char* id : {"idle-1=", "kicked-1="}) {
+        ConnectRequest req;
+        req.connection_id = id;
+        REQUIRE(gw.on_connect(req).accepted);
+    }
+    CHECK(gw.end("kicked-1=", EndReason::kicked));
+    clock->advance(std::chrono::minutes{11});  // past the 10-minute idle timeout
+    ConnectRequest fresh;
+    fresh.connection_id = "fresh-1=";
+    REQUIRE(gw.on_connect(fresh).accepted);
+    const auto swept = gw.sweep();
+    CHECK(swept.idle == 1);
+    CHECK_FALSE(store->get("idle-1="));
+    CHECK(store->get("fresh-1="));
+    const auto stats = server.stats();
+    CHECK(stats.at("deleted") == json{"kicked-1=", "idle-1="});
+    CHECK(stats.at("bad_signatures") == 0);
+}

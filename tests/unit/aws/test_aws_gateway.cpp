@@ -4,6 +4,7 @@
 #include "fake_server.hpp"
 
 #include <wsgate/aws.hpp>
+#include <wsgate/change_stream.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/store/memory_store.hpp>
 
@@ -183,4 +184,44 @@ TEST_CASE("the reaper closes expired connections with a signed DELETE", "[aws][g
     const auto stats = server.stats();
     CHECK(stats.at("deleted") == json{"kicked-1=", "idle-1="});
     CHECK(stats.at("bad_signatures") == 0);
+}
+
+TEST_CASE("a DynamoDB stream event feeds the change-stream processor", "[aws][dynamodb][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    server.add_connections({"watcher="});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto clock = std::make_shared<ManualClock>();
+    Gateway gw{api_gateway_settings(), store, transport_for(server), std::make_shared<AnonymousAuthorizer>(), clock};
+    ConnectRequest req;
+    req.connection_id = "watcher=";
+    REQUIRE(gw.on_connect(req).accepted);
+    REQUIRE_FALSE(gw.on_message("watcher=", R"({"type":"subscribe","topic":"entity:stream:stream-001"})"));
+
+    ChangeStreamSettings cs;
+    cs.coalesce = false;  // keep INSERT, MODIFY and REMOVE of the one item as three updates
+    ChangeStreamProcessor processor{clock, [&](const Envelope& e, const Audience& a) { gw.publish(e, a); }, cs};
+    const auto parsed = parse_dynamodb_stream_event(event_file("dynamodb_stream.json"));
+    REQUIRE(parsed.records.size() == 3);
+    for (const auto& r : parsed.records) {
+        std::error_code ec;
+        ChangeRecordFormat format;
+        format.default_entity_type = "stream";  // for records whose images lack `entity_type`
+        auto change = parse_change_record(r.to_change_json(), ec, format);
+        REQUIRE(change);
+        CHECK(change->entity_type == "stream");
+        CHECK(change->sequence_number == r.sequence_number);
+        CHECK(to_unix_seconds(change->timestamp) == *r.approximate_creation_time);
+        CHECK_FALSE(processor.push(std::move(*change)));
+    }
+    processor.flush();
+
+    const auto posts = server.posts().at("watcher=");
+    REQUIRE(posts.size() == 2);  // the subscribe ack, then one METRICS_UPDATE batch
+    const auto update = json::parse(posts[1].get<std::string>());
+    CHECK(update.at("type") == "METRICS_UPDATE");
+    CHECK(update.at("topic") == "entity:stream:stream-001");
+    const auto& updates = update.at("updates");
+    REQUIRE(updates.size() == 3);
+    CHECK(updates[0].at("data").at("value") == 1532);
+    CHECK(updates[1].at("data").at("value") == 1600);
 }

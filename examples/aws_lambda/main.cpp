@@ -5,6 +5,7 @@
 // Against a real API: set WEBSOCKET_API_ENDPOINT=wss://{api}.execute-api.{region}.amazonaws.com/{stage}
 // and the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN / AWS_REGION.
 #include <wsgate/aws.hpp>
+#include <wsgate/change_stream.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/store/memory_store.hpp>
 
@@ -62,18 +63,31 @@ struct App {
         authorizer_handler = std::make_unique<wsgate::aws::AuthorizerHandler>(authorizer);
     }
 
-    /// The broadcast handler: a DynamoDB stream batch becomes one `metrics_update` message
-    /// (seed 002); a direct `{"broadcast": {"type", "topic"?, "data"?, ...}}` is published as is.
+    /// The broadcast handler: a DynamoDB stream batch goes through the change-stream processor
+    /// and leaves as one `METRICS_UPDATE` message to everyone (seed 002); a direct
+    /// `{"broadcast": {"type", "topic"?, "data"?, ...}}` is published as is.
     json broadcast(const json& event) {
         wsgate::BroadcastReport report;
         if (event.contains("Records")) {
             auto changes = wsgate::aws::parse_dynamodb_stream_event(event.dump());
-            json updates = json::array();
-            for (const auto& r : changes.records) updates.push_back(r.to_change_json());
-            report = gateway->publish(wsgate::Envelope{"metrics_update"}.field("updates", updates),
-                                      wsgate::Audience::everyone());
+            wsgate::ChangeStreamSettings cs;
+            cs.publish_to_everyone = true;
+            cs.publish_to_type_topic = false;
+            cs.publish_to_entity_topic = false;
+            wsgate::ChangeStreamProcessor processor{
+                std::make_shared<wsgate::SystemClock>(),
+                [&](const wsgate::Envelope& e, const wsgate::Audience& a) { report = gateway->publish(e, a); }, cs};
+            wsgate::ChangeRecordFormat format;
+            format.default_entity_type = "metrics";  // the table, for images without `entity_type`
+            std::size_t accepted = 0;
+            for (const auto& r : changes.records) {
+                std::error_code ec;
+                if (auto change = wsgate::parse_change_record(r.to_change_json(), ec, format))
+                    accepted += !processor.push(std::move(*change));
+            }
+            processor.flush();  // one invocation is one batch
             return {{"statusCode", 200},
-                    {"records", changes.records.size()},
+                    {"records", accepted},
                     {"skipped", changes.skipped},
                     {"delivered", report.delivered},
                     {"goneRemoved", report.gone_removed}};

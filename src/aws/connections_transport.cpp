@@ -131,7 +131,7 @@ void ConnectionsTransport::post_many(std::span<const ConnectionId> ids, std::str
         try {
             http_->perform_many(requests, responses);
         } catch (const std::exception& e) {
-            for (auto& r : responses) r = HttpResponse{0, {}, e.what()};
+            for (auto& r : responses) r = failed_response(e.what());
         }
         std::vector<std::size_t> again;
         for (std::size_t k = 0; k < pending.size(); ++k) {

@@ -23,6 +23,22 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     return size * n;
 }
 
+// Collects response headers; a new status line (after a 100 Continue or a redirect) starts over.
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
+    auto* out = static_cast<HttpResponse*>(user);
+    std::string_view line{data, size * n};
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.remove_suffix(1);
+    if (line.rfind("HTTP/", 0) == 0) {
+        out->headers.clear();
+    } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+        out->headers.emplace_back(std::string{line.substr(0, colon)}, std::string{value});
+    }
+    return size * n;
+}
+
 // One reusable transfer slot; curl_easy_reset() between transfers keeps the handle's caches.
 struct Slot {
     CURL* easy = nullptr;
@@ -93,7 +109,7 @@ void CurlHttpClient::perform_many(std::span<const HttpRequest> requests, std::sp
     try {
         if (!worker) worker = std::make_unique<Worker>(settings_);
     } catch (const std::exception& e) {
-        for (std::size_t i = 0; i < n; ++i) out[i] = HttpResponse{0, {}, e.what()};
+        for (std::size_t i = 0; i < n; ++i) out[i] = failed_response(e.what());
         return;
     }
     CURLM* multi = worker->multi;
@@ -125,6 +141,8 @@ void CurlHttpClient::perform_many(std::span<const HttpRequest> requests, std::sp
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.request_timeout.count()));
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &s.out->body);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, s.out);
         curl_easy_setopt(e, CURLOPT_USERAGENT, settings_.user_agent.c_str());
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         if (!settings_.verify_tls) {

@@ -245,6 +245,17 @@ const std::string* HttpRequest::header(std::string_view name) const noexcept {
     return nullptr;
 }
 
+const std::string* HttpResponse::header(std::string_view name) const noexcept {
+    for (const auto& h : headers) {
+        if (h.first.size() == name.size() &&
+            std::equal(h.first.begin(), h.first.end(), name.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+            }))
+            return &h.second;
+    }
+    return nullptr;
+}
+
 void HttpRequest::set_header(std::string_view name, std::string value) {
     const auto lname = lower(name);
     std::erase_if(headers, [&](const auto& h) { return lower(h.first) == lname; });
@@ -256,7 +267,7 @@ void HttpClient::perform_many(std::span<const HttpRequest> requests, std::span<H
         try {
             out[i] = perform(requests[i]);
         } catch (const std::exception& e) {
-            out[i] = HttpResponse{0, {}, e.what()};
+            out[i] = failed_response(e.what());
         }
     }
 }

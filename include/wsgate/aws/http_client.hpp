@@ -37,9 +37,20 @@ struct HttpRequest {
 /// One HTTP response. `status == 0` means no response arrived (see `error`).
 struct HttpResponse {
     int status = 0;
+    std::vector<std::pair<std::string, std::string>> headers;  ///< as received, values trimmed
     std::string body;
     std::string error;  ///< transport failure text when `status == 0`
+
+    /// The first header named `name` (case-insensitive), or nullptr.
+    [[nodiscard]] const std::string* header(std::string_view name) const noexcept;
 };
+
+/// A response that never arrived: status 0 and `error` set.
+[[nodiscard]] inline HttpResponse failed_response(std::string error) {
+    HttpResponse r;
+    r.error = std::move(error);
+    return r;
+}
 
 /**
  * Performs HTTP requests. Implementations: CurlHttpClient; tests may plug their own.
@@ -66,7 +77,7 @@ struct CurlSettings {
     std::size_t max_concurrency = 64;             ///< requests in flight at once in perform_many()
     std::size_t max_host_connections = 64;        ///< connections kept per host (reused)
     std::chrono::milliseconds connect_timeout{3000};
-    std::chrono::milliseconds request_timeout{10000};
+    std::chrono::milliseconds request_timeout{10000};  ///< 0 = none (long polls)
     bool verify_tls = true;
     std::string user_agent = "wsgate";
 };

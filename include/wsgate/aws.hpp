@@ -7,4 +7,5 @@
 #include <wsgate/aws/dynamodb_stream.hpp>
 #include <wsgate/aws/error.hpp>
 #include <wsgate/aws/http_client.hpp>
+#include <wsgate/aws/lambda_runtime.hpp>
 #include <wsgate/aws/sigv4.hpp>

@@ -18,22 +18,13 @@
 
 namespace wsgate::test {
 
-class FakeConnectionsServer {
+/// Starts `python script args...`, reads "PORT <n>" from its stdout; stops it by PID.
+class PythonServer {
 public:
-    explicit FakeConnectionsServer(const std::string& secret, const std::string& session_token = {},
-                                   double delay_ms = 0) {
+    PythonServer(const std::string& script, std::vector<std::string> args) {
         int fds[2];
         if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-        std::vector<std::string> args{WSGATE_TEST_PYTHON, std::string{WSGATE_SOURCE_DIR} + "/tests/unit/aws/fake_connections.py",
-                                      "--secret", secret, "--region", "us-east-1", "--stage", "prod"};
-        if (!session_token.empty()) {
-            args.emplace_back("--session-token");
-            args.push_back(session_token);
-        }
-        if (delay_ms > 0) {
-            args.emplace_back("--delay-ms");
-            args.push_back(std::to_string(delay_ms));
-        }
+        args.insert(args.begin(), {WSGATE_TEST_PYTHON, std::string{WSGATE_SOURCE_DIR} + "/tests/unit/aws/" + script});
         pid_ = fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
@@ -53,12 +44,36 @@ public:
         if (out) std::fclose(out);
         if (!ok || std::sscanf(line, "PORT %d", &port_) != 1) {
             stop();
-            throw std::runtime_error("fake @connections server did not start");
+            throw std::runtime_error(script + " did not start");
         }
     }
+    PythonServer(const PythonServer&) = delete;
+    PythonServer& operator=(const PythonServer&) = delete;
+    ~PythonServer() { stop(); }
+
+    [[nodiscard]] int port() const noexcept { return port_; }
+    void stop() {
+        if (pid_ > 0) {
+            kill(pid_, SIGTERM);
+            int status = 0;
+            waitpid(pid_, &status, 0);
+            pid_ = -1;
+        }
+    }
+
+private:
+    pid_t pid_ = -1;
+    int port_ = 0;
+};
+
+class FakeConnectionsServer {
+public:
+    explicit FakeConnectionsServer(const std::string& secret, const std::string& session_token = {},
+                                   double delay_ms = 0)
+        : process_("fake_connections.py", arguments(secret, session_token, delay_ms)), port_(process_.port()) {}
     FakeConnectionsServer(const FakeConnectionsServer&) = delete;
     FakeConnectionsServer& operator=(const FakeConnectionsServer&) = delete;
-    ~FakeConnectionsServer() { stop(); }
+    ~FakeConnectionsServer() = default;
 
     [[nodiscard]] int port() const noexcept { return port_; }
     [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_) + "/prod"; }
@@ -69,14 +84,7 @@ public:
     [[nodiscard]] nlohmann::json posts() { return nlohmann::json::parse(control("GET", "posts", {})); }
     [[nodiscard]] nlohmann::json stats() { return nlohmann::json::parse(control("GET", "stats", {})); }
 
-    void stop() {
-        if (pid_ > 0) {
-            kill(pid_, SIGTERM);
-            int status = 0;
-            waitpid(pid_, &status, 0);
-            pid_ = -1;
-        }
-    }
+    void stop() { process_.stop(); }
 
 private:
     std::string control(const char* method, const char* what, std::string body) {
@@ -91,7 +99,21 @@ private:
         return resp.body;
     }
 
-    pid_t pid_ = -1;
+    static std::vector<std::string> arguments(const std::string& secret, const std::string& session_token,
+                                              double delay_ms) {
+        std::vector<std::string> args{"--secret", secret, "--region", "us-east-1", "--stage", "prod"};
+        if (!session_token.empty()) {
+            args.emplace_back("--session-token");
+            args.push_back(session_token);
+        }
+        if (delay_ms > 0) {
+            args.emplace_back("--delay-ms");
+            args.push_back(std::to_string(delay_ms));
+        }
+        return args;
+    }
+
+    PythonServer process_;
     int port_ = 0;
     aws::CurlHttpClient client_{aws::CurlSettings{.max_concurrency = 1}};
 };

@@ -2,6 +2,7 @@
 // handler (direct invocation or a DynamoDB stream), and the REQUEST authorizer.
 //
 // Locally: aws_lambda_example events/*.json   (replies are printed instead of posted)
+// On Lambda (custom runtime, `bootstrap`): no arguments; events come from AWS_LAMBDA_RUNTIME_API.
 // Against a real API: set WEBSOCKET_API_ENDPOINT=wss://{api}.execute-api.{region}.amazonaws.com/{stage}
 // and the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN / AWS_REGION.
 #include <wsgate/aws.hpp>
@@ -138,8 +139,20 @@ std::string read_file(const char* path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Deployed as a Lambda custom runtime (bootstrap): serve events from the Runtime API.
+    if (argc < 2 && std::getenv("AWS_LAMBDA_RUNTIME_API")) {
+        try {
+            App app;
+            wsgate::aws::run_lambda_runtime(
+                [&](const wsgate::aws::Invocation& inv) { return app.handle(inv.event).dump(); });
+            return 0;
+        } catch (const std::exception& e) {
+            std::cerr << "error: " << e.what() << '\n';
+            return 1;
+        }
+    }
     if (argc < 2) {
-        std::cerr << "usage: aws_lambda_example <event.json>...\n";
+        std::cerr << "usage: aws_lambda_example <event.json>...   (or run as a Lambda bootstrap)\n";
         return 2;
     }
     try {

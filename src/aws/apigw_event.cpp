@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
+#include <ctime>
 
 namespace wsgate::aws {
 
@@ -273,6 +275,33 @@ Parsed<WebSocketEvent> parse_websocket_event(std::string_view text) noexcept {
 
 // ---- authorizer context ↔ Principal ------------------------------------------------------
 
+namespace {
+// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` (what seed 001's authorizer writes as `createdAt`).
+std::optional<TimePoint> parse_iso8601_utc(const std::string& s) {
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, used = 0;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6) return std::nullopt;
+    std::size_t i = static_cast<std::size_t>(used);
+    int ms = 0, digits = 0;
+    if (i < s.size() && s[i] == '.') {
+        for (++i; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i)
+            if (digits++ < 3) ms = ms * 10 + (s[i] - '0');
+        if (digits == 0) return std::nullopt;
+        for (; digits < 3; ++digits) ms *= 10;
+    }
+    if (i + 1 != s.size() || s[i] != 'Z') return std::nullopt;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+    std::tm tm{};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    const auto secs = timegm(&tm);
+    return from_unix_ms(static_cast<std::int64_t>(secs) * 1000 + ms);
+}
+}  // namespace
+
 std::map<std::string, std::string> to_authorizer_context(const Principal& p) {
     std::map<std::string, std::string> c;
     c["kind"] = std::string{to_string(p.kind)};
@@ -329,6 +358,13 @@ Principal principal_from_authorizer_context(const std::map<std::string, std::str
         const long long secs = std::strtoll(v->c_str(), &end, 10);
         if (end && *end == '\0' && !v->empty()) p.issued_at = from_unix_seconds(secs);
     }
+    bool created_at_used = false;
+    if (!p.issued_at)
+        if (const auto* v = get("createdAt"))
+            if (auto t = parse_iso8601_utc(*v)) {
+                p.issued_at = *t;
+                created_at_used = true;
+            }
     if (const auto* v = get("claims")) {
         auto c = json::parse(*v, nullptr, false);
         if (c.is_object()) p.claims = std::move(c);
@@ -336,8 +372,10 @@ Principal principal_from_authorizer_context(const std::map<std::string, std::str
     static constexpr std::array<std::string_view, 12> known{"kind", "connectionType", "userId", "sessionId",
                                                             "deviceId", "nickname", "permissions", "issuedAt",
                                                             "claims", "principalId", "integrationLatency", ""};
-    for (const auto& [k, v] : ctx)
+    for (const auto& [k, v] : ctx) {
+        if (k == "createdAt" && created_at_used) continue;
         if (std::find(known.begin(), known.end(), k) == known.end() && !p.claims.contains(k)) p.claims[k] = v;
+    }
     return p;
 }
 

@@ -89,7 +89,8 @@ struct Parsed {
  * The authorizer context map for `p`: string values only, as API Gateway requires. Keys:
  * `kind` and `connectionType` (`user`/`public`/`anonymous`), `userId`, `sessionId`, `deviceId`,
  * `nickname`, `permissions` (comma-separated), `issuedAt` (Unix seconds) and `claims` (a JSON
- * string, omitted when empty). Seed systems' maps with only some of these keys are read back too.
+ * string, omitted when empty). Maps with only some of these keys are read back too, such as seed 001's
+ * and make_lambda_authorizer_result()'s (`connectionType`, `createdAt` as ISO-8601 UTC).
  */
 [[nodiscard]] std::map<std::string, std::string> to_authorizer_context(const Principal& p);
 /// Inverse of to_authorizer_context(); unknown keys are kept in `claims`. Never throws.

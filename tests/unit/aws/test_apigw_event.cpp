@@ -3,6 +3,7 @@
 
 #include <wsgate/aws/apigw_event.hpp>
 #include <wsgate/aws/authorizer_event.hpp>
+#include <wsgate/auth/lambda_authorizer.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -200,7 +201,12 @@ TEST_CASE("a Principal round-trips through the authorizer context", "[aws][event
          {"createdAt", "2024-01-01T00:00:00Z"}});
     CHECK(seed.kind == PrincipalKind::user);
     CHECK(seed.user_id == "sess-9");
-    CHECK(seed.claims.at("createdAt") == "2024-01-01T00:00:00Z");
+    REQUIRE(seed.issued_at);
+    CHECK(to_unix_seconds(*seed.issued_at) == 1704067200);  // createdAt 2024-01-01T00:00:00Z
+    CHECK_FALSE(seed.claims.contains("createdAt"));
+    const auto odd = principal_from_authorizer_context({{"createdAt", "yesterday"}});
+    CHECK_FALSE(odd.issued_at);
+    CHECK(odd.claims.at("createdAt") == "yesterday");
     // JSON-array permissions and junk values are tolerated.
     const auto junk = principal_from_authorizer_context(
         {{"kind", "martian"}, {"permissions", R"(["a","b",3])"}, {"issuedAt", "12abc"}, {"claims", "{not json"}});
@@ -280,4 +286,21 @@ TEST_CASE("REQUEST authorizer: deny, throw, malformed", "[aws][authorizer]") {
     CHECK(a.response.at("principalId") == "anonymous");
     CHECK(a.response.at("context").at("kind") == "anonymous");
     CHECK(a.response.at("context").at("permissions") == "read_events");
+}
+
+TEST_CASE("contexts written by make_lambda_authorizer_result read back as the principal", "[aws][authorizer]") {
+    Principal p;
+    p.kind = PrincipalKind::public_device;
+    p.device_id = "device-42";
+    p.permissions = {"read_leaderboard", "read_events"};
+    p.issued_at = from_unix_seconds(1700000000);
+    const auto r = make_lambda_authorizer_result(AuthDecision::allow(p), "arn:aws:execute-api:x");
+    REQUIRE(r.allow);
+    const auto back = principal_from_authorizer_context(r.context);
+    CHECK(back.kind == PrincipalKind::public_device);
+    CHECK(back.device_id == "device-42");
+    CHECK(back.user_id.empty());
+    CHECK(back.permissions == p.permissions);
+    REQUIRE(back.issued_at);
+    CHECK(to_unix_seconds(*back.issued_at) == 1700000000);
 }

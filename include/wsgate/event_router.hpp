@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -113,7 +114,8 @@ class EventRouter {
 public:
     using Handler = std::function<void(MessageContext&)>;
 
-    explicit EventRouter(RouterSettings s = {}) : settings_(std::move(s)) {}
+    /// @throws std::invalid_argument if `route_key` is an invalid JSON pointer.
+    explicit EventRouter(RouterSettings s = {});
     EventRouter(const EventRouter&) = delete;
     EventRouter& operator=(const EventRouter&) = delete;
     virtual ~EventRouter() = default;
@@ -149,6 +151,7 @@ protected:
 
 private:
     RouterSettings settings_;
+    std::optional<nlohmann::json::json_pointer> route_pointer_;
     mutable std::shared_mutex mu_;
     std::map<std::string, Handler, std::less<>> handlers_;
     std::map<std::string, std::map<std::string, Handler, std::less<>>, std::less<>> action_handlers_;

@@ -16,6 +16,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -163,6 +165,7 @@ private:
     std::shared_ptr<Local> local_of(const ConnectionId& id) const;
     Audience with_topic_permission(const Audience& a) const;
     ConnectResult admit(const ConnectRequest& request, Principal principal);
+    void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text);
 
     GatewaySettings settings_;
     std::shared_ptr<ConnectionStore> store_;
@@ -174,6 +177,7 @@ private:
     Metrics metrics_;
     bool local_only_ = false;
 
+    std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;
     std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
     mutable std::mutex hook_mu_;

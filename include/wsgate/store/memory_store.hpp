@@ -36,17 +36,20 @@ public:
 
 private:
     struct Entry {
-        ConnectionRecord record;  // topics kept in `topics`, not in record.topics
+        ConnectionRecord record;  // record.topics is left empty; `topics` is the truth
         std::set<std::string> topics;
+        std::multimap<TimePoint, Entry*>::iterator expiry;
     };
+    using Index = std::unordered_map<std::string, std::unordered_set<Entry*>>;
     void erase_locked(std::map<ConnectionId, Entry>::iterator it);
-    void admit_locked(const Audience& a, const ConnectionId& id, const Entry& e, ResolvedAudience& out) const;
+    static void unindex(Index& index, const std::string& key, Entry* e);
+    [[nodiscard]] ConnectionRecord snapshot(const Entry& e) const;
 
     std::shared_mutex mu_;
-    std::map<ConnectionId, Entry> by_id_;  // ordered: scan() cursors are ids
-    std::unordered_map<std::string, std::unordered_set<ConnectionId>> by_topic_;
-    std::unordered_map<std::string, std::unordered_set<ConnectionId>> by_user_;
-    std::multimap<TimePoint, ConnectionId> by_expiry_;
+    std::map<ConnectionId, Entry> by_id_;  // ordered: scan() cursors are ids; nodes are stable
+    Index by_topic_;
+    Index by_user_;
+    std::multimap<TimePoint, Entry*> by_expiry_;
 };
 
 }  // namespace wsgate

@@ -1,0 +1,216 @@
+#include <wsgate/event_router.hpp>
+#include <wsgate/gateway.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace wsgate {
+
+bool TopicRule::matches(std::string_view topic) const noexcept {
+    if (!pattern.empty() && pattern.back() == '*')
+        return topic.substr(0, pattern.size() - 1) == std::string_view{pattern}.substr(0, pattern.size() - 1) &&
+               topic.size() >= pattern.size() - 1;
+    return topic == pattern;
+}
+
+// ---- MessageContext ---------------------------------------------------------------------
+
+void MessageContext::reply(const Envelope& e) {
+    replied_ = true;
+    gw_.send_to(rec_.id, e);
+}
+
+void MessageContext::reply_error(int status, std::string_view message) {
+    replied_ = true;
+    gw_.send_error(rec_.id, status, message);
+}
+
+void MessageContext::ack(nlohmann::json fields) {
+    Envelope e{"ack"};
+    if (fields.is_object())
+        for (auto& [k, v] : fields.items())
+            if (k != "type" && k != "timestamp" && k != "id") e.field(k, v);
+    reply(e);
+}
+
+BroadcastReport MessageContext::publish(const Envelope& e, const Audience& a) { return gw_.publish(e, a); }
+
+// ---- EventRouter ------------------------------------------------------------------------
+
+EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
+    if (settings_.route_key.empty()) throw std::invalid_argument("wsgate::RouterSettings::route_key is empty");
+    if (settings_.route_key.front() == '/') {
+        try {
+            route_pointer_.emplace(settings_.route_key);
+        } catch (const nlohmann::json::exception& e) {
+            throw std::invalid_argument("wsgate::RouterSettings::route_key is not a JSON pointer: " +
+                                        std::string{e.what()});
+        }
+    }
+}
+
+void EventRouter::on(const std::string& route, Handler h) {
+    std::unique_lock lock(mu_);
+    handlers_[route] = std::move(h);
+}
+
+void EventRouter::on(const std::string& route, const std::string& action, Handler h) {
+    std::unique_lock lock(mu_);
+    action_handlers_[route][action] = std::move(h);
+}
+
+std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& route) const {
+    const nlohmann::json* v = nullptr;
+    if (route_pointer_) {
+        if (msg.contains(*route_pointer_)) v = &msg.at(*route_pointer_);
+    } else if (auto it = msg.find(settings_.route_key); it != msg.end()) {
+        v = &*it;
+    }
+    if (v == nullptr || !v->is_string() || v->get_ref<const std::string&>().empty())
+        return protocol_errc::missing_route;
+    route = v->get<std::string>();
+    return {};
+}
+
+const TopicRule* EventRouter::rule_for(std::string_view topic) const noexcept {
+    for (const auto& r : settings_.topic_rules)
+        if (r.matches(topic)) return &r;
+    return nullptr;
+}
+
+bool EventRouter::may_read(const Principal& p, std::string_view topic) const noexcept {
+    const TopicRule* rule = rule_for(topic);
+    if (rule == nullptr) return settings_.open_topics && p.kind != PrincipalKind::public_device;
+    if (rule->read_permission.empty()) return p.kind != PrincipalKind::public_device;
+    return p.has_permission(rule->read_permission);
+}
+
+bool EventRouter::may_publish(const Principal& p, std::string_view topic) const noexcept {
+    if (p.kind == PrincipalKind::public_device) return false;  // public tokens read, never act
+    const TopicRule* rule = rule_for(topic);
+    if (rule == nullptr) return settings_.open_publish;
+    return p.has_permission(rule->publish_permission);
+}
+
+std::string EventRouter::read_permission(std::string_view topic) const {
+    const TopicRule* rule = rule_for(topic);
+    return rule ? rule->read_permission : std::string{};
+}
+
+bool EventRouter::topic_from(MessageContext& ctx, std::string& topic) const {
+    auto it = ctx.message().find("topic");
+    if (it == ctx.message().end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+        ctx.reply_error(400, "'topic' must be a non-empty string");
+        return false;
+    }
+    const auto& t = it->get_ref<const std::string&>();
+    if (t.size() > settings_.max_topic_length) {
+        ctx.reply_error(400, "'topic' is too long");
+        return false;
+    }
+    for (unsigned char c : t)
+        if (c < 0x20 || c == 0x7f) {
+            ctx.reply_error(400, "'topic' contains control characters");
+            return false;
+        }
+    topic = t;
+    return true;
+}
+
+void EventRouter::builtin_ping(MessageContext& ctx) { ctx.reply(Envelope{"pong"}); }
+
+void EventRouter::builtin_subscribe(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    if (!may_read(ctx.principal(), topic)) {
+        ctx.reply_error(403, "not permitted to subscribe to this topic");
+        return;
+    }
+    auto& store = ctx.gateway().store();
+    if (settings_.max_subscriptions > 0) {
+        const auto current = store.topics_of(ctx.connection().id);
+        const bool already = std::find(current.begin(), current.end(), topic) != current.end();
+        if (!already && current.size() >= settings_.max_subscriptions) {
+            ctx.reply_error(429, "too many subscriptions");
+            return;
+        }
+    }
+    if (!store.subscribe(ctx.connection().id, topic)) {
+        ctx.reply_error(410, "connection is gone");
+        return;
+    }
+    ctx.ack({{"action", "subscribe"}, {"topic", topic}});
+}
+
+void EventRouter::builtin_unsubscribe(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    const bool was = ctx.gateway().store().unsubscribe(ctx.connection().id, topic);
+    ctx.ack({{"action", "unsubscribe"}, {"topic", topic}, {"subscribed", false}, {"wasSubscribed", was}});
+}
+
+void EventRouter::builtin_publish(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    if (!may_publish(ctx.principal(), topic)) {
+        ctx.reply_error(403, "not permitted to publish to this topic");
+        return;
+    }
+    const auto& msg = ctx.message();
+    std::string type = "message";
+    if (auto it = msg.find("event"); it != msg.end()) {
+        if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+            ctx.reply_error(400, "'event' must be a non-empty string");
+            return;
+        }
+        type = it->get<std::string>();
+    }
+    Envelope e{type};
+    e.topic(topic);
+    if (auto it = msg.find("data"); it != msg.end()) e.data(*it);
+    auto audience = Audience::topic(topic);
+    // The sender gets an ack, not its own event, unless it asks for an echo.
+    const bool echo = msg.value("echo", false);
+    if (!echo) audience.except_sender(ctx.connection());
+    const auto report = ctx.publish(e, audience);
+    ctx.ack({{"action", "publish"}, {"topic", topic}, {"delivered", report.delivered}});
+}
+
+void EventRouter::dispatch(MessageContext& ctx) {
+    Handler handler;
+    {
+        std::shared_lock lock(mu_);
+        if (auto a = action_handlers_.find(ctx.route()); a != action_handlers_.end()) {
+            auto it = ctx.message().find(settings_.action_key);
+            if (it != ctx.message().end() && it->is_string())
+                if (auto h = a->second.find(it->get_ref<const std::string&>()); h != a->second.end())
+                    handler = h->second;
+            if (!handler) {
+                if (auto h = handlers_.find(ctx.route()); h != handlers_.end()) handler = h->second;
+            }
+            if (!handler) {
+                lock.unlock();
+                ctx.reply_error(400, "unknown action for '" + ctx.route().substr(0, 64) + "'");
+                return;
+            }
+        } else if (auto h = handlers_.find(ctx.route()); h != handlers_.end()) {
+            handler = h->second;
+        }
+    }
+    if (handler) {
+        handler(ctx);
+        return;
+    }
+    const auto& r = ctx.route();
+    if (r == "ping") return builtin_ping(ctx);
+    if (r == "subscribe") return builtin_subscribe(ctx);
+    if (r == "unsubscribe") return builtin_unsubscribe(ctx);
+    if (r == "publish") return builtin_publish(ctx);
+    if (settings_.unknown_route == UnknownRoutePolicy::ack) {
+        ctx.ack({{"message", "Message received"}});
+    } else {
+        ctx.reply_error(400, "unknown message type '" + r.substr(0, 64) + "'");
+    }
+}
+
+}  // namespace wsgate

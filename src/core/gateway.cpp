@@ -1,0 +1,556 @@
+#include <wsgate/gateway.hpp>
+#include <wsgate/random.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+
+namespace wsgate {
+
+std::string_view to_string(EndReason r) noexcept {
+    switch (r) {
+        case EndReason::client_closed: return "client_closed";
+        case EndReason::gone: return "gone";
+        case EndReason::ttl_expired: return "ttl_expired";
+        case EndReason::idle: return "idle";
+        case EndReason::max_age: return "max_age";
+        case EndReason::heartbeat: return "heartbeat";
+        case EndReason::backpressure: return "backpressure";
+        case EndReason::policy: return "policy";
+        case EndReason::kicked: return "kicked";
+        case EndReason::shutdown: return "shutdown";
+    }
+    return "unknown";
+}
+
+CloseCode close_code_for(EndReason r) noexcept {
+    switch (r) {
+        case EndReason::client_closed:
+        case EndReason::ttl_expired:
+        case EndReason::max_age:
+        case EndReason::kicked: return CloseCode::normal;
+        case EndReason::idle:
+        case EndReason::shutdown: return CloseCode::going_away;
+        case EndReason::heartbeat: return CloseCode::going_away;
+        case EndReason::backpressure:
+        case EndReason::policy: return CloseCode::policy_violation;
+        case EndReason::gone: return CloseCode::normal;
+    }
+    return CloseCode::normal;
+}
+
+/// What this node keeps about a connection it accepted: the reaper flag, the rate bucket and
+/// copies of the times sweep() checks (so a sweep never reads the store for live connections).
+struct Gateway::Local {
+    std::atomic<bool> ended{false};
+    std::mutex mu;
+    double tokens = 0;
+    TimePoint refilled_at{};
+    TimePoint connected_at{};
+    TimePoint expires_at{};
+    TimePoint last_seen{};
+};
+
+Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
+                 std::shared_ptr<Transport> transport, std::shared_ptr<Authorizer> authorizer,
+                 std::shared_ptr<const Clock> clock, std::shared_ptr<Bus> bus)
+    : settings_(std::move(settings)),
+      store_(std::move(store)),
+      transport_(std::move(transport)),
+      authorizer_(std::move(authorizer)),
+      clock_(std::move(clock)),
+      bus_(std::move(bus)) {
+    if (!store_) throw std::invalid_argument("wsgate::Gateway: store is null");
+    if (!transport_) throw std::invalid_argument("wsgate::Gateway: transport is null");
+    if (!authorizer_) throw std::invalid_argument("wsgate::Gateway: authorizer is null");
+    if (!clock_) throw std::invalid_argument("wsgate::Gateway: clock is null");
+    if (settings_.max_message_bytes == 0) throw std::invalid_argument("wsgate::Gateway: max_message_bytes is 0");
+    if (settings_.rate_per_second < 0 || settings_.rate_burst < 0)
+        throw std::invalid_argument("wsgate::Gateway: negative rate limit");
+    if (settings_.rate_per_second > 0 && settings_.rate_burst < 1)
+        throw std::invalid_argument("wsgate::Gateway: rate_burst must be at least 1");
+    if (settings_.ttl.count() <= 0) throw std::invalid_argument("wsgate::Gateway: ttl must be positive");
+    if (settings_.node_id.empty()) settings_.node_id = random_token(9);
+    local_only_ = settings_.local_delivery_only.value_or(store_->shared());
+    router_ = std::make_unique<EventRouter>(settings_.router);
+    if (bus_) {
+        bus_->set_handler([this](const BusMessage& m) {
+            if (m.origin_node == settings_.node_id) return;  // delivered locally already
+            bump(metrics_.bus_received);
+            deliver_local(make_payload(m.payload), m.audience);
+        });
+    }
+}
+
+Gateway::~Gateway() {
+    if (bus_) bus_->set_handler(nullptr);
+}
+
+void Gateway::set_end_hook(EndHook h) {
+    std::lock_guard lock(hook_mu_);
+    end_hook_ = std::move(h);
+}
+
+std::size_t Gateway::local_count() const {
+    std::shared_lock lock(local_mu_);
+    return local_.size();
+}
+
+std::shared_ptr<Gateway::Local> Gateway::local_of(const ConnectionId& id) const {
+    std::shared_lock lock(local_mu_);
+    auto it = local_.find(id);
+    return it == local_.end() ? nullptr : it->second;
+}
+
+// ---- connect ----------------------------------------------------------------------------
+
+ConnectResult Gateway::on_connect(const ConnectRequest& request) {
+    AuthDecision d;
+    try {
+        d = authorizer_->authorize(request);
+    } catch (const std::exception&) {
+        d = AuthDecision::deny(401, "auth_error");
+    }
+    if (!d.allowed) {
+        bump(metrics_.denied_connects);
+        ConnectResult r;
+        r.status = d.status == 0 || d.status == 200 ? 401 : d.status;
+        r.reason = d.reason.empty() ? "unauthorized" : d.reason;
+        return r;
+    }
+    return admit(request, std::move(d.principal));
+}
+
+ConnectResult Gateway::on_connect(const ConnectRequest& request, Principal principal) {
+    return admit(request, std::move(principal));
+}
+
+ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal) {
+    ConnectResult result;
+    auto deny = [&](int status, std::string reason) {
+        bump(metrics_.denied_connects);
+        result.status = status;
+        result.reason = std::move(reason);
+        return result;
+    };
+    if (settings_.max_connections > 0 && local_count() >= settings_.max_connections)
+        return deny(503, "server_full");
+
+    const auto now = clock_->now();
+    ConnectionRecord rec;
+    rec.id = request.connection_id.empty() ? make_connection_id() : request.connection_id;
+    rec.connected_at = now;
+    rec.expires_at = now + settings_.ttl;
+    rec.last_seen = now;
+    rec.source_ip = request.source_ip;
+    rec.user_agent = request.user_agent;
+    if (rec.user_agent.empty())
+        if (const auto* ua = request.header("user-agent")) rec.user_agent = *ua;
+    rec.node_id = settings_.node_id;
+    rec.principal = std::move(principal);
+
+    auto local = std::make_shared<Local>();
+    local->tokens = settings_.rate_burst;
+    local->refilled_at = now;
+    local->connected_at = now;
+    local->expires_at = rec.expires_at;
+    local->last_seen = now;
+
+    try {
+        // The per-user cap is checked and the record written under one lock, so two racing
+        // connects of one user cannot both take the last slot on this node.
+        std::unique_lock cap_lock(connect_mu_, std::defer_lock);
+        const bool capped = settings_.max_connections_per_user > 0 && !rec.principal.user_id.empty();
+        if (capped) {
+            cap_lock.lock();
+            if (store_->connections_of_user(rec.principal.user_id).size() >= settings_.max_connections_per_user)
+                return deny(429, "too_many_connections");
+        }
+        {
+            std::unique_lock lock(local_mu_);
+            if (!local_.try_emplace(rec.id, local).second) return deny(409, "duplicate_connection_id");
+        }
+        store_->put(rec);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        std::unique_lock lock(local_mu_);
+        local_.erase(rec.id);
+        return deny(503, "store_unavailable");
+    }
+    bump(metrics_.connects);
+    metrics_.active_connections.fetch_add(1, std::memory_order_relaxed);
+    result.accepted = true;
+    result.status = 200;
+    result.id = rec.id;
+    result.principal = std::move(rec.principal);
+    return result;
+}
+
+// ---- messages ---------------------------------------------------------------------------
+
+namespace {
+
+// Rejects nesting deeper than `limit` before the parser sees it (bounded recursion and memory).
+bool nesting_within(std::string_view text, int limit) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') {
+            if (++depth > limit) return false;
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+void Gateway::send_error(const ConnectionId& id, int status, std::string_view message) {
+    Envelope e{"error"};
+    e.field("status", status);
+    e.field("error", std::string{message});
+    send_to(id, e);
+}
+
+SendStatus Gateway::send_to(const ConnectionId& id, const Envelope& e) {
+    Payload p;
+    try {
+        p = e.serialize(clock_->now());
+    } catch (const std::exception&) {
+        bump(metrics_.send_failures);
+        return SendStatus::error;
+    }
+    SendStatus s = SendStatus::error;
+    try {
+        s = transport_->send(id, p);
+    } catch (const std::exception&) {
+        s = SendStatus::error;
+    }
+    switch (s) {
+        case SendStatus::ok:
+            bump(metrics_.messages_out);
+            bump(metrics_.bytes_out, p->size());
+            break;
+        case SendStatus::gone: end(id, EndReason::gone); break;
+        case SendStatus::backpressure: bump(metrics_.backpressured); break;
+        case SendStatus::error: bump(metrics_.send_failures); break;
+    }
+    return s;
+}
+
+std::error_code Gateway::on_message(const ConnectionId& id, std::string_view text) {
+    bump(metrics_.messages_in);
+    bump(metrics_.bytes_in, text.size());
+    const auto now = clock_->now();
+    auto fail = [&](protocol_errc e, std::string_view detail = {}) -> std::error_code {
+        send_error(id, status_of(e), detail.empty() ? make_error_code(e).message() : detail);
+        return e;
+    };
+
+    auto local = local_of(id);
+    if (text.size() > settings_.max_message_bytes) {
+        bump(metrics_.oversize);
+        if (settings_.oversize_policy == LimitPolicy::close) {
+            end(id, EndReason::policy, "message too big");
+            return protocol_errc::too_large;
+        }
+        return fail(protocol_errc::too_large);
+    }
+    if (local && settings_.rate_per_second > 0) {
+        bool allowed = false;
+        {
+            std::lock_guard lock(local->mu);
+            const double elapsed = std::chrono::duration<double>(now - local->refilled_at).count();
+            if (elapsed > 0) {
+                local->tokens = std::min(settings_.rate_burst, local->tokens + elapsed * settings_.rate_per_second);
+                local->refilled_at = now;
+            }
+            if (local->tokens >= 1.0) {
+                local->tokens -= 1.0;
+                allowed = true;
+            }
+        }
+        if (!allowed) {
+            bump(metrics_.rate_limited);
+            if (settings_.rate_policy == LimitPolicy::close) {
+                end(id, EndReason::policy, "rate limit exceeded");
+                return protocol_errc::rate_limited;
+            }
+            return fail(protocol_errc::rate_limited);
+        }
+    }
+
+    std::optional<ConnectionRecord> rec;
+    try {
+        std::optional<TimePoint> new_expiry;
+        if (settings_.extend_ttl_on_message) new_expiry = now + settings_.ttl;
+        if (!store_->touch(id, now, new_expiry)) return protocol_errc::unknown_connection;
+        rec = store_->get(id);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        return fail(protocol_errc::store_unavailable);
+    }
+    if (!rec) return protocol_errc::unknown_connection;
+    if (local) {
+        std::lock_guard lock(local->mu);
+        local->last_seen = now;
+        if (settings_.extend_ttl_on_message) local->expires_at = rec->expires_at;
+    }
+
+    if (!nesting_within(text, 64)) {
+        bump(metrics_.bad_messages);
+        return fail(protocol_errc::malformed_json, "message is nested too deeply");
+    }
+    auto msg = nlohmann::json::parse(text, nullptr, false);
+    if (msg.is_discarded()) {
+        bump(metrics_.bad_messages);
+        return fail(protocol_errc::malformed_json);
+    }
+    if (!msg.is_object()) {
+        bump(metrics_.bad_messages);
+        return fail(protocol_errc::not_an_object);
+    }
+    std::string route;
+    if (auto ec = router_->route_of(msg, route)) {
+        bump(metrics_.bad_messages);
+        return fail(protocol_errc::missing_route, "message needs a string '" + router_->settings().route_key + "'");
+    }
+    MessageContext ctx{*this, *rec, msg, std::move(route), now};
+    try {
+        router_->dispatch(ctx);
+    } catch (const std::exception&) {
+        bump(metrics_.handler_errors);
+        return fail(protocol_errc::handler_failed);
+    } catch (...) {
+        bump(metrics_.handler_errors);
+        return fail(protocol_errc::handler_failed);
+    }
+    return {};
+}
+
+void Gateway::on_disconnect(const ConnectionId& id) { end(id, EndReason::client_closed); }
+
+// ---- the reaper -------------------------------------------------------------------------
+
+bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text) {
+    // Arbiter: for a connection this node holds, the Local flag (exactly one exchange wins);
+    // otherwise the store's remove (exactly one remover sees true).
+    auto local = local_of(id);
+    std::optional<ConnectionRecord> rec;
+    bool won = false;
+    try {
+        if (local) {
+            if (local->ended.exchange(true)) return false;
+            won = true;
+            rec = store_->get(id);
+            store_->remove(id);
+        } else {
+            rec = store_->get(id);
+            won = store_->remove(id);
+        }
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        // The store failed; a local connection is still ended once (its flag is set).
+        if (!local) return false;
+    }
+    if (!won) return false;
+    if (!rec) {
+        rec.emplace();
+        rec->id = id;
+    }
+    finish(*rec, r, local != nullptr, reason_text);
+    return true;
+}
+
+void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text) {
+    if (was_local) {
+        std::unique_lock lock(local_mu_);
+        local_.erase(rec.id);
+        metrics_.active_connections.fetch_sub(1, std::memory_order_relaxed);
+    }
+    // A socket that closed or reported Gone has nobody to send a close frame to.
+    if (r != EndReason::client_closed && r != EndReason::gone) {
+        try {
+            transport_->close(rec.id, close_code_for(r), reason_text.empty() ? to_string(r) : reason_text);
+        } catch (const std::exception&) {
+            bump(metrics_.send_failures);
+        }
+    }
+    bump(metrics_.disconnects);
+    switch (r) {
+        case EndReason::client_closed: bump(metrics_.ended_client_closed); break;
+        case EndReason::gone: bump(metrics_.ended_gone); break;
+        case EndReason::ttl_expired: bump(metrics_.ended_ttl); break;
+        case EndReason::idle: bump(metrics_.ended_idle); break;
+        case EndReason::max_age: bump(metrics_.ended_max_age); break;
+        case EndReason::heartbeat: bump(metrics_.ended_heartbeat); break;
+        case EndReason::backpressure: bump(metrics_.ended_backpressure); break;
+        case EndReason::policy: bump(metrics_.ended_policy); break;
+        case EndReason::kicked: bump(metrics_.ended_kicked); break;
+        case EndReason::shutdown: bump(metrics_.ended_shutdown); break;
+    }
+    EndHook hook;
+    {
+        std::lock_guard lock(hook_mu_);
+        hook = end_hook_;
+    }
+    if (hook) {
+        try {
+            hook(rec, r);
+        } catch (...) {
+            bump(metrics_.handler_errors);
+        }
+    }
+}
+
+SweepReport Gateway::sweep(TimePoint now) {
+    SweepReport report;
+    std::vector<std::pair<ConnectionId, EndReason>> due;
+    {
+        std::shared_lock lock(local_mu_);
+        for (const auto& [id, local] : local_) {
+            std::lock_guard l(local->mu);
+            if (local->expires_at <= now) due.emplace_back(id, EndReason::ttl_expired);
+            else if (settings_.max_age.count() > 0 && now - local->connected_at >= settings_.max_age)
+                due.emplace_back(id, EndReason::max_age);
+            else if (settings_.idle_timeout.count() > 0 && now - local->last_seen >= settings_.idle_timeout)
+                due.emplace_back(id, EndReason::idle);
+        }
+    }
+    for (const auto& [id, reason] : due) {
+        if (!end(id, reason)) continue;
+        if (reason == EndReason::ttl_expired) ++report.ttl_expired;
+        else if (reason == EndReason::max_age) ++report.max_age;
+        else ++report.idle;
+    }
+    // Records nobody holds locally: other processes behind API Gateway, or nodes that died.
+    std::vector<ConnectionRecord> expired;
+    try {
+        expired = store_->expire(now);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+    }
+    for (const auto& rec : expired) {
+        auto local = local_of(rec.id);
+        if (local) {
+            if (local->ended.exchange(true)) continue;
+            finish(rec, EndReason::ttl_expired, true, {});
+            ++report.ttl_expired;
+        } else if (!local_only_ || rec.node_id == settings_.node_id) {
+            finish(rec, EndReason::ttl_expired, false, {});
+            ++report.ttl_expired;
+        }
+        // else: another live node's record; that node closes its own socket.
+    }
+    return report;
+}
+
+bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry) {
+    try {
+        auto rec = store_->get(id);
+        if (!rec) return false;
+        rec->principal = std::move(p);
+        if (new_expiry) rec->expires_at = *new_expiry;
+        store_->put(*rec);
+        if (auto local = local_of(id); local && new_expiry) {
+            std::lock_guard lock(local->mu);
+            local->expires_at = *new_expiry;
+        }
+        return true;
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        return false;
+    }
+}
+
+// ---- fan-out ----------------------------------------------------------------------------
+
+Audience Gateway::with_topic_permission(const Audience& a) const {
+    if (a.kind != Audience::Kind::topic || !a.required_permission.empty()) return a;
+    Audience out = a;
+    out.required_permission = router_->read_permission(a.topic_name);
+    return out;
+}
+
+BroadcastReport Gateway::publish(const Envelope& e, const Audience& a) {
+    Payload payload;
+    try {
+        payload = e.serialize(clock_->now());
+    } catch (const std::exception&) {
+        bump(metrics_.send_failures);
+        return {};
+    }
+    const Audience audience = with_topic_permission(a);
+    if (bus_) {
+        bool ok = false;
+        try {
+            ok = bus_->publish(BusMessage{settings_.node_id, audience, *payload});
+        } catch (const std::exception&) {
+            ok = false;
+        }
+        if (!ok) bump(metrics_.bus_errors);
+    }
+    return deliver_local(payload, audience);
+}
+
+BroadcastReport Gateway::send_to_user(const std::string& user_id, const Envelope& e, std::string except_device) {
+    auto a = Audience::user(user_id);
+    if (!except_device.empty()) a.except_device(std::move(except_device));
+    return publish(e, a);
+}
+
+BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a) {
+    const auto started = std::chrono::steady_clock::now();
+    BroadcastReport report;
+    ResolvedAudience resolved;
+    try {
+        resolved = store_->resolve(a);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        return report;
+    }
+    report.filtered = resolved.filtered;
+    auto& ids = resolved.ids;
+    if (local_only_) {
+        std::shared_lock lock(local_mu_);
+        ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const ConnectionId& id) { return !local_.contains(id); }),
+                  ids.end());
+    }
+    report.targets = ids.size() + report.filtered;
+    std::vector<SendStatus> statuses(ids.size(), SendStatus::error);
+    try {
+        transport_->send_many(ids, payload, statuses);
+    } catch (const std::exception&) {
+        std::fill(statuses.begin(), statuses.end(), SendStatus::error);
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        switch (statuses[i]) {
+            case SendStatus::ok: ++report.delivered; break;
+            case SendStatus::gone:
+                // Removed at once; fan-out to the rest goes on.
+                if (end(ids[i], EndReason::gone)) bump(metrics_.gone_cleanups);
+                ++report.gone_removed;
+                break;
+            case SendStatus::backpressure: ++report.backpressured; break;
+            case SendStatus::error: ++report.failed; break;
+        }
+    }
+    bump(metrics_.broadcasts);
+    bump(metrics_.deliveries, report.delivered);
+    bump(metrics_.messages_out, report.delivered);
+    bump(metrics_.bytes_out, report.delivered * payload->size());
+    if (report.backpressured) bump(metrics_.backpressured, report.backpressured);
+    if (report.failed) bump(metrics_.send_failures, report.failed);
+    report.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
+    return report;
+}
+
+}  // namespace wsgate

@@ -1,0 +1,229 @@
+#include <wsgate/store/memory_store.hpp>
+
+#include <algorithm>
+#include <mutex>
+
+namespace wsgate {
+
+namespace {
+// A user named twice in an audience still gets each frame once.
+std::vector<std::string> unique_users(const Audience& a) {
+    std::vector<std::string> users = a.user_ids;
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
+    return users;
+}
+}  // namespace
+
+// ---- ConnectionStore::resolve default: built on the primitives, for any backend ----------
+
+ResolvedAudience ConnectionStore::resolve(const Audience& a) {
+    ResolvedAudience out;
+    std::vector<ConnectionId> candidates;
+    switch (a.kind) {
+        case Audience::Kind::topic: candidates = subscribers(a.topic_name); break;
+        case Audience::Kind::user:
+        case Audience::Kind::users:
+            for (const auto& u : unique_users(a)) {
+                auto ids = connections_of_user(u);
+                candidates.insert(candidates.end(), ids.begin(), ids.end());
+            }
+            break;
+        case Audience::Kind::connections: candidates = a.connection_ids; break;
+        case Audience::Kind::everyone: {
+            std::string cursor;
+            do {
+                auto page = scan(cursor, 1000);
+                for (auto& r : page.records) {
+                    if (a.admits(r)) out.ids.push_back(std::move(r.id));
+                    else ++out.filtered;
+                }
+                cursor = std::move(page.next_cursor);
+            } while (!cursor.empty());
+            return out;
+        }
+    }
+    const bool need_record = !a.excluded_device.empty() || !a.required_permission.empty();
+    for (auto& id : candidates) {
+        if (!need_record) {
+            if (id == a.excluded_connection) ++out.filtered;
+            else out.ids.push_back(std::move(id));
+            continue;
+        }
+        auto rec = get(id);
+        if (!rec) continue;
+        if (a.admits(*rec)) out.ids.push_back(std::move(id));
+        else ++out.filtered;
+    }
+    return out;
+}
+
+// ---- InMemoryConnectionStore ------------------------------------------------------------
+
+void InMemoryConnectionStore::unindex(Index& index, const std::string& key, Entry* e) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    it->second.erase(e);
+    if (it->second.empty()) index.erase(it);
+}
+
+ConnectionRecord InMemoryConnectionStore::snapshot(const Entry& e) const {
+    ConnectionRecord r = e.record;
+    r.topics.assign(e.topics.begin(), e.topics.end());
+    return r;
+}
+
+void InMemoryConnectionStore::put(const ConnectionRecord& r) {
+    std::unique_lock lock(mu_);
+    auto [it, inserted] = by_id_.try_emplace(r.id);
+    Entry& e = it->second;
+    if (!inserted) {
+        if (!e.record.principal.user_id.empty()) unindex(by_user_, e.record.principal.user_id, &e);
+        by_expiry_.erase(e.expiry);
+    }
+    e.record = r;
+    e.record.topics.clear();
+    if (!r.principal.user_id.empty()) by_user_[r.principal.user_id].insert(&e);
+    e.expiry = by_expiry_.emplace(r.expires_at, &e);
+}
+
+std::optional<ConnectionRecord> InMemoryConnectionStore::get(const ConnectionId& id) {
+    std::shared_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return std::nullopt;
+    return snapshot(it->second);
+}
+
+void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterator it) {
+    Entry& e = it->second;
+    for (const auto& t : e.topics) unindex(by_topic_, t, &e);
+    if (!e.record.principal.user_id.empty()) unindex(by_user_, e.record.principal.user_id, &e);
+    by_expiry_.erase(e.expiry);
+    by_id_.erase(it);
+}
+
+bool InMemoryConnectionStore::remove(const ConnectionId& id) {
+    std::unique_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    erase_locked(it);
+    return true;
+}
+
+bool InMemoryConnectionStore::touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry) {
+    std::unique_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    Entry& e = it->second;
+    e.record.last_seen = now;
+    if (new_expiry) {
+        by_expiry_.erase(e.expiry);
+        e.record.expires_at = *new_expiry;
+        e.expiry = by_expiry_.emplace(*new_expiry, &e);
+    }
+    return true;
+}
+
+bool InMemoryConnectionStore::subscribe(const ConnectionId& id, const std::string& topic) {
+    std::unique_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    if (it->second.topics.insert(topic).second) by_topic_[topic].insert(&it->second);
+    return true;
+}
+
+bool InMemoryConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {
+    std::unique_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    if (it->second.topics.erase(topic) == 0) return false;
+    unindex(by_topic_, topic, &it->second);
+    return true;
+}
+
+std::vector<std::string> InMemoryConnectionStore::topics_of(const ConnectionId& id) {
+    std::shared_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return {};
+    return {it->second.topics.begin(), it->second.topics.end()};
+}
+
+std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string& topic) {
+    std::shared_lock lock(mu_);
+    std::vector<ConnectionId> out;
+    auto it = by_topic_.find(topic);
+    if (it == by_topic_.end()) return out;
+    out.reserve(it->second.size());
+    for (const Entry* e : it->second) out.push_back(e->record.id);
+    return out;
+}
+
+std::vector<ConnectionId> InMemoryConnectionStore::connections_of_user(const std::string& user_id) {
+    std::shared_lock lock(mu_);
+    std::vector<ConnectionId> out;
+    auto it = by_user_.find(user_id);
+    if (it == by_user_.end()) return out;
+    out.reserve(it->second.size());
+    for (const Entry* e : it->second) out.push_back(e->record.id);
+    return out;
+}
+
+ScanPage InMemoryConnectionStore::scan(const std::string& cursor, std::size_t limit) {
+    std::shared_lock lock(mu_);
+    ScanPage page;
+    if (limit == 0) limit = 1;
+    auto it = cursor.empty() ? by_id_.begin() : by_id_.upper_bound(cursor);
+    for (; it != by_id_.end() && page.records.size() < limit; ++it) page.records.push_back(snapshot(it->second));
+    if (it != by_id_.end() && !page.records.empty()) page.next_cursor = page.records.back().id;
+    return page;
+}
+
+std::vector<ConnectionRecord> InMemoryConnectionStore::expire(TimePoint now) {
+    std::unique_lock lock(mu_);
+    std::vector<ConnectionRecord> out;
+    while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) {
+        Entry* e = by_expiry_.begin()->second;
+        out.push_back(snapshot(*e));
+        erase_locked(by_id_.find(e->record.id));
+    }
+    return out;
+}
+
+std::size_t InMemoryConnectionStore::count() {
+    std::shared_lock lock(mu_);
+    return by_id_.size();
+}
+
+ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
+    std::shared_lock lock(mu_);
+    ResolvedAudience out;
+    auto consider = [&](const Entry& e) {
+        if (a.admits(e.record.id, e.record.principal)) out.ids.push_back(e.record.id);
+        else ++out.filtered;
+    };
+    switch (a.kind) {
+        case Audience::Kind::everyone:
+            out.ids.reserve(by_id_.size());
+            for (const auto& [id, e] : by_id_) consider(e);
+            break;
+        case Audience::Kind::topic:
+            if (auto it = by_topic_.find(a.topic_name); it != by_topic_.end()) {
+                out.ids.reserve(it->second.size());
+                for (const Entry* e : it->second) consider(*e);
+            }
+            break;
+        case Audience::Kind::user:
+        case Audience::Kind::users:
+            for (const auto& u : unique_users(a))
+                if (auto it = by_user_.find(u); it != by_user_.end())
+                    for (const Entry* e : it->second) consider(*e);
+            break;
+        case Audience::Kind::connections:
+            for (const auto& id : a.connection_ids)
+                if (auto it = by_id_.find(id); it != by_id_.end()) consider(it->second);
+            break;
+    }
+    return out;
+}
+
+}  // namespace wsgate

@@ -1,0 +1,54 @@
+#include <wsgate/metrics.hpp>
+
+#include <sstream>
+
+namespace wsgate {
+
+std::string Metrics::prometheus_text() const {
+    std::ostringstream out;
+    auto counter = [&](const char* name, const char* help, const Counter& c) {
+        out << "# HELP wsgate_" << name << ' ' << help << "\n# TYPE wsgate_" << name << " counter\nwsgate_"
+            << name << ' ' << c.load(std::memory_order_relaxed) << '\n';
+    };
+    out << "# HELP wsgate_active_connections Connections this node holds now.\n"
+           "# TYPE wsgate_active_connections gauge\nwsgate_active_connections "
+        << active_connections.load(std::memory_order_relaxed) << '\n';
+    counter("connects_total", "Accepted connections.", connects);
+    counter("denied_connects_total", "Refused connections (auth, limits).", denied_connects);
+    counter("disconnects_total", "Connections that ended, for any reason.", disconnects);
+    counter("messages_in_total", "Client messages received.", messages_in);
+    counter("messages_out_total", "Frames queued to clients (replies and deliveries).", messages_out);
+    counter("bytes_in_total", "Bytes received from clients.", bytes_in);
+    counter("bytes_out_total", "Bytes queued to clients.", bytes_out);
+    counter("broadcasts_total", "Publishes fanned out on this node.", broadcasts);
+    counter("deliveries_total", "Frames delivered by fan-out.", deliveries);
+    counter("gone_cleanups_total", "Connections removed because a send reported Gone (410).", gone_cleanups);
+    counter("send_failures_total", "Sends that failed for another reason.", send_failures);
+    counter("backpressured_total", "Frames refused because a connection's queue was full.", backpressured);
+    counter("rate_limited_total", "Messages refused by the rate limit.", rate_limited);
+    counter("oversize_total", "Messages refused for their size.", oversize);
+    counter("bad_messages_total", "Malformed or invalid client messages.", bad_messages);
+    counter("handler_errors_total", "Route handlers that threw.", handler_errors);
+    counter("store_errors_total", "ConnectionStore failures caught.", store_errors);
+    counter("bus_errors_total", "Bus publishes that failed (a gap for other nodes).", bus_errors);
+    counter("bus_received_total", "Messages received from other nodes.", bus_received);
+    out << "# HELP wsgate_connections_ended_total Connections ended, by reason.\n"
+           "# TYPE wsgate_connections_ended_total counter\n";
+    auto reason = [&](const char* r, const Counter& c) {
+        out << "wsgate_connections_ended_total{reason=\"" << r << "\"} " << c.load(std::memory_order_relaxed)
+            << '\n';
+    };
+    reason("client_closed", ended_client_closed);
+    reason("gone", ended_gone);
+    reason("ttl_expired", ended_ttl);
+    reason("idle", ended_idle);
+    reason("max_age", ended_max_age);
+    reason("heartbeat", ended_heartbeat);
+    reason("backpressure", ended_backpressure);
+    reason("policy", ended_policy);
+    reason("kicked", ended_kicked);
+    reason("shutdown", ended_shutdown);
+    return out.str();
+}
+
+}  // namespace wsgate

@@ -300,7 +300,7 @@ std::optional<std::string> Client::receive(std::chrono::milliseconds timeout) {
 
 std::error_code Client::close(CloseCode code, std::string_view reason, std::chrono::milliseconds timeout) {
     if (!is_open()) return {};
-    websocket::close_reason cr{static_cast<std::uint16_t>(code), std::string{reason.substr(0, 120)}};
+    websocket::close_reason cr{static_cast<websocket::close_code>(static_cast<std::uint16_t>(code)), std::string{reason.substr(0, 120)}};
     net::post(impl_->ws.get_executor(), [im = impl_, cr] {
         if (im->close_requested) return;
         im->close_requested = true;

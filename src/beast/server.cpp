@@ -185,7 +185,7 @@ public:
             closing_ = true;
         }
         // A close reason is at most 123 bytes (RFC 6455 §5.5).
-        websocket::close_reason cr{static_cast<std::uint16_t>(code), std::string{reason.substr(0, 120)}};
+        websocket::close_reason cr{static_cast<websocket::close_code>(static_cast<std::uint16_t>(code)), std::string{reason.substr(0, 120)}};
         net::dispatch(ws_.get_executor(), [self = shared_from_this(), cr] {
             self->pending_close_ = cr;
             self->maybe_close();

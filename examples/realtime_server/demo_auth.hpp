@@ -26,6 +26,9 @@ struct DemoAuth {
     std::function<nlohmann::json(const std::string& device_id)> issue_public_token;
     /// One line for the start-up banner.
     std::string description;
+    /// `issued` (opaque tokens from this process) or `jwt` (HS256 session and public tokens);
+    /// reported by GET /healthz so tests know which token cases apply.
+    std::string kind = "issued";
 };
 
 /// Read permissions a public device token carries (seed 001).

@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
     server->route("GET", "/healthz", [&](const HttpRequest&) {
         return HttpResponse::json(200, nlohmann::json{{"status", "ok"},
                                                       {"connections", gateway->local_count()},
+                                                      {"auth", auth.kind},
                                                       {"node", gateway->node_id()}}.dump());
     });
     server->route("GET", "/metrics", [&](const HttpRequest&) {

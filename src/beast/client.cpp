@@ -90,11 +90,11 @@ bool parse_ws_url(std::string_view url, ParsedUrl& out) {
 }  // namespace
 
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
-    Impl(std::shared_ptr<ClientContext::Impl> c, ClientSettings s)
-        : ctx(std::move(c)), settings(std::move(s)), resolver(net::make_strand(ctx->ioc)),
+    Impl(ClientContext::Impl* c, ClientSettings s)
+        : ctx(c), settings(std::move(s)), resolver(net::make_strand(ctx->ioc)),
           ws(resolver.get_executor()) {}
 
-    std::shared_ptr<ClientContext::Impl> ctx;
+    ClientContext::Impl* ctx;  // outlives this: handlers still holding it die in ctx's shutdown
     ClientSettings settings;
     tcp::resolver resolver;
     websocket::stream<bb::tcp_stream> ws;
@@ -230,11 +230,11 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 };
 
 Client::Client(ClientSettings settings) : own_ctx_(std::make_unique<ClientContext>(1)) {
-    impl_ = std::make_shared<Impl>(own_ctx_->impl(), std::move(settings));
+    impl_ = std::make_shared<Impl>(own_ctx_->impl().get(), std::move(settings));
 }
 
 Client::Client(ClientContext& ctx, ClientSettings settings)
-    : impl_(std::make_shared<Impl>(ctx.impl(), std::move(settings))) {}
+    : impl_(std::make_shared<Impl>(ctx.impl().get(), std::move(settings))) {}
 
 Client::~Client() {
     if (impl_) {

@@ -1,0 +1,104 @@
+#pragma once
+/**
+ * @file public_tokens.hpp Public device tokens (seed 001): long-lived tokens that let a
+ * status board or kiosk read named topics without a user session.
+ *
+ * A public token is a JWT whose claims are
+ * `{"kind":"public","deviceId":...,"permissions":[...],"iat":...,"exp":...[,"iss"][,"aud"]}`.
+ */
+
+#include <wsgate/auth/jwt.hpp>
+#include <wsgate/clock.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace wsgate {
+
+/// The value of the `kind` claim that marks a public device token.
+inline constexpr std::string_view public_token_kind = "public";
+
+/** How a PublicTokenIssuer mints tokens. */
+struct PublicTokenSettings {
+    /// Permissions granted when a request names none.
+    std::vector<std::string> default_permissions{"read_leaderboard", "read_events"};
+    /// Permissions a request may ask for; empty = only the defaults may be granted.
+    std::vector<std::string> allowed_permissions{};
+    /// Token lifetime when a request names none (30 days, as seed 001).
+    std::chrono::seconds lifetime{std::chrono::hours{24 * 30}};
+    /// Longest lifetime a request may ask for.
+    std::chrono::seconds max_lifetime{std::chrono::hours{24 * 365}};
+    /// Written as `iss` / `aud` when not empty.
+    std::string issuer;
+    std::string audience;
+    /// Prefix of generated device ids (followed by 128 CSPRNG bits in base64url).
+    std::string device_id_prefix = "device-";
+};
+
+/** What a client asks for (seed 001's `POST /public/token` body). All fields optional. */
+struct PublicTokenRequest {
+    std::string device_id;  ///< empty → a fresh random id
+    std::optional<std::vector<std::string>> permissions;
+    std::optional<std::chrono::seconds> lifetime;
+
+    /// Reads `{"deviceId"?: string, "permissions"?: [string], "lifetimeSeconds"?: int}`;
+    /// nullopt if a field has the wrong type. Never throws.
+    [[nodiscard]] static std::optional<PublicTokenRequest> from_json(const nlohmann::json& body) noexcept;
+};
+
+/** An issued public token. */
+struct PublicToken {
+    std::string device_id;
+    std::string token;
+    std::vector<std::string> permissions;
+    TimePoint issued_at{};
+    TimePoint expires_at{};
+};
+
+/// `{"deviceId","token","permissions","expiresAt"(ISO-8601),"issuedAt"(ISO-8601)}`.
+void to_json(nlohmann::json& j, const PublicToken& t);
+
+/**
+ * Issues public device tokens.
+ *
+ * @code
+ * wsgate::PublicTokenIssuer issuer{wsgate::jwt::hs256_signing_key(public_secret)};
+ * auto t = issuer.issue({});            // random deviceId, default permissions, 30 days
+ * reply(nlohmann::json(*t).dump());
+ * @endcode
+ * @par Thread Safety Immutable after construction; issue() is safe to call concurrently.
+ */
+class PublicTokenIssuer {
+public:
+    /// @throws std::invalid_argument if `settings` has a non-positive lifetime.
+    explicit PublicTokenIssuer(jwt::SigningKey key, PublicTokenSettings settings = {},
+                               std::shared_ptr<const Clock> clock = nullptr);
+
+    /**
+     * Mints a token. Returns nullopt (and issues nothing) if the device id is not 1–128
+     * characters of `[A-Za-z0-9._:-]`, a requested permission is not allowed, or the requested
+     * lifetime is not in (0, max_lifetime].
+     */
+    [[nodiscard]] std::optional<PublicToken> issue(const PublicTokenRequest& request = {}) const;
+
+    /// A verifier for the tokens this issuer mints (same key, issuer, audience, clock),
+    /// requiring `exp`. Extend it (leeway, more keys) as needed.
+    [[nodiscard]] jwt::Verifier verifier() const;
+
+    [[nodiscard]] const PublicTokenSettings& settings() const noexcept { return settings_; }
+
+private:
+    jwt::SigningKey key_;
+    PublicTokenSettings settings_;
+    std::shared_ptr<const Clock> clock_;
+};
+
+/// True if `id` is 1–128 characters of `[A-Za-z0-9._:-]`.
+[[nodiscard]] bool is_valid_device_id(std::string_view id) noexcept;
+
+}  // namespace wsgate

@@ -1,0 +1,185 @@
+// wsgate DualTokenAuthorizer: session token first, public device token second.
+
+#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/public_tokens.hpp>
+
+#include <stdexcept>
+
+namespace wsgate {
+
+namespace {
+
+std::string_view trim(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+// The first string among `names` in `claims`, moved out of `rest`.
+std::string take_string(const nlohmann::json& claims, nlohmann::json& rest, std::initializer_list<const char*> names) {
+    std::string value;
+    for (const char* n : names) {
+        auto it = claims.find(n);
+        if (it == claims.end()) continue;
+        if (value.empty() && it->is_string()) value = it->get<std::string>();
+        if (it->is_string()) rest.erase(n);
+    }
+    return value;
+}
+
+std::vector<std::string> permissions_of(const nlohmann::json& claims, nlohmann::json& rest) {
+    std::vector<std::string> out;
+    if (auto it = claims.find("permissions"); it != claims.end() && it->is_array()) {
+        for (const auto& p : *it)
+            if (p.is_string()) out.push_back(p.get<std::string>());
+        rest.erase("permissions");
+        return out;
+    }
+    if (auto it = claims.find("scope"); it != claims.end() && it->is_string()) {
+        std::string_view s = it->get_ref<const std::string&>();
+        while (!s.empty()) {
+            auto sp = s.find(' ');
+            auto word = s.substr(0, sp);
+            if (!word.empty()) out.emplace_back(word);
+            if (sp == std::string_view::npos) break;
+            s.remove_prefix(sp + 1);
+        }
+        rest.erase("scope");
+    }
+    return out;
+}
+
+bool is_public_kind(const jwt::Token& t) {
+    auto kind = t.claim<std::string>("kind");
+    return kind && *kind == public_token_kind;
+}
+
+// Errors raised after the signature verified: the token was meant for this verifier.
+bool is_post_signature(std::error_code ec) noexcept {
+    return ec == jwt_errc::expired || ec == jwt_errc::not_yet_valid || ec == jwt_errc::wrong_issuer ||
+           ec == jwt_errc::wrong_audience || ec == jwt_errc::missing_claim || ec == jwt_errc::invalid_claim;
+}
+
+}  // namespace
+
+DualTokenAuthorizer::DualTokenAuthorizer(std::optional<jwt::Verifier> session,
+                                         std::optional<jwt::Verifier> public_device, DualTokenSettings settings)
+    : session_(std::move(session)), public_(std::move(public_device)), settings_(std::move(settings)) {
+    if (!session_ && !public_) throw std::invalid_argument("wsgate::DualTokenAuthorizer: no verifier");
+}
+
+std::optional<std::string> DualTokenAuthorizer::extract_token(const ConnectRequest& request,
+                                                              const DualTokenSettings& settings) {
+    if (!settings.query_parameter.empty()) {
+        if (const std::string* q = request.query_param(settings.query_parameter); q != nullptr && !q->empty())
+            return *q;
+    }
+    if (settings.accept_bearer_header) {
+        if (const std::string* h = request.header("authorization"); h != nullptr) {
+            std::string_view v = trim(*h);
+            if (v.size() > 7 && iequals(v.substr(0, 7), "bearer ")) {
+                auto t = trim(v.substr(7));
+                if (!t.empty()) return std::string(t);
+            }
+        }
+    }
+    if (settings.accept_subprotocol) {
+        if (const std::string* h = request.header("sec-websocket-protocol"); h != nullptr) {
+            std::string_view rest = *h;
+            while (!rest.empty()) {
+                auto comma = rest.find(',');
+                auto entry = trim(rest.substr(0, comma));
+                bool marker = false;
+                for (const auto& m : settings.marker_subprotocols) marker = marker || iequals(entry, m);
+                if (!marker && entry.find('.') != std::string_view::npos) return std::string(entry);
+                if (comma == std::string_view::npos) break;
+                rest.remove_prefix(comma + 1);
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+Principal DualTokenAuthorizer::session_principal(const jwt::Token& token) {
+    Principal p;
+    p.kind = PrincipalKind::user;
+    const auto& c = token.claims;
+    nlohmann::json rest = c;
+    p.user_id = take_string(c, rest, {"sub", "userId", "user_id"});
+    p.session_id = take_string(c, rest, {"sid", "sessionId", "session_id"});
+    p.device_id = take_string(c, rest, {"deviceId", "device_id"});
+    p.nickname = take_string(c, rest, {"nickname", "name"});
+    p.permissions = permissions_of(c, rest);
+    if (auto iat = token.issued_at()) {
+        p.issued_at = *iat;
+        rest.erase("iat");
+    }
+    p.claims = std::move(rest);
+    return p;
+}
+
+Principal DualTokenAuthorizer::public_principal(const jwt::Token& token) {
+    Principal p;
+    p.kind = PrincipalKind::public_device;
+    const auto& c = token.claims;
+    nlohmann::json rest = c;
+    p.device_id = take_string(c, rest, {"deviceId", "device_id"});
+    p.permissions = permissions_of(c, rest);
+    if (auto iat = token.issued_at()) {
+        p.issued_at = *iat;
+        rest.erase("iat");
+    }
+    rest.erase("kind");
+    p.claims = std::move(rest);
+    return p;
+}
+
+AuthDecision DualTokenAuthorizer::authorize(const ConnectRequest& request) {
+    auto token = extract_token(request, settings_);
+    if (!token) return AuthDecision::deny(401, "missing_token");
+
+    std::error_code session_ec, public_ec;
+    if (session_) {
+        jwt::Token t;
+        session_ec = session_->verify(*token, t);
+        if (!session_ec) {
+            if (!is_public_kind(t)) return AuthDecision::allow(session_principal(t));
+            // Signed with the session key but marked public: not a session. Fall through.
+            session_ec = jwt_errc::invalid_claim;
+        }
+    }
+    if (public_) {
+        jwt::Token t;
+        public_ec = public_->verify(*token, t);
+        if (!public_ec) {
+            if (is_public_kind(t)) {
+                Principal p = public_principal(t);
+                if (!p.device_id.empty()) return AuthDecision::allow(std::move(p));
+                public_ec = jwt_errc::missing_claim;
+            } else {
+                public_ec = jwt_errc::invalid_claim;
+            }
+        }
+    }
+    std::error_code ec;
+    if (!session_)
+        ec = public_ec;
+    else if (!public_)
+        ec = session_ec;
+    else
+        ec = (!is_post_signature(session_ec) && is_post_signature(public_ec)) ? public_ec : session_ec;
+    return AuthDecision::deny(401, std::string(reason_code(ec)), ec);
+}
+
+}  // namespace wsgate

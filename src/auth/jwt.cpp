@@ -1,0 +1,399 @@
+// wsgate::jwt: strict compact-JWS framing, claim checks and signing. Cryptography is
+// OpenSSL's (jwt_keys.cpp); only framing and claim rules live here.
+
+#include "key_material.hpp"
+
+#include <wsgate/auth/jwt.hpp>
+
+#include <array>
+#include <cmath>
+#include <stdexcept>
+
+namespace wsgate {
+
+namespace {
+
+class JwtCategory final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "wsgate.jwt"; }
+    std::string message(int ev) const override {
+        switch (static_cast<jwt_errc>(ev)) {
+            case jwt_errc::malformed: return "malformed token";
+            case jwt_errc::bad_signature: return "signature does not verify";
+            case jwt_errc::expired: return "token expired";
+            case jwt_errc::not_yet_valid: return "token not yet valid";
+            case jwt_errc::wrong_issuer: return "wrong issuer";
+            case jwt_errc::wrong_audience: return "wrong audience";
+            case jwt_errc::unknown_key: return "no key with the token's key id";
+            case jwt_errc::disallowed_algorithm: return "algorithm not allowed";
+            case jwt_errc::missing_claim: return "required claim missing";
+            case jwt_errc::too_long: return "token too long";
+            case jwt_errc::invalid_claim: return "claim of the wrong type";
+        }
+        return "unknown jwt error";
+    }
+};
+
+}  // namespace
+
+const std::error_category& jwt_category() noexcept {
+    static const JwtCategory category;
+    return category;
+}
+
+std::string_view reason_code(std::error_code ec) noexcept {
+    if (ec.category() != jwt_category()) return "invalid_token";
+    switch (static_cast<jwt_errc>(ec.value())) {
+        case jwt_errc::malformed: return "malformed_token";
+        case jwt_errc::bad_signature: return "bad_signature";
+        case jwt_errc::expired: return "expired";
+        case jwt_errc::not_yet_valid: return "not_yet_valid";
+        case jwt_errc::wrong_issuer: return "wrong_issuer";
+        case jwt_errc::wrong_audience: return "wrong_audience";
+        case jwt_errc::unknown_key: return "unknown_key";
+        case jwt_errc::disallowed_algorithm: return "disallowed_algorithm";
+        case jwt_errc::missing_claim: return "missing_claim";
+        case jwt_errc::too_long: return "token_too_long";
+        case jwt_errc::invalid_claim: return "invalid_claim";
+    }
+    return "invalid_token";
+}
+
+namespace jwt {
+
+namespace {
+
+constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+constexpr std::array<signed char, 256> make_b64_table() {
+    std::array<signed char, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(b64_alphabet[i])] = static_cast<signed char>(i);
+    return t;
+}
+constexpr auto b64_table = make_b64_table();
+
+struct Segments {
+    std::string_view header, payload, signature, signing_input;
+};
+
+bool split(std::string_view token, Segments& s) noexcept {
+    auto d1 = token.find('.');
+    if (d1 == std::string_view::npos) return false;
+    auto d2 = token.find('.', d1 + 1);
+    if (d2 == std::string_view::npos) return false;
+    if (token.find('.', d2 + 1) != std::string_view::npos) return false;  // JWE or junk
+    s.header = token.substr(0, d1);
+    s.payload = token.substr(d1 + 1, d2 - d1 - 1);
+    s.signature = token.substr(d2 + 1);
+    s.signing_input = token.substr(0, d2);
+    return !s.header.empty() && !s.payload.empty();
+}
+
+// Parses a JSON object, refusing duplicate top-level members (RFC 7515 §5.2 allows refusing them,
+// and a duplicate `alg` or `exp` is how parser-differential attacks start).
+bool parse_object(std::string_view text, nlohmann::json& out) {
+    bool duplicate = false;
+    std::array<std::string, 24> small;
+    std::vector<std::string> more;
+    std::size_t count = 0;
+    auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+        if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
+            const auto& k = parsed.get_ref<const std::string&>();
+            for (std::size_t i = 0; i < count && i < small.size(); ++i)
+                if (small[i] == k) duplicate = true;
+            for (const auto& m : more)
+                if (m == k) duplicate = true;
+            if (count < small.size())
+                small[count] = k;
+            else
+                more.push_back(k);
+            ++count;
+        }
+        return true;
+    };
+    out = nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/false);
+    return !duplicate && !out.is_discarded() && out.is_object();
+}
+
+std::error_code check_header(const nlohmann::json& header) {
+    auto alg = header.find("alg");
+    if (alg == header.end() || !alg->is_string()) return jwt_errc::malformed;
+    // No JWS extension is understood, so any `crit` makes the token unusable (RFC 7515 §4.1.11).
+    if (header.contains("crit")) return jwt_errc::malformed;
+    auto kid = header.find("kid");
+    if (kid != header.end() && !kid->is_string()) return jwt_errc::malformed;
+    return {};
+}
+
+std::error_code decode_frame(std::string_view token, std::size_t max_length, Segments& seg, nlohmann::json& header,
+                             std::string& payload_raw, std::string& signature) {
+    if (token.size() > max_length) return jwt_errc::too_long;
+    if (!split(token, seg)) return jwt_errc::malformed;
+    std::string header_raw;
+    if (!base64url_decode(seg.header, header_raw)) return jwt_errc::malformed;
+    if (!parse_object(header_raw, header)) return jwt_errc::malformed;
+    if (auto ec = check_header(header)) return ec;
+    if (!base64url_decode(seg.payload, payload_raw)) return jwt_errc::malformed;
+    if (!base64url_decode(seg.signature, signature)) return jwt_errc::malformed;
+    return {};
+}
+
+std::optional<TimePoint> numeric_date(const nlohmann::json& claims, const char* name) noexcept {
+    auto it = claims.find(name);
+    if (it == claims.end() || !it->is_number()) return std::nullopt;
+    double v = it->get<double>();
+    if (!std::isfinite(v) || std::fabs(v) > 1e11) return std::nullopt;
+    return from_unix_ms(static_cast<std::int64_t>(std::llround(v * 1000.0)));
+}
+
+bool string_or_string_array(const nlohmann::json& v) {
+    if (v.is_string()) return true;
+    if (!v.is_array()) return false;
+    for (const auto& e : v)
+        if (!e.is_string()) return false;
+    return true;
+}
+
+const SystemClock& system_clock_instance() {
+    static const SystemClock c;
+    return c;
+}
+
+}  // namespace
+
+std::string base64url_encode(std::string_view bytes) {
+    std::string out;
+    out.reserve((bytes.size() * 4 + 2) / 3);
+    std::size_t i = 0;
+    auto b = [&](std::size_t k) { return static_cast<unsigned char>(bytes[k]); };
+    for (; i + 3 <= bytes.size(); i += 3) {
+        unsigned v = (b(i) << 16) | (b(i + 1) << 8) | b(i + 2);
+        out += b64_alphabet[(v >> 18) & 63];
+        out += b64_alphabet[(v >> 12) & 63];
+        out += b64_alphabet[(v >> 6) & 63];
+        out += b64_alphabet[v & 63];
+    }
+    std::size_t rest = bytes.size() - i;
+    if (rest == 1) {
+        unsigned v = b(i) << 16;
+        out += b64_alphabet[(v >> 18) & 63];
+        out += b64_alphabet[(v >> 12) & 63];
+    } else if (rest == 2) {
+        unsigned v = (b(i) << 16) | (b(i + 1) << 8);
+        out += b64_alphabet[(v >> 18) & 63];
+        out += b64_alphabet[(v >> 12) & 63];
+        out += b64_alphabet[(v >> 6) & 63];
+    }
+    return out;
+}
+
+bool base64url_decode(std::string_view text, std::string& out) {
+    out.clear();
+    if (text.size() % 4 == 1) return false;
+    out.reserve(text.size() / 4 * 3 + 2);
+    unsigned acc = 0;
+    int bits = 0;
+    for (char ch : text) {
+        int v = b64_table[static_cast<unsigned char>(ch)];
+        if (v < 0) return false;
+        acc = (acc << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xFF);
+        }
+    }
+    // Canonical form: the unused low bits of the last character must be zero.
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return false;
+    return true;
+}
+
+std::string Token::algorithm() const {
+    auto it = header.find("alg");
+    return it != header.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+std::string Token::kid() const {
+    auto it = header.find("kid");
+    return it != header.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+std::optional<TimePoint> Token::expires_at() const noexcept { return numeric_date(claims, "exp"); }
+std::optional<TimePoint> Token::not_before() const noexcept { return numeric_date(claims, "nbf"); }
+std::optional<TimePoint> Token::issued_at() const noexcept { return numeric_date(claims, "iat"); }
+
+std::vector<std::string> Token::audience() const {
+    std::vector<std::string> out;
+    auto it = claims.find("aud");
+    if (it == claims.end() || !string_or_string_array(*it)) return out;
+    if (it->is_string()) {
+        out.push_back(it->get<std::string>());
+    } else {
+        for (const auto& e : *it) out.push_back(e.get<std::string>());
+    }
+    return out;
+}
+
+std::error_code decode(std::string_view token, Token& out, std::size_t max_length) noexcept {
+    try {
+        Segments seg;
+        nlohmann::json header;
+        std::string payload_raw, signature;
+        if (auto ec = decode_frame(token, max_length, seg, header, payload_raw, signature)) return ec;
+        nlohmann::json claims;
+        if (!parse_object(payload_raw, claims)) return jwt_errc::malformed;
+        out.header = std::move(header);
+        out.claims = std::move(claims);
+        return {};
+    } catch (...) {
+        return jwt_errc::malformed;
+    }
+}
+
+Verifier::Verifier() = default;
+
+Verifier& Verifier::allow(Key key) {
+    keys_.push_back(std::move(key));
+    return *this;
+}
+Verifier& Verifier::allow(const std::vector<Key>& keys) {
+    keys_.insert(keys_.end(), keys.begin(), keys.end());
+    return *this;
+}
+Verifier& Verifier::with_issuer(std::string issuer) {
+    issuers_.push_back(std::move(issuer));
+    return *this;
+}
+Verifier& Verifier::with_audience(std::string audience) {
+    audiences_.push_back(std::move(audience));
+    return *this;
+}
+Verifier& Verifier::leeway(std::chrono::seconds s) {
+    if (s.count() < 0) throw std::invalid_argument("wsgate::jwt: negative leeway");
+    leeway_ = s;
+    return *this;
+}
+Verifier& Verifier::require_claim(std::string name) {
+    required_.push_back(std::move(name));
+    return *this;
+}
+Verifier& Verifier::max_length(std::size_t bytes) {
+    max_length_ = bytes;
+    return *this;
+}
+Verifier& Verifier::with_clock(std::shared_ptr<const Clock> clock) {
+    clock_ = std::move(clock);
+    return *this;
+}
+
+std::error_code Verifier::verify(std::string_view token, Token& out) const noexcept {
+    try {
+        Segments seg;
+        nlohmann::json header;
+        std::string payload_raw, signature;
+        if (auto ec = decode_frame(token, max_length_, seg, header, payload_raw, signature)) return ec;
+
+        const auto& alg_name = header.find("alg")->get_ref<const std::string&>();
+        const std::optional<Algorithm> alg = algorithm_from_string(alg_name);
+        if (!alg) return jwt_errc::disallowed_algorithm;  // `none`, `None`, unknown names
+        std::string_view kid;
+        if (auto k = header.find("kid"); k != header.end()) kid = k->get_ref<const std::string&>();
+
+        bool kid_known = false, alg_known = false, verified = false;
+        for (const Key& key : keys_) {
+            if (!kid.empty() && !key.kid().empty() && key.kid() != kid) continue;
+            kid_known = true;
+            if (key.algorithm() != *alg) continue;  // the key, not the token, decides the algorithm
+            alg_known = true;
+            if (key.material().verify(seg.signing_input, signature)) {
+                verified = true;
+                break;
+            }
+        }
+        if (!kid_known) return jwt_errc::unknown_key;
+        if (!alg_known) return jwt_errc::disallowed_algorithm;
+        if (!verified) return jwt_errc::bad_signature;
+
+        // Only authenticated bytes reach the claims parser.
+        nlohmann::json claims;
+        if (!parse_object(payload_raw, claims)) return jwt_errc::malformed;
+
+        const Clock& clock = clock_ ? *clock_ : system_clock_instance();
+        const double now = static_cast<double>(to_unix_ms(clock.now())) / 1000.0;
+        const double lw = static_cast<double>(leeway_.count());
+        if (auto it = claims.find("exp"); it != claims.end()) {
+            if (!it->is_number()) return jwt_errc::invalid_claim;
+            if (now >= it->get<double>() + lw) return jwt_errc::expired;
+        }
+        if (auto it = claims.find("nbf"); it != claims.end()) {
+            if (!it->is_number()) return jwt_errc::invalid_claim;
+            if (it->get<double>() > now + lw) return jwt_errc::not_yet_valid;
+        }
+        if (auto it = claims.find("iat"); it != claims.end()) {
+            if (!it->is_number()) return jwt_errc::invalid_claim;
+            if (it->get<double>() > now + lw) return jwt_errc::not_yet_valid;
+        }
+        if (auto it = claims.find("iss"); it != claims.end()) {
+            if (!it->is_string()) return jwt_errc::invalid_claim;
+            if (!issuers_.empty()) {
+                const auto& iss = it->get_ref<const std::string&>();
+                bool ok = false;
+                for (const auto& i : issuers_) ok = ok || i == iss;
+                if (!ok) return jwt_errc::wrong_issuer;
+            }
+        } else if (!issuers_.empty()) {
+            return jwt_errc::missing_claim;
+        }
+        if (auto it = claims.find("aud"); it != claims.end()) {
+            if (!string_or_string_array(*it)) return jwt_errc::invalid_claim;
+            bool ok = false;
+            for (const auto& a : audiences_) {
+                if (it->is_string()) {
+                    ok = ok || it->get_ref<const std::string&>() == a;
+                } else {
+                    for (const auto& e : *it) ok = ok || e.get_ref<const std::string&>() == a;
+                }
+            }
+            if (!ok) return jwt_errc::wrong_audience;
+        } else if (!audiences_.empty()) {
+            return jwt_errc::missing_claim;
+        }
+        if (auto it = claims.find("sub"); it != claims.end() && !it->is_string()) return jwt_errc::invalid_claim;
+        for (const auto& r : required_)
+            if (!claims.contains(r)) return jwt_errc::missing_claim;
+
+        out.header = std::move(header);
+        out.claims = std::move(claims);
+        return {};
+    } catch (...) {
+        return jwt_errc::malformed;
+    }
+}
+
+std::string sign_compact(std::string_view header_json, std::string_view payload, const SigningKey& key) {
+    std::string out = base64url_encode(header_json);
+    out += '.';
+    out += base64url_encode(payload);
+    std::string sig = key.material().sign(out);
+    out += '.';
+    out += base64url_encode(sig);
+    return out;
+}
+
+std::string sign(const nlohmann::json& claims, const SigningKey& key, const nlohmann::json& extra_header) {
+    if (!claims.is_object()) throw std::invalid_argument("wsgate::jwt::sign: claims must be a JSON object");
+    if (!extra_header.is_object()) throw std::invalid_argument("wsgate::jwt::sign: header must be a JSON object");
+    nlohmann::json header = nlohmann::json::object();
+    header["alg"] = std::string(to_string(key.algorithm()));
+    header["typ"] = "JWT";
+    if (!key.kid().empty()) header["kid"] = key.kid();
+    for (auto it = extra_header.begin(); it != extra_header.end(); ++it) {
+        if (it.key() == "alg") throw std::invalid_argument("wsgate::jwt::sign: alg comes from the key");
+        header[it.key()] = it.value();
+    }
+    return sign_compact(header.dump(), claims.dump(), key);
+}
+
+}  // namespace jwt
+}  // namespace wsgate

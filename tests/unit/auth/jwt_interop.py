@@ -1,0 +1,68 @@
+"""Cross-implementation checks between wsgate and PyJWT (with python3-cryptography).
+
+  jwt_interop.py mint DIR      generate fresh HS256/RS256/ES256 keys, write the verification keys
+                               and PyJWT-minted tokens to DIR (secret.bin, rsa.pub, ec.pub, tokens.json)
+  jwt_interop.py verify ALG KEYFILE TOKENFILE SUB AUD
+                               verify a token with PyJWT; exit 0 if valid and sub matches, 1 otherwise
+"""
+import json
+import os
+import sys
+import time
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+
+def pem_public(key):
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def mint(out_dir):
+    secret = os.urandom(32)
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    now = int(time.time())
+    claims = {
+        "sub": "py-user", "iss": "pyjwt", "aud": ["other", "wsgate"], "iat": now, "exp": now + 600,
+        "sid": "py-session", "nickname": "Py", "permissions": ["read_events"], "nested": {"n": [1, 2]},
+    }
+    tokens = {
+        "HS256": jwt.encode(claims, secret, algorithm="HS256"),
+        "RS256": jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "py-rsa"}),
+        "ES256": jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "py-ec"}),
+        "HS256-expired": jwt.encode(dict(claims, exp=now - 3600, iat=now - 7200), secret, algorithm="HS256"),
+    }
+    with open(os.path.join(out_dir, "secret.bin"), "wb") as f:
+        f.write(secret)
+    with open(os.path.join(out_dir, "rsa.pub"), "wb") as f:
+        f.write(pem_public(rsa_key))
+    with open(os.path.join(out_dir, "ec.pub"), "wb") as f:
+        f.write(pem_public(ec_key))
+    with open(os.path.join(out_dir, "tokens.json"), "w") as f:
+        json.dump(tokens, f)
+    return 0
+
+
+def verify(alg, key_file, token_file, sub, aud):
+    with open(key_file, "rb") as f:
+        key = f.read()
+    with open(token_file) as f:
+        token = f.read().strip()
+    try:
+        claims = jwt.decode(token, key, algorithms=[alg], audience=aud, options={"require": ["exp", "sub"]})
+    except jwt.PyJWTError as e:
+        print("rejected:", type(e).__name__)
+        return 1
+    return 0 if claims.get("sub") == sub else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "mint":
+        sys.exit(mint(sys.argv[2]))
+    if len(sys.argv) == 7 and sys.argv[1] == "verify":
+        sys.exit(verify(*sys.argv[2:]))
+    print(__doc__)
+    sys.exit(2)

@@ -1,0 +1,165 @@
+// DualTokenAuthorizer: token sources, session-then-public order, principal mapping, denials.
+
+#include "catch.hpp"
+
+#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/public_tokens.hpp>
+
+using namespace wsgate;
+
+namespace {
+
+constexpr std::int64_t now_s = 1'700'000'000;
+const std::string session_secret = "session-secret-0123456789abcdefghij";
+const std::string public_secret = "public-secret-0123456789abcdefghijkl";
+
+struct Fixture {
+    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
+    jwt::SigningKey session_key = jwt::hs256_signing_key(session_secret);
+    PublicTokenIssuer issuer{jwt::hs256_signing_key(public_secret), {}, clock};
+    DualTokenAuthorizer auth{jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
+                             issuer.verifier()};
+
+    std::string session_token(nlohmann::json extra = nlohmann::json::object()) const {
+        nlohmann::json c{{"sub", "user-1"},      {"sid", "sess-9"},     {"deviceId", "phone-2"},
+                         {"nickname", "Ana"},    {"scope", "read_events  publish_chat"},
+                         {"iat", now_s - 5},     {"exp", now_s + 3600}, {"team", "blue"}};
+        for (auto it = extra.begin(); it != extra.end(); ++it) c[it.key()] = it.value();
+        return jwt::sign(c, session_key);
+    }
+};
+
+ConnectRequest with_query(const std::string& token) {
+    ConnectRequest r;
+    r.query["token"] = token;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("a session token becomes a user principal", "[auth][dual]") {
+    Fixture f;
+    auto token = f.session_token();
+    auto d = f.auth.authorize(with_query(token));
+    REQUIRE(d.allowed);
+    const Principal& p = d.principal;
+    CHECK(p.kind == PrincipalKind::user);
+    CHECK(p.user_id == "user-1");
+    CHECK(p.session_id == "sess-9");
+    CHECK(p.device_id == "phone-2");
+    CHECK(p.nickname == "Ana");
+    CHECK(p.permissions == std::vector<std::string>{"read_events", "publish_chat"});
+    CHECK(p.issued_at == from_unix_seconds(now_s - 5));
+    CHECK(p.claims.at("team") == "blue");
+    CHECK(p.claims.at("exp") == now_s + 3600);
+    CHECK_FALSE(p.claims.contains("sub"));
+    CHECK_FALSE(p.claims.contains("scope"));
+}
+
+TEST_CASE("alternative claim names map to the same principal fields", "[auth][dual]") {
+    jwt::Token t;
+    t.claims = {{"userId", "u2"}, {"sessionId", "s2"}, {"device_id", "d2"}, {"name", "Bo"},
+                {"permissions", {"read_leaderboard"}}, {"scope", "ignored"}};
+    auto p = DualTokenAuthorizer::session_principal(t);
+    CHECK(p.user_id == "u2");
+    CHECK(p.session_id == "s2");
+    CHECK(p.device_id == "d2");
+    CHECK(p.nickname == "Bo");
+    CHECK(p.permissions == std::vector<std::string>{"read_leaderboard"});
+    CHECK(p.claims.at("scope") == "ignored");
+    CHECK_FALSE(p.issued_at);
+}
+
+TEST_CASE("a public token becomes a public_device principal", "[auth][dual]") {
+    Fixture f;
+    auto t = f.issuer.issue({"board-1", std::nullopt, std::nullopt});
+    REQUIRE(t);
+    auto d = f.auth.authorize(with_query(t->token));
+    REQUIRE(d.allowed);
+    CHECK(d.principal.kind == PrincipalKind::public_device);
+    CHECK(d.principal.device_id == "board-1");
+    CHECK(d.principal.user_id.empty());
+    CHECK(d.principal.permissions == std::vector<std::string>{"read_leaderboard", "read_events"});
+    CHECK(d.principal.issued_at == from_unix_seconds(now_s));
+    CHECK_FALSE(d.principal.claims.contains("kind"));
+}
+
+TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-Protocol", "[auth][dual]") {
+    Fixture f;
+    auto token = f.session_token();
+    ConnectRequest bearer;
+    bearer.headers["authorization"] = "Bearer " + token;
+    CHECK(f.auth.authorize(bearer).allowed);
+    bearer.headers["authorization"] = "bearer   " + token + "  ";
+    CHECK(f.auth.authorize(bearer).allowed);
+    bearer.headers["authorization"] = "Basic dXNlcjpwYXNz";
+    CHECK(f.auth.authorize(bearer).reason == "missing_token");
+
+    ConnectRequest proto;
+    proto.headers["sec-websocket-protocol"] = "bearer, " + token;
+    CHECK(f.auth.authorize(proto).allowed);
+    proto.headers["sec-websocket-protocol"] = "chat.v1.x";  // looks like a token, is not one
+    CHECK(f.auth.authorize(proto).reason == "malformed_token");
+    proto.headers["sec-websocket-protocol"] = "bearer, chat";
+    CHECK(f.auth.authorize(proto).reason == "missing_token");
+
+    // The query parameter wins over headers.
+    ConnectRequest both = with_query(token);
+    both.headers["authorization"] = "Bearer garbage";
+    CHECK(f.auth.authorize(both).allowed);
+
+    DualTokenSettings only_header;
+    only_header.query_parameter.clear();
+    only_header.accept_subprotocol = false;
+    CHECK_FALSE(DualTokenAuthorizer::extract_token(with_query(token), only_header));
+    CHECK(DualTokenAuthorizer::extract_token(bearer, only_header) == std::nullopt);
+}
+
+TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never the token", "[auth][dual]") {
+    Fixture f;
+    auto d = f.auth.authorize(ConnectRequest{});
+    CHECK_FALSE(d.allowed);
+    CHECK(d.status == 401);
+    CHECK(d.reason == "missing_token");
+
+    auto check_denied = [&](const std::string& token, const std::string& reason, jwt_errc ec) {
+        INFO(reason);
+        auto dd = f.auth.authorize(with_query(token));
+        CHECK_FALSE(dd.allowed);
+        CHECK(dd.status == 401);
+        CHECK(dd.reason == reason);
+        CHECK(dd.error == ec);
+        CHECK(dd.reason.find(token) == std::string::npos);
+        CHECK(dd.error.message().find(token) == std::string::npos);
+    };
+    check_denied("not-a-token", "malformed_token", jwt_errc::malformed);
+    check_denied(f.session_token({{"exp", now_s - 1}}), "expired", jwt_errc::expired);
+    check_denied(jwt::sign({{"sub", "x"}, {"exp", now_s + 60}}, jwt::hs256_signing_key("some-other-secret")),
+                 "bad_signature", jwt_errc::bad_signature);
+    // An expired public token reports `expired`, not the session verifier's bad_signature.
+    auto pt = f.issuer.issue();
+    f.clock->advance(std::chrono::hours{24 * 31});
+    check_denied(pt->token, "expired", jwt_errc::expired);
+}
+
+TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dual]") {
+    auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
+    // One secret for both (a misconfiguration the kind claim still guards).
+    auto key = jwt::hs256_signing_key(session_secret);
+    PublicTokenIssuer issuer{key, {}, clock};
+    DualTokenAuthorizer auth{jwt::Verifier{}.allow(key.verification_key()).with_clock(clock), issuer.verifier()};
+    auto pub = issuer.issue();
+    auto d = auth.authorize(with_query(pub->token));
+    REQUIRE(d.allowed);
+    CHECK(d.principal.kind == PrincipalKind::public_device);
+    CHECK(d.principal.user_id.empty());
+
+    // A session token presented to a public-only authorizer is refused.
+    DualTokenAuthorizer public_only{std::nullopt, issuer.verifier()};
+    auto session = jwt::sign({{"sub", "u"}, {"deviceId", "d"}, {"exp", now_s + 60}}, key);
+    auto ds = public_only.authorize(with_query(session));
+    CHECK_FALSE(ds.allowed);
+    CHECK(ds.error == jwt_errc::invalid_claim);
+
+    CHECK_THROWS_AS(DualTokenAuthorizer(std::nullopt, std::nullopt), std::invalid_argument);
+}

@@ -1,0 +1,172 @@
+// RFC 7515 Appendix A.1–A.3 and RFC 7519 §3.1, with the RFCs' exact tokens and keys.
+
+#include "catch.hpp"
+
+#include <wsgate/auth/jwks.hpp>
+#include <wsgate/auth/jwt.hpp>
+
+using namespace wsgate;
+
+namespace {
+
+// RFC 7515 A.1 / RFC 7519 §3.1.
+constexpr const char* a1_jwk_k = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+constexpr const char* a1_token =
+    "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+constexpr const char* a1_header = "{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}";
+constexpr const char* a1_payload = "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}";
+
+// RFC 7515 A.2 (RSASSA-PKCS1-v1_5 SHA-256), public part of the JWK.
+constexpr const char* a2_n =
+    "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddx"
+    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMs"
+    "D1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSH"
+    "SXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdV"
+    "MTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8"
+    "NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+constexpr const char* a2_token =
+    "eyJhbGciOiJSUzI1NiJ9"
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    ".cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7"
+    "AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4"
+    "BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
+    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqv"
+    "hJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrB"
+    "p0igcN_IoypGlUPQGe77Rw";
+
+// RFC 7515 A.3 (ECDSA P-256 SHA-256), public part of the JWK.
+constexpr const char* a3_x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+constexpr const char* a3_y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+constexpr const char* a3_token =
+    "eyJhbGciOiJFUzI1NiJ9"
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSA"
+    "pmWQxfKTUJqPP3-Kg6NU1Q";
+
+// The examples' exp is 1300819380 (2011-03-22); verify just before it.
+std::shared_ptr<ManualClock> rfc_clock(std::int64_t unix_seconds = 1300819300) {
+    return std::make_shared<ManualClock>(from_unix_seconds(unix_seconds));
+}
+
+nlohmann::json a2_jwk() { return {{"kty", "RSA"}, {"n", a2_n}, {"e", "AQAB"}, {"kid", "2010-12-29"}}; }
+nlohmann::json a3_jwk() {
+    return {{"kty", "EC"}, {"crv", "P-256"}, {"x", a3_x}, {"y", a3_y}, {"kid", "e9bc097a-ce51-4036-9562-d2ade882db0d"}};
+}
+
+std::string flip_last_signature_char(std::string t) {
+    // Changing a middle character keeps the segment canonical base64url.
+    auto pos = t.rfind('.') + 5;
+    t[pos] = t[pos] == 'A' ? 'B' : 'A';
+    return t;
+}
+
+void check_rfc_claims(const jwt::Token& t) {
+    CHECK(t.claim<std::string>("iss") == std::optional<std::string>{"joe"});
+    CHECK(t.claim<std::int64_t>("exp") == std::optional<std::int64_t>{1300819380});
+    CHECK(t.claim<bool>("http://example.com/is_root") == std::optional<bool>{true});
+    CHECK(t.expires_at() == from_unix_seconds(1300819380));
+}
+
+}  // namespace
+
+TEST_CASE("RFC 7515 A.1 HS256: the RFC token verifies with the RFC key", "[auth][jwt][rfc]") {
+    auto clock = rfc_clock();
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk({{"kty", "oct"}, {"k", a1_jwk_k}})).with_clock(clock);
+    jwt::Token t;
+    REQUIRE_FALSE(v.verify(a1_token, t));
+    check_rfc_claims(t);
+    CHECK(t.algorithm() == "HS256");
+    CHECK(t.header.at("typ") == "JWT");
+
+    SECTION("a changed signature byte is a bad signature") {
+        CHECK(v.verify(flip_last_signature_char(a1_token), t) == jwt_errc::bad_signature);
+    }
+    SECTION("at exp the token is expired; leeway extends it") {
+        clock->set(from_unix_seconds(1300819380));
+        CHECK(v.verify(a1_token, t) == jwt_errc::expired);
+        v.leeway(std::chrono::seconds{60});
+        CHECK_FALSE(v.verify(a1_token, t));
+    }
+    SECTION("the same key pinned to HS512 refuses the HS256 token") {
+        auto v512 = jwt::Verifier{}
+                        .allow(jwt::Key::from_jwk({{"kty", "oct"}, {"k", a1_jwk_k}}, jwt::Algorithm::hs512))
+                        .with_clock(clock);
+        CHECK(v512.verify(a1_token, t) == jwt_errc::disallowed_algorithm);
+    }
+}
+
+TEST_CASE("RFC 7515 A.1 HS256: signing the RFC header and payload reproduces the RFC token", "[auth][jwt][rfc]") {
+    std::string key;
+    REQUIRE(jwt::base64url_decode(a1_jwk_k, key));
+    REQUIRE(key.size() == 64);
+    CHECK(static_cast<unsigned char>(key[0]) == 3);
+    CHECK(static_cast<unsigned char>(key[63]) == 163);
+    CHECK(jwt::sign_compact(a1_header, a1_payload, jwt::SigningKey::hmac(jwt::Algorithm::hs256, key)) == a1_token);
+}
+
+TEST_CASE("RFC 7519 §3.1: the example JWT decodes to the RFC's header and claims", "[auth][jwt][rfc]") {
+    jwt::Token t;
+    REQUIRE_FALSE(jwt::decode(a1_token, t));
+    CHECK(t.header == nlohmann::json{{"typ", "JWT"}, {"alg", "HS256"}});
+    CHECK(t.claims == nlohmann::json{{"iss", "joe"}, {"exp", 1300819380}, {"http://example.com/is_root", true}});
+    // The encoded header is exactly the RFC's octets, CRLF and space included.
+    std::string header;
+    REQUIRE(jwt::base64url_decode("eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9", header));
+    CHECK(header == a1_header);
+    std::string payload;
+    REQUIRE(jwt::base64url_decode(
+        "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ", payload));
+    CHECK(payload == a1_payload);
+}
+
+TEST_CASE("RFC 7515 A.2 RS256: the RFC token verifies with the RFC public key", "[auth][jwt][rfc]") {
+    auto clock = rfc_clock();
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk(a2_jwk())).with_clock(clock);
+    jwt::Token t;
+    REQUIRE_FALSE(v.verify(a2_token, t));
+    check_rfc_claims(t);
+    CHECK(v.keys().at(0).kid() == "2010-12-29");
+    CHECK(v.keys().at(0).algorithm() == jwt::Algorithm::rs256);
+    CHECK(v.verify(flip_last_signature_char(a2_token), t) == jwt_errc::bad_signature);
+    // Pinned to RS384, the same key refuses the RS256 token.
+    auto v384 = jwt::Verifier{}.allow(jwt::Key::from_jwk(a2_jwk(), jwt::Algorithm::rs384)).with_clock(clock);
+    CHECK(v384.verify(a2_token, t) == jwt_errc::disallowed_algorithm);
+}
+
+TEST_CASE("RFC 7515 A.3 ES256: the RFC token verifies with the RFC public key", "[auth][jwt][rfc]") {
+    auto clock = rfc_clock();
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk(a3_jwk())).with_clock(clock);
+    jwt::Token t;
+    REQUIRE_FALSE(v.verify(a3_token, t));
+    check_rfc_claims(t);
+    CHECK(v.verify(flip_last_signature_char(a3_token), t) == jwt_errc::bad_signature);
+    // The same bytes presented as a DER signature are refused (JOSE signatures are r||s).
+    std::string raw;
+    std::string tok = a3_token;
+    REQUIRE(jwt::base64url_decode(tok.substr(tok.rfind('.') + 1), raw));
+    CHECK(raw.size() == 64);
+    CHECK(v.verify(tok.substr(0, tok.rfind('.') + 1) + jwt::base64url_encode(raw.substr(0, 63)), t) ==
+          jwt_errc::bad_signature);
+}
+
+TEST_CASE("RFC 7515 A.2/A.3 keys from a JWKS document", "[auth][jwt][rfc][jwks]") {
+    nlohmann::json doc{{"keys",
+                        {a2_jwk(), a3_jwk(),
+                         {{"kty", "RSA"}, {"use", "enc"}, {"n", a2_n}, {"e", "AQAB"}, {"kid", "enc-key"}},
+                         {{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}}}};
+    auto keys = jwt::parse_jwks(doc.dump());
+    REQUIRE(keys.size() == 2);  // the encryption key and the OKP key are skipped
+    auto v = jwt::Verifier{}.allow(keys).with_clock(rfc_clock());
+    jwt::Token t;
+    CHECK_FALSE(v.verify(a2_token, t));
+    CHECK_FALSE(v.verify(a3_token, t));
+    CHECK(v.verify(a1_token, t) == jwt_errc::disallowed_algorithm);  // no HMAC key in the set
+
+    std::error_code ec;
+    CHECK(jwt::parse_jwks("{\"keys\":", ec).empty());
+    CHECK(ec == jwt_errc::malformed);
+    CHECK_THROWS_AS(jwt::parse_jwks(R"({"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]})"),
+                    std::invalid_argument);
+}

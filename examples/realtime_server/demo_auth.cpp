@@ -1,70 +1,54 @@
-// Public device tokens for the demo, kept in memory: an opaque random token per device. This is
-// the part to replace with `wsgate::DualTokenAuthorizer` (user session JWTs + public device JWTs)
-// and a `wsgate::PublicTokenIssuer` when those are available; make_demo_auth() is the only
-// function that changes.
+// The demo's tokens (seed 001): user session JWTs (HS256, session secret) and public device JWTs
+// (HS256, public secret) minted by POST /public/token, both checked by DualTokenAuthorizer.
 #include "demo_auth.hpp"
 
+#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/clock.hpp>
-#include <wsgate/random.hpp>
-
-#include <mutex>
-#include <unordered_map>
 
 namespace demo {
 namespace {
 
-class IssuedTokenAuthorizer final : public wsgate::Authorizer {
+// Lets token-less clients in as anonymous readers; everything else goes to `inner`.
+class AnonymousFallback final : public wsgate::Authorizer {
 public:
-    explicit IssuedTokenAuthorizer(bool allow_anonymous) : allow_anonymous_(allow_anonymous) {}
-
+    explicit AnonymousFallback(std::shared_ptr<wsgate::Authorizer> inner) : inner_(std::move(inner)) {}
     wsgate::AuthDecision authorize(const wsgate::ConnectRequest& req) override {
-        const std::string* token = req.query_param("token");
-        if (token == nullptr || token->empty()) {
-            if (allow_anonymous_) {
-                wsgate::Principal p;
-                p.kind = wsgate::PrincipalKind::anonymous;
-                return wsgate::AuthDecision::allow(std::move(p));
-            }
-            return wsgate::AuthDecision::deny(401, "missing_token");
-        }
-        std::lock_guard lk(mu_);
-        auto it = devices_.find(*token);
-        if (it == devices_.end()) return wsgate::AuthDecision::deny(401, "invalid_token");
-        wsgate::Principal p;
-        p.kind = wsgate::PrincipalKind::public_device;
-        p.device_id = it->second;
-        p.permissions = public_permissions();
-        return wsgate::AuthDecision::allow(std::move(p));
-    }
-
-    std::string issue(const std::string& device_id) {
-        auto token = wsgate::random_token(24);
-        std::lock_guard lk(mu_);
-        devices_[token] = device_id;
-        return token;
+        wsgate::DualTokenSettings s;
+        if (!wsgate::DualTokenAuthorizer::extract_token(req, s)) return wsgate::AuthDecision::allow({});
+        return inner_->authorize(req);
     }
 
 private:
-    bool allow_anonymous_;
-    std::mutex mu_;
-    std::unordered_map<std::string, std::string> devices_;  // token → device id
+    std::shared_ptr<wsgate::Authorizer> inner_;
 };
 
 }  // namespace
 
 DemoAuth make_demo_auth(const AuthConfig& cfg) {
-    auto authz = std::make_shared<IssuedTokenAuthorizer>(cfg.allow_anonymous);
+    wsgate::PublicTokenSettings pts;
+    pts.default_permissions = public_permissions();
+    auto issuer = std::make_shared<wsgate::PublicTokenIssuer>(wsgate::jwt::hs256_signing_key(cfg.public_secret), pts);
+    auto session = wsgate::jwt::Verifier{}.allow(wsgate::jwt::hs256_key(cfg.session_secret)).require_claim("exp");
+    std::shared_ptr<wsgate::Authorizer> authz =
+        std::make_shared<wsgate::DualTokenAuthorizer>(std::move(session), issuer->verifier());
+    if (cfg.allow_anonymous) authz = std::make_shared<AnonymousFallback>(std::move(authz));
+
     DemoAuth out;
-    out.authorizer = authz;
-    out.description = "public device tokens issued by this process (opaque, in memory)";
-    out.issue_public_token = [authz](const std::string& requested) {
-        std::string device_id = requested.empty() ? "device-" + wsgate::random_token(9) : requested;
+    out.authorizer = std::move(authz);
+    out.kind = "jwt";
+    out.description = "HS256 user session tokens (session secret) and public device tokens (public secret)";
+    out.issue_public_token = [issuer](const std::string& device_id) -> nlohmann::json {
+        wsgate::PublicTokenRequest req;
+        req.device_id = device_id;
+        auto t = issuer->issue(req);
+        if (!t) return nlohmann::json{{"success", false}, {"error", "invalid deviceId"}};
         return nlohmann::json{{"success", true},
-                              {"deviceId", device_id},
-                              {"publicToken", authz->issue(device_id)},
-                              {"permissions", public_permissions()},
-                              {"expiresAt", nullptr},
-                              {"timestamp", wsgate::format_iso8601(wsgate::SystemClock{}.now())}};
+                              {"deviceId", t->device_id},
+                              {"publicToken", t->token},
+                              {"permissions", t->permissions},
+                              {"expiresAt", wsgate::format_iso8601(t->expires_at)},
+                              {"timestamp", wsgate::format_iso8601(t->issued_at)}};
     };
     return out;
 }

@@ -22,13 +22,14 @@ struct AuthConfig {
 struct DemoAuth {
     std::shared_ptr<wsgate::Authorizer> authorizer;
     /// Issues a public device token for `device_id` (empty = generate one); returns the
-    /// seed-001 response body: {success, deviceId, publicToken, permissions, expiresAt, timestamp}.
+    /// seed-001 response body: {success, deviceId, publicToken, permissions, expiresAt, timestamp},
+    /// or {success: false, error} for an unacceptable device id.
     std::function<nlohmann::json(const std::string& device_id)> issue_public_token;
     /// One line for the start-up banner.
     std::string description;
     /// `issued` (opaque tokens from this process) or `jwt` (HS256 session and public tokens);
     /// reported by GET /healthz so tests know which token cases apply.
-    std::string kind = "issued";
+    std::string kind = "jwt";
 };
 
 /// Read permissions a public device token carries (seed 001).

@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
             if (auto it = body.find("deviceId"); it != body.end() && it->is_string()) device_id = it->get<std::string>();
             if (device_id.size() > 128) return HttpResponse::json(400, R"({"success":false,"error":"deviceId too long"})");
         }
-        return HttpResponse::json(200, auth.issue_public_token(device_id).dump());
+        auto issued = auth.issue_public_token(device_id);
+        return HttpResponse::json(issued.value("success", false) ? 200 : 400, issued.dump());
     });
     server->route("GET", "/public/recent", [&](const HttpRequest& req) {
         auto* topic = req.query.count("topic") ? &req.query.at("topic") : nullptr;

@@ -225,18 +225,32 @@ def jwt_token(secret, claims):
 
 async def case_jwt_tokens(a):
     now = int(time.time())
-    user = jwt_token(a.session_secret, {"sub": "user-1", "sessionId": "s-1", "nickname": "ana",
-                                         "type": "session", "iat": now, "exp": now + 600})
-    async with websockets.connect(ws_url(a.port, user), open_timeout=TIMEOUT) as ws:
-        await ws.send(json.dumps({"type": "ping"}))
-        assert (await recv_json(ws))["type"] == "pong"
-    expired = jwt_token(a.session_secret, {"sub": "user-1", "sessionId": "s-1", "type": "session",
-                                           "iat": now - 7200, "exp": now - 3600})
+    user = jwt_token(a.session_secret, {"sub": "user-1", "sid": "s-1", "nickname": "ana",
+                                         "permissions": ["publish", "read_events"], "iat": now, "exp": now + 600})
+    board = public_token(a.port, "board-7")
+    async with websockets.connect(ws_url(a.port, user), open_timeout=TIMEOUT) as ws, \
+            websockets.connect(ws_url(a.port, board), open_timeout=TIMEOUT) as reader:
+        for c in (ws, reader):
+            await c.send(json.dumps({"type": "subscribe", "topic": "events:jwt"}))
+            assert (await recv_json(c))["type"] == "ack"
+        await ws.send(json.dumps({"type": "publish", "topic": "events:jwt", "data": {"move": 1}}))
+        got = await recv_until(reader, lambda m: m.get("topic") == "events:jwt" and m.get("type") != "ack")
+        assert got["data"] == {"move": 1}, got
+    # the same session token offered as a subprotocol (browsers cannot set headers)
+    async with websockets.connect(ws_url(a.port), subprotocols=["bearer", user], open_timeout=TIMEOUT) as ws:
+        assert ws.subprotocol == "bearer", ws.subprotocol
+    expired = jwt_token(a.session_secret, {"sub": "user-1", "iat": now - 7200, "exp": now - 3600})
     await expect_denied(a.port, expired, 401)
+    expired_public = jwt_token(a.public_secret, {"kind": "public", "deviceId": "d", "permissions": ["read_events"],
+                                                 "iat": now - 7200, "exp": now - 3600})
+    await expect_denied(a.port, expired_public, 401)
     forged = jwt_token("not-the-secret-" + a.session_secret, {"sub": "user-1", "exp": now + 600})
     await expect_denied(a.port, forged, 401)
-    none_alg = jwt_token(a.session_secret, {"sub": "x", "exp": now + 600}).split(".")
-    await expect_denied(a.port, ".".join(none_alg[:2]) + ".", 401)
+    # a public token signed with the session key is not a session (kind=public) nor a valid public token
+    crossed = jwt_token(a.session_secret, {"kind": "public", "deviceId": "d", "permissions": ["*"], "exp": now + 600})
+    await expect_denied(a.port, crossed, 401)
+    unsigned = jwt_token(a.session_secret, {"sub": "x", "exp": now + 600}).split(".")
+    await expect_denied(a.port, ".".join(unsigned[:2]) + ".", 401)
 
 
 CASES = [

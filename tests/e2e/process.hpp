@@ -18,7 +18,10 @@ namespace wsgate::test {
 
 class ChildProcess {
 public:
-    explicit ChildProcess(std::vector<std::string> argv, const std::string& log_path = {}) {
+    /// Starts `argv[0]` (an absolute path). With `own_group`, the child leads a new process group
+    /// and kill() signals the whole group (the child's own children included).
+    explicit ChildProcess(std::vector<std::string> argv, const std::string& log_path = {}, bool own_group = false)
+        : group_(own_group) {
         std::vector<char*> args;
         for (auto& a : argv) args.push_back(a.data());
         args.push_back(nullptr);
@@ -28,12 +31,23 @@ public:
             posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             posix_spawn_file_actions_adddup2(&fa, 1, 2);
         }
-        if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+        posix_spawnattr_t attr;
+        posix_spawnattr_init(&attr);
+        if (own_group) {
+            posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+            posix_spawnattr_setpgroup(&attr, 0);
+        }
+        if (posix_spawn(&pid_, args[0], &fa, &attr, args.data(), environ) != 0) pid_ = -1;
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
+        pgid_ = own_group ? pid_ : -1;
     }
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
-    ~ChildProcess() { kill(SIGKILL); }
+    ~ChildProcess() {
+        kill(SIGKILL);
+        if (pgid_ > 0) ::kill(-pgid_, SIGKILL);  // whatever the child left behind
+    }
 
     [[nodiscard]] bool started() const { return pid_ > 0; }
     [[nodiscard]] pid_t pid() const { return pid_; }
@@ -58,7 +72,7 @@ public:
     /// Sends `sig` and, for SIGKILL, reaps the child.
     void kill(int sig) {
         if (pid_ <= 0) return;
-        ::kill(pid_, sig);
+        ::kill(group_ ? -pid_ : pid_, sig);
         if (sig == SIGKILL) {
             int st = 0;
             ::waitpid(pid_, &st, 0);
@@ -67,7 +81,9 @@ public:
     }
 
 private:
+    bool group_ = false;
     pid_t pid_ = -1;
+    pid_t pgid_ = -1;
     int status_ = -1;
 };
 

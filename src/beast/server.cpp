@@ -109,6 +109,164 @@ std::string remote_ip(const tcp::socket& s) {
 
 }  // namespace
 
+
+namespace detail {
+
+// A completion waiting inside CorkStream (move-only handlers, type-erased).
+struct Pending {
+    virtual ~Pending() = default;
+    virtual void complete(bb::error_code ec, std::size_t n) = 0;
+};
+
+template <class Handler>
+struct PendingHandler final : Pending {
+    PendingHandler(Handler h, std::size_t n) : handler(std::move(h)), bytes(n) {}
+    void complete(bb::error_code ec, std::size_t) override {
+        auto ex = net::get_associated_executor(handler);
+        net::post(ex, bb::bind_front_handler(std::move(handler), ec, ec ? std::size_t{0} : bytes));
+    }
+    Handler handler;
+    std::size_t bytes;
+};
+
+/**
+ * The next layer under each WebSocket stream: a tcp_stream that can be corked. While corked,
+ * frames the websocket stream writes are gathered in memory and their writes complete at once;
+ * uncork() sends everything gathered with one socket write. Writes arriving while a flush is on
+ * the wire wait their turn (in order) and complete when their bytes were written.
+ * Used on the connection's strand only.
+ */
+class CorkStream {
+public:
+    using executor_type = bb::tcp_stream::executor_type;
+
+    explicit CorkStream(bb::tcp_stream&& s) : s_(std::move(s)) {}
+
+    executor_type get_executor() noexcept { return s_.get_executor(); }
+    bb::tcp_stream& next_layer() noexcept { return s_; }
+    const bb::tcp_stream& next_layer() const noexcept { return s_; }
+
+    /// Something that keeps the owner alive while a flush is on the wire.
+    void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
+
+    template <class MutableBufferSequence, class ReadHandler>
+    auto async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
+        return s_.async_read_some(buffers, std::forward<ReadHandler>(handler));
+    }
+
+    template <class ConstBufferSequence, class WriteHandler>
+    auto async_write_some(const ConstBufferSequence& buffers, WriteHandler&& token) {
+        return net::async_initiate<WriteHandler, void(bb::error_code, std::size_t)>(
+            [this](auto handler, const ConstBufferSequence& bufs) {
+                using H = std::decay_t<decltype(handler)>;
+                if (!corked_ && !flushing_ && pending_.empty()) {
+                    s_.async_write_some(bufs, std::move(handler));
+                    return;
+                }
+                if (error_) {
+                    PendingHandler<H>(std::move(handler), 0).complete(error_, 0);
+                    return;
+                }
+                const std::size_t n = append(bufs);
+                if (corked_) {
+                    PendingHandler<H>(std::move(handler), n).complete({}, n);
+                } else {
+                    waiting_.push_back(std::make_unique<PendingHandler<H>>(std::move(handler), n));
+                    if (!flushing_) flush();
+                }
+            },
+            token, buffers);
+    }
+
+    void cork() noexcept { corked_ = true; }
+
+    /// Ends a cork: sends what was gathered, then calls `done(ec)` (on this strand).
+    void uncork(std::function<void(bb::error_code)> done) {
+        corked_ = false;
+        after_flush_.push_back(std::move(done));
+        if (!flushing_) {
+            if (pending_.empty()) finish_round({});
+            else flush();
+        }
+    }
+
+    /// Runs `fn` once nothing is buffered or on the wire (the close handshake's teardown).
+    void when_drained(std::function<void(bb::error_code)> fn) {
+        if (!flushing_ && pending_.empty()) {
+            fn(error_);
+            return;
+        }
+        after_flush_.push_back(std::move(fn));
+    }
+
+private:
+    template <class ConstBufferSequence>
+    std::size_t append(const ConstBufferSequence& bufs) {
+        std::size_t n = 0;
+        for (auto it = net::buffer_sequence_begin(bufs); it != net::buffer_sequence_end(bufs); ++it) {
+            net::const_buffer b = *it;
+            pending_.append(static_cast<const char*>(b.data()), b.size());
+            n += b.size();
+        }
+        return n;
+    }
+
+    void flush() {
+        flushing_ = true;
+        inflight_.swap(pending_);
+        pending_.clear();
+        auto waiters = std::make_shared<std::vector<std::unique_ptr<Pending>>>(std::move(waiting_));
+        waiting_.clear();
+        net::async_write(s_, net::buffer(inflight_),
+                         [this, keep = owner_.lock(), waiters](bb::error_code ec, std::size_t) {
+                             flushing_ = false;
+                             inflight_.clear();
+                             if (ec) error_ = ec;
+                             for (auto& w : *waiters) w->complete(ec, 0);
+                             if (!ec && !pending_.empty()) return flush();
+                             if (ec) {
+                                 for (auto& w : waiting_) w->complete(ec, 0);
+                                 waiting_.clear();
+                                 pending_.clear();
+                             }
+                             finish_round(ec);
+                         });
+    }
+
+    void finish_round(bb::error_code ec) {
+        auto callbacks = std::move(after_flush_);
+        after_flush_.clear();
+        for (auto& f : callbacks) f(ec ? ec : error_);
+    }
+
+    bb::tcp_stream s_;
+    std::weak_ptr<void> owner_;
+    std::string pending_;
+    std::string inflight_;
+    std::vector<std::unique_ptr<Pending>> waiting_;
+    std::vector<std::function<void(bb::error_code)>> after_flush_;
+    bb::error_code error_;
+    bool corked_ = false;
+    bool flushing_ = false;
+};
+
+// Closing the WebSocket tears down the TCP connection only after buffered frames went out.
+inline void teardown(bb::role_type role, CorkStream& s, bb::error_code& ec) {
+    using bb::websocket::teardown;
+    teardown(role, s.next_layer(), ec);
+}
+
+template <class TeardownHandler>
+void async_teardown(bb::role_type role, CorkStream& s, TeardownHandler&& handler) {
+    auto pending = std::make_shared<std::decay_t<TeardownHandler>>(std::forward<TeardownHandler>(handler));
+    s.when_drained([role, &s, pending](bb::error_code) {
+        using bb::websocket::async_teardown;
+        async_teardown(role, s.next_layer(), std::move(*pending));
+    });
+}
+
+}  // namespace detail
+
 class WsSession;
 
 struct Server::Impl {
@@ -200,18 +358,19 @@ public:
         res->keep_alive(false);
         res->body() = json_error(status, reason);
         res->prepare_payload();
-        auto& stream = ws_.next_layer();
+        auto& stream = bb::get_lowest_layer(ws_);
         stream.expires_after(std::chrono::seconds(5));
         http::async_write(stream, *res, [self = shared_from_this(), res](boost::system::error_code, std::size_t) {
             boost::system::error_code ec;
-            self->ws_.next_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
-            self->ws_.next_layer().close();
+            bb::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_send, ec);
+            bb::get_lowest_layer(self->ws_).close();
         });
     }
 
     void accept(http::request<http::string_body> req) {
         auto& s = srv_.settings;
-        ws_.next_layer().expires_never();  // the websocket stream has its own timeouts
+        bb::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
+        ws_.next_layer().set_owner(weak_from_this());
         websocket::stream_base::timeout t{};
         t.handshake_timeout = s.handshake_timeout;
         t.idle_timeout = s.idle_timeout.count() > 0 ? bb::websocket::stream_base::duration(s.idle_timeout)
@@ -272,32 +431,66 @@ private:
         do_read();
     }
 
-    // Strand only. Writes queued frames one message at a time, then a pending close.
+    // Strand only. Writes queued frames; when several are waiting, they are written as one batch:
+    // each frame goes through the websocket stream into the corked next layer, and one socket
+    // write sends them all.
     void do_write() {
         if (writing_ || close_started_) return;
-        Payload next;
         {
             std::lock_guard lk(mu_);
             if (queue_.empty()) {
                 write_scheduled_ = false;
             } else {
-                next = std::move(queue_.front());
-                queue_.pop_front();
+                const std::size_t max_frames = srv_.settings.coalesce_writes ? srv_.settings.max_batch_frames : 1;
+                std::size_t bytes = 0;
+                std::size_t take = 0;
+                while (take < queue_.size() && take < max_frames &&
+                       (take == 0 || bytes + queue_[take]->size() <= srv_.settings.max_batch_bytes)) {
+                    bytes += queue_[take]->size();
+                    ++take;
+                }
+                if (take == queue_.size() && batch_.capacity() <= queue_.capacity()) {
+                    batch_.swap(queue_);
+                } else {
+                    batch_.assign(std::make_move_iterator(queue_.begin()),
+                                  std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(take)));
+                    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
+                }
             }
         }
-        if (!next) return maybe_close();
+        if (batch_.empty()) return maybe_close();
         writing_ = true;
-        ws_.async_write(net::buffer(*next), [self = shared_from_this(), next](boost::system::error_code ec, std::size_t) {
-            self->writing_ = false;
-            if (ec) {
-                // The read side reports the end of the connection; stop writing.
-                std::lock_guard lk(self->mu_);
-                self->closing_ = true;
-                self->queue_.clear();
-                return;
-            }
-            self->do_write();
+        batch_pos_ = 0;
+        if (batch_.size() > 1) ws_.next_layer().cork();
+        write_next();
+    }
+
+    void write_next() {
+        const Payload& frame = batch_[batch_pos_];
+        ws_.async_write(net::buffer(*frame), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+            if (ec) return self->write_failed();
+            if (++self->batch_pos_ < self->batch_.size()) return self->write_next();
+            if (self->batch_.size() == 1) return self->batch_done();
+            self->ws_.next_layer().uncork([self](boost::system::error_code ec2) {
+                if (ec2) return self->write_failed();
+                self->batch_done();
+            });
         });
+    }
+
+    void batch_done() {
+        batch_.clear();
+        writing_ = false;
+        do_write();
+    }
+
+    void write_failed() {
+        // The read side reports the end of the connection; stop writing.
+        batch_.clear();
+        writing_ = false;
+        std::lock_guard lk(mu_);
+        closing_ = true;
+        queue_.clear();
     }
 
     // Strand only. Starts the close handshake once the queue has been flushed.
@@ -339,12 +532,14 @@ private:
     }
 
     Server::Impl& srv_;
-    websocket::stream<bb::tcp_stream> ws_;
+    websocket::stream<detail::CorkStream> ws_;
     ConnectionId id_;
     bb::flat_buffer rbuf_;
+    std::vector<Payload> batch_;  // strand only: frames of the current corked write
+    std::size_t batch_pos_ = 0;
 
     std::mutex mu_;
-    std::deque<Payload> queue_;
+    std::vector<Payload> queue_;  // not a deque: an empty vector costs no heap per idle connection
     bool accepted_ = false;
     bool write_scheduled_ = false;
     bool closing_ = false;
@@ -643,16 +838,16 @@ SendStatus Server::send(const ConnectionId& id, const Payload& payload) {
 }
 
 void Server::send_many(std::span<const ConnectionId> ids, const Payload& payload, std::span<SendStatus> out) {
-    std::vector<std::shared_ptr<WsSession>> targets(ids.size());
-    {
-        std::shared_lock lk(impl_->sessions_mu);
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            auto it = impl_->sessions.find(ids[i]);
-            if (it != impl_->sessions.end()) targets[i] = it->second;
-        }
-    }
+    // enqueue() only locks the session's queue and posts; holding the table lock is cheaper
+    // than copying every session pointer out.
+    std::shared_lock lk(impl_->sessions_mu);
     for (std::size_t i = 0; i < ids.size() && i < out.size(); ++i) {
-        out[i] = !payload ? SendStatus::error : targets[i] ? targets[i]->enqueue(payload) : SendStatus::gone;
+        if (!payload) {
+            out[i] = SendStatus::error;
+            continue;
+        }
+        auto it = impl_->sessions.find(ids[i]);
+        out[i] = it == impl_->sessions.end() ? SendStatus::gone : it->second->enqueue(payload);
     }
 }
 

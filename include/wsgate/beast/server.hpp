@@ -32,6 +32,11 @@ struct ServerSettings {
     std::string ws_path = "/ws";         ///< upgrade requests to other paths get 404
     std::size_t threads = 1;             ///< io_context threads; each connection stays on one strand
     std::size_t queue_capacity = 1024;   ///< frames queued per connection before the policy applies
+    /// When a connection has several frames queued, write them with one socket write (each is
+    /// still its own WebSocket message). Off = one socket write per message.
+    bool coalesce_writes = true;
+    std::size_t max_batch_frames = 64;          ///< frames per coalesced write
+    std::size_t max_batch_bytes = 256 * 1024;   ///< bytes per coalesced write (a bigger frame goes alone)
     BackpressurePolicy backpressure = BackpressurePolicy::drop_newest;
     /// Largest inbound WebSocket message; a bigger one is closed with 1009.
     std::size_t max_message_bytes = 1024 * 1024;

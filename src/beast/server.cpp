@@ -293,6 +293,15 @@ struct Server::Impl {
     bool stopping = false;
     bool stopped = false;
 
+    // With one io thread, connections that received frames are written in one posted pass
+    // (after the current handler, e.g. a whole fan-out, has queued everything), instead of one
+    // post per connection; frames from several publishes then leave in one socket write.
+    std::mutex dirty_mu;
+    std::vector<std::shared_ptr<WsSession>> dirty;
+    bool flush_posted = false;
+    void schedule_write(std::shared_ptr<WsSession> s);
+    void flush_dirty();
+
     void do_accept();
     void on_accept(boost::system::error_code ec, tcp::socket socket);
     HttpResponse handle_http(const HttpRequest& req);
@@ -313,6 +322,9 @@ public:
 
     const ConnectionId& id() const noexcept { return id_; }
     void set_id(ConnectionId id) { id_ = std::move(id); }
+    auto executor() { return ws_.get_executor(); }
+    /// On the strand (or the only io thread): writes what is queued.
+    void start_write() { do_write(); }
 
     SendStatus enqueue(const Payload& p) {
         bool schedule = false;
@@ -332,7 +344,7 @@ public:
             queue_.push_back(p);
             if (accepted_ && !write_scheduled_) schedule = write_scheduled_ = true;
         }
-        if (schedule) net::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
+        if (schedule) srv_.schedule_write(shared_from_this());
         return SendStatus::ok;
     }
 
@@ -550,6 +562,32 @@ private:
     bool close_started_ = false;
     std::optional<websocket::close_reason> pending_close_;
 };
+
+void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
+    if (settings.threads > 1) {
+        auto ex = s->executor();
+        net::post(ex, [s = std::move(s)] { s->start_write(); });
+        return;
+    }
+    bool post = false;
+    {
+        std::lock_guard lk(dirty_mu);
+        dirty.push_back(std::move(s));
+        if (!flush_posted) post = flush_posted = true;
+    }
+    if (post) net::post(ioc, [this] { flush_dirty(); });
+}
+
+void Server::Impl::flush_dirty() {
+    std::vector<std::shared_ptr<WsSession>> batch;
+    {
+        std::lock_guard lk(dirty_mu);
+        batch.swap(dirty);
+        flush_posted = false;
+    }
+    // One io thread: nothing else runs now, so every session's strand is free.
+    for (auto& s : batch) s->start_write();
+}
 
 void Server::Impl::erase(const ConnectionId& id, const WsSession* s) {
     std::unique_lock lk(sessions_mu);

@@ -435,11 +435,17 @@ private:
     void on_read(boost::system::error_code ec) {
         if (ec) return finish(ec);
         if (auto gw = srv_.gateway.lock()) {
-            auto data = rbuf_.cdata();
-            std::string_view text{static_cast<const char*>(data.data()), data.size()};
-            gw->on_message(id_, text);
+            if (!ws_.got_text()) {
+                // The protocol is JSON text; Beast has validated UTF-8 only for text frames.
+                gw->send_error(id_, 400, "binary frames are not supported");
+            } else {
+                auto data = rbuf_.cdata();
+                gw->on_message(id_, std::string_view{static_cast<const char*>(data.data()), data.size()});
+            }
         }
         rbuf_.consume(rbuf_.size());
+        // An idle connection should not keep the buffer of its largest message.
+        if (rbuf_.capacity() > 16 * 1024) rbuf_.shrink_to_fit();
         do_read();
     }
 

@@ -216,6 +216,24 @@ async def case_malformed_json(a):
         assert (await recv_json(ws))["type"] == "pong"
 
 
+async def case_binary_and_invalid_utf8(a):
+    async with websockets.connect(ws_url(a.port, public_token(a.port)), open_timeout=TIMEOUT) as ws:
+        await ws.send(b'{"type":"ping"}')  # binary frame: answered with an error, connection kept
+        m = await recv_json(ws)
+        assert m["type"] == "error" and m["status"] == 400, m
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await recv_json(ws))["type"] == "pong"
+    async with websockets.connect(ws_url(a.port, public_token(a.port)), open_timeout=TIMEOUT) as ws:
+        # A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 §8.1).
+        frame = websockets.frames.Frame(websockets.frames.Opcode.TEXT, b'{"x":"\xff\xfe"}')
+        await ws.write_frame(True, frame.opcode, frame.data)
+        try:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+            raise AssertionError("invalid UTF-8 was accepted")
+        except websockets.exceptions.ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 1007, e
+
+
 # --- signed-token cases (server configured with the dual JWT authorizer) ------------------------
 
 def jwt_token(secret, claims):
@@ -257,6 +275,7 @@ CASES = [
     case_denied_without_token, case_denied_bad_token, case_http_endpoints, case_ping_pong,
     case_token_in_subprotocol, case_fan_out, case_public_token_reads_not_publishes,
     case_vanishing_client, case_rate_limit, case_oversize_frame, case_malformed_json,
+    case_binary_and_invalid_utf8,
 ]
 
 

@@ -32,6 +32,7 @@ struct Audience {
     std::vector<std::string> user_ids;    ///< Kind::user (one) and Kind::users
     std::vector<ConnectionId> connection_ids;  ///< Kind::connections
     std::string excluded_device;          ///< skip connections whose principal has this device id
+    std::string excluded_device_user;     ///< if set, the device exclusion applies to this user only
     ConnectionId excluded_connection;     ///< skip this connection
     std::string required_permission;      ///< skip principals lacking it (checked per publish)
 
@@ -64,10 +65,15 @@ struct Audience {
     Audience&& except_device(std::string d) && { excluded_device = std::move(d); return std::move(*this); }
     Audience& except_connection(ConnectionId c) & { excluded_connection = std::move(c); return *this; }
     Audience&& except_connection(ConnectionId c) && { excluded_connection = std::move(c); return std::move(*this); }
-    /// Excludes the sender: by its device id when it has one, else by its connection id.
+    /// Excludes the sender: by its device id (scoped to its user) when it has one, else by its
+    /// connection id; so it stays right when that device reconnects or lands on another node.
     Audience& except_sender(const ConnectionRecord& sender) & {
-        if (!sender.principal.device_id.empty()) excluded_device = sender.principal.device_id;
-        else excluded_connection = sender.id;
+        if (!sender.principal.device_id.empty()) {
+            excluded_device = sender.principal.device_id;
+            excluded_device_user = sender.principal.user_id;
+        } else {
+            excluded_connection = sender.id;
+        }
         return *this;
     }
     Audience&& except_sender(const ConnectionRecord& sender) && { except_sender(sender); return std::move(*this); }
@@ -80,7 +86,9 @@ struct Audience {
     }
     [[nodiscard]] bool admits(const ConnectionId& id, const Principal& p) const noexcept {
         if (!excluded_connection.empty() && id == excluded_connection) return false;
-        if (!excluded_device.empty() && p.device_id == excluded_device) return false;
+        if (!excluded_device.empty() && p.device_id == excluded_device &&
+            (excluded_device_user.empty() || p.user_id == excluded_device_user))
+            return false;
         return p.has_permission(required_permission);
     }
 };

@@ -135,9 +135,10 @@ public:
     /**
      * The one reaper: removes the record once, closes the socket once with `close_code_for(r)`,
      * counts the reason and calls the end hook. Idempotent: returns true only for the call that
-     * ended it.
+     * ended it. `code` overrides the close code (e.g. 1009 for an oversize policy close).
      */
-    bool end(const ConnectionId& id, EndReason r, std::string_view reason_text = {});
+    bool end(const ConnectionId& id, EndReason r, std::string_view reason_text = {},
+             std::optional<CloseCode> code = {});
     /// Replaces a live connection's principal (token refresh). False if unknown.
     bool refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry = {});
 
@@ -165,7 +166,8 @@ private:
     std::shared_ptr<Local> local_of(const ConnectionId& id) const;
     Audience with_topic_permission(const Audience& a) const;
     ConnectResult admit(const ConnectRequest& request, Principal principal);
-    void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text);
+    void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
+                std::optional<CloseCode> code = {});
 
     GatewaySettings settings_;
     std::shared_ptr<ConnectionStore> store_;

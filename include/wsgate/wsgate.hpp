@@ -4,6 +4,7 @@
 #include <wsgate/audience.hpp>
 #include <wsgate/authorizer.hpp>
 #include <wsgate/bus.hpp>
+#include <wsgate/change_stream.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/connection_store.hpp>

@@ -256,6 +256,7 @@ void to_json(nlohmann::json& j, const Audience& a) {
     if (!a.user_ids.empty()) j["users"] = a.user_ids;
     if (!a.connection_ids.empty()) j["connections"] = a.connection_ids;
     if (!a.excluded_device.empty()) j["exceptDevice"] = a.excluded_device;
+    if (!a.excluded_device_user.empty()) j["exceptDeviceUser"] = a.excluded_device_user;
     if (!a.excluded_connection.empty()) j["exceptConnection"] = a.excluded_connection;
     if (!a.required_permission.empty()) j["permission"] = a.required_permission;
 }
@@ -273,6 +274,7 @@ void from_json(const nlohmann::json& j, Audience& a) {
     if (auto it = j.find("users"); it != j.end()) a.user_ids = it->get<std::vector<std::string>>();
     if (auto it = j.find("connections"); it != j.end()) a.connection_ids = it->get<std::vector<std::string>>();
     a.excluded_device = j.value("exceptDevice", std::string{});
+    a.excluded_device_user = j.value("exceptDeviceUser", std::string{});
     a.excluded_connection = j.value("exceptConnection", std::string{});
     a.required_permission = j.value("permission", std::string{});
 }

@@ -259,7 +259,7 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
     if (text.size() > settings_.max_message_bytes) {
         bump(metrics_.oversize);
         if (settings_.oversize_policy == LimitPolicy::close) {
-            end(id, EndReason::policy, "message too big");
+            end(id, EndReason::policy, "message too big", CloseCode::message_too_big);
             return protocol_errc::too_large;
         }
         return fail(protocol_errc::too_large);
@@ -340,7 +340,7 @@ void Gateway::on_disconnect(const ConnectionId& id) { end(id, EndReason::client_
 
 // ---- the reaper -------------------------------------------------------------------------
 
-bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text) {
+bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text, std::optional<CloseCode> code) {
     // Arbiter: for a connection this node holds, the Local flag (exactly one exchange wins);
     // otherwise the store's remove (exactly one remover sees true).
     auto local = local_of(id);
@@ -366,11 +366,12 @@ bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_t
         rec.emplace();
         rec->id = id;
     }
-    finish(*rec, r, local != nullptr, reason_text);
+    finish(*rec, r, local != nullptr, reason_text, code);
     return true;
 }
 
-void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text) {
+void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
+                     std::optional<CloseCode> code) {
     if (was_local) {
         std::unique_lock lock(local_mu_);
         local_.erase(rec.id);
@@ -379,7 +380,7 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
     // A socket that closed or reported Gone has nobody to send a close frame to.
     if (r != EndReason::client_closed && r != EndReason::gone) {
         try {
-            transport_->close(rec.id, close_code_for(r), reason_text.empty() ? to_string(r) : reason_text);
+            transport_->close(rec.id, code.value_or(close_code_for(r)), reason_text.empty() ? to_string(r) : reason_text);
         } catch (const std::exception&) {
             bump(metrics_.send_failures);
         }

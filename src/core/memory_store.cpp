@@ -60,17 +60,32 @@ ResolvedAudience ConnectionStore::resolve(const Audience& a) {
 
 // ---- InMemoryConnectionStore ------------------------------------------------------------
 
-void InMemoryConnectionStore::unindex(Index& index, const std::string& key, Entry* e) {
+void InMemoryConnectionStore::unindex_user(UserIndex& index, const std::string& key, Entry* e) {
     auto it = index.find(key);
     if (it == index.end()) return;
     it->second.erase(e);
     if (it->second.empty()) index.erase(it);
 }
 
-ConnectionRecord InMemoryConnectionStore::snapshot(const Entry& e) const {
+ConnectionRecord InMemoryConnectionStore::snapshot(const Entry& e) {
     ConnectionRecord r = e.record;
-    r.topics.assign(e.topics.begin(), e.topics.end());
+    r.topics.reserve(e.topics.size());
+    for (const auto& [t, pos] : e.topics) r.topics.push_back(t);
     return r;
+}
+
+void InMemoryConnectionStore::drop_member_locked(Entry& e, const std::string& topic, std::size_t pos) {
+    auto it = by_topic_.find(topic);
+    if (it == by_topic_.end()) return;
+    auto& members = it->second;
+    // Swap-remove: the last member takes the freed slot and learns its new position.
+    if (pos + 1 != members.size()) {
+        members[pos] = std::move(members.back());
+        members[pos].entry->topics.find(topic)->second = pos;
+    }
+    members.pop_back();
+    if (members.empty()) by_topic_.erase(it);
+    (void)e;
 }
 
 void InMemoryConnectionStore::put(const ConnectionRecord& r) {
@@ -78,7 +93,7 @@ void InMemoryConnectionStore::put(const ConnectionRecord& r) {
     auto [it, inserted] = by_id_.try_emplace(r.id);
     Entry& e = it->second;
     if (!inserted) {
-        if (!e.record.principal.user_id.empty()) unindex(by_user_, e.record.principal.user_id, &e);
+        if (!e.record.principal.user_id.empty()) unindex_user(by_user_, e.record.principal.user_id, &e);
         by_expiry_.erase(e.expiry);
     }
     e.record = r;
@@ -96,8 +111,8 @@ std::optional<ConnectionRecord> InMemoryConnectionStore::get(const ConnectionId&
 
 void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterator it) {
     Entry& e = it->second;
-    for (const auto& t : e.topics) unindex(by_topic_, t, &e);
-    if (!e.record.principal.user_id.empty()) unindex(by_user_, e.record.principal.user_id, &e);
+    for (const auto& [t, pos] : e.topics) drop_member_locked(e, t, pos);
+    if (!e.record.principal.user_id.empty()) unindex_user(by_user_, e.record.principal.user_id, &e);
     by_expiry_.erase(e.expiry);
     by_id_.erase(it);
 }
@@ -128,7 +143,11 @@ bool InMemoryConnectionStore::subscribe(const ConnectionId& id, const std::strin
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return false;
-    if (it->second.topics.insert(topic).second) by_topic_[topic].insert(&it->second);
+    Entry& e = it->second;
+    if (e.topics.contains(topic)) return true;
+    auto& members = by_topic_[topic];
+    e.topics.emplace(topic, members.size());
+    members.push_back(Member{e.record.id, &e});
     return true;
 }
 
@@ -136,8 +155,12 @@ bool InMemoryConnectionStore::unsubscribe(const ConnectionId& id, const std::str
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return false;
-    if (it->second.topics.erase(topic) == 0) return false;
-    unindex(by_topic_, topic, &it->second);
+    Entry& e = it->second;
+    auto t = e.topics.find(topic);
+    if (t == e.topics.end()) return false;
+    const std::size_t pos = t->second;
+    e.topics.erase(t);
+    drop_member_locked(e, topic, pos);
     return true;
 }
 
@@ -145,7 +168,10 @@ std::vector<std::string> InMemoryConnectionStore::topics_of(const ConnectionId& 
     std::shared_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return {};
-    return {it->second.topics.begin(), it->second.topics.end()};
+    std::vector<std::string> out;
+    out.reserve(it->second.topics.size());
+    for (const auto& [t, pos] : it->second.topics) out.push_back(t);
+    return out;
 }
 
 std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string& topic) {
@@ -154,7 +180,7 @@ std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string
     auto it = by_topic_.find(topic);
     if (it == by_topic_.end()) return out;
     out.reserve(it->second.size());
-    for (const Entry* e : it->second) out.push_back(e->record.id);
+    for (const Member& m : it->second) out.push_back(m.id);
     return out;
 }
 
@@ -197,6 +223,7 @@ std::size_t InMemoryConnectionStore::count() {
 ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
     std::shared_lock lock(mu_);
     ResolvedAudience out;
+    const bool unfiltered = a.excluded_connection.empty() && a.excluded_device.empty() && a.required_permission.empty();
     auto consider = [&](const Entry& e) {
         if (a.admits(e.record.id, e.record.principal)) out.ids.push_back(e.record.id);
         else ++out.filtered;
@@ -208,8 +235,13 @@ ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
             break;
         case Audience::Kind::topic:
             if (auto it = by_topic_.find(a.topic_name); it != by_topic_.end()) {
-                out.ids.reserve(it->second.size());
-                for (const Entry* e : it->second) consider(*e);
+                const auto& members = it->second;
+                out.ids.reserve(members.size());
+                if (unfiltered) {
+                    for (const Member& m : members) out.ids.push_back(m.id);
+                } else {
+                    for (const Member& m : members) consider(*m.entry);
+                }
             }
             break;
         case Audience::Kind::user:

@@ -35,20 +35,28 @@ public:
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
 
 private:
+    struct Entry;
+    /// A topic's subscribers, contiguous so that fan-out walks memory in order; the id is kept
+    /// inline so an unfiltered publish never touches the record.
+    struct Member {
+        ConnectionId id;
+        Entry* entry;
+    };
     struct Entry {
         ConnectionRecord record;  // record.topics is left empty; `topics` is the truth
-        std::set<std::string> topics;
+        std::map<std::string, std::size_t, std::less<>> topics;  // topic → position in its member list
         std::multimap<TimePoint, Entry*>::iterator expiry;
     };
-    using Index = std::unordered_map<std::string, std::unordered_set<Entry*>>;
+    using UserIndex = std::unordered_map<std::string, std::unordered_set<Entry*>>;
     void erase_locked(std::map<ConnectionId, Entry>::iterator it);
-    static void unindex(Index& index, const std::string& key, Entry* e);
-    [[nodiscard]] ConnectionRecord snapshot(const Entry& e) const;
+    void drop_member_locked(Entry& e, const std::string& topic, std::size_t pos);
+    static void unindex_user(UserIndex& index, const std::string& key, Entry* e);
+    [[nodiscard]] static ConnectionRecord snapshot(const Entry& e);
 
     std::shared_mutex mu_;
     std::map<ConnectionId, Entry> by_id_;  // ordered: scan() cursors are ids; nodes are stable
-    Index by_topic_;
-    Index by_user_;
+    std::unordered_map<std::string, std::vector<Member>> by_topic_;
+    UserIndex by_user_;
     std::multimap<TimePoint, Entry*> by_expiry_;
 };
 

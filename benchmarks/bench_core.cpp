@@ -1,0 +1,138 @@
+// Core costs: fan-out per delivery, audience-proportional publish, connect+disconnect, ping dispatch.
+#include <wsgate/wsgate.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+
+using namespace wsgate;
+
+namespace {
+
+/// Accepts every frame and forgets it: isolates the Gateway's own cost from queueing.
+class DiscardTransport final : public Transport {
+public:
+    SendStatus send(const ConnectionId&, const Payload& p) override {
+        bytes_ += p->size();
+        return SendStatus::ok;
+    }
+    void send_many(std::span<const ConnectionId> ids, const Payload& p, std::span<SendStatus> out) override {
+        bytes_ += ids.size() * p->size();
+        std::fill(out.begin(), out.end(), SendStatus::ok);
+    }
+    void close(const ConnectionId&, CloseCode, std::string_view) override {}
+    std::size_t bytes_ = 0;
+};
+
+struct World {
+    std::shared_ptr<InMemoryConnectionStore> store = std::make_shared<InMemoryConnectionStore>();
+    std::shared_ptr<Transport> transport;
+    std::unique_ptr<Gateway> gw;
+    std::vector<ConnectionId> ids;
+
+    World(std::shared_ptr<Transport> t, std::size_t connections, std::size_t subscribers) : transport(std::move(t)) {
+        GatewaySettings s;
+        s.max_connections_per_user = 0;
+        gw = std::make_unique<Gateway>(s, store, transport, std::make_shared<AnonymousAuthorizer>());
+        auto* mem = dynamic_cast<InMemoryTransport*>(transport.get());
+        for (std::size_t i = 0; i < connections; ++i) {
+            ConnectRequest req;
+            req.connection_id = make_connection_id();
+            if (mem) mem->open(req.connection_id);
+            ids.push_back(gw->on_connect(req).id);
+            if (i < subscribers) store->subscribe(ids.back(), "room");
+        }
+    }
+};
+
+const Envelope& event() {
+    static const Envelope e = Envelope{"leaderboard_update"}.topic("room").data({{"gameId", "g1"}, {"score", 42}});
+    return e;
+}
+
+// Publish to a topic of N subscribers; reports time per delivery (items = deliveries).
+void BM_publish_topic_discard(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    World w{std::make_shared<DiscardTransport>(), n, n};
+    for (auto _ : state) {
+        auto rep = w.gw->publish(event(), Audience::topic("room"));
+        benchmark::DoNotOptimize(rep);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+    state.counters["ns_per_delivery"] = benchmark::Counter(
+        static_cast<double>(state.iterations() * n), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_publish_topic_discard)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+
+// The same through InMemoryTransport's bounded queues (drained between publishes, untimed).
+void BM_publish_topic_memory(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    auto transport = std::make_shared<InMemoryTransport>(4);
+    World w{transport, n, n};
+    int since_drain = 0;
+    for (auto _ : state) {
+        auto rep = w.gw->publish(event(), Audience::topic("room"));
+        benchmark::DoNotOptimize(rep);
+        if (++since_drain == 4) {
+            state.PauseTiming();
+            for (auto& id : w.ids) transport->drain(id);
+            since_drain = 0;
+            state.ResumeTiming();
+        }
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+    state.counters["ns_per_delivery"] = benchmark::Counter(
+        static_cast<double>(state.iterations() * n), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_publish_topic_memory)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+
+// A topic of 10 subscribers among `range(0)` connections: cost must follow the audience.
+void BM_publish_10_of(benchmark::State& state) {
+    World w{std::make_shared<DiscardTransport>(), static_cast<std::size_t>(state.range(0)), 10};
+    for (auto _ : state) {
+        auto rep = w.gw->publish(event(), Audience::topic("room"));
+        benchmark::DoNotOptimize(rep);
+    }
+}
+BENCHMARK(BM_publish_10_of)->Arg(10)->Arg(100000)->Unit(benchmark::kMicrosecond);
+
+void BM_connect_disconnect(benchmark::State& state) {
+    World w{std::make_shared<DiscardTransport>(), 10000, 0};  // a realistic table size around it
+    for (auto _ : state) {
+        auto r = w.gw->on_connect(ConnectRequest{});
+        w.gw->on_disconnect(r.id);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_connect_disconnect);
+
+void BM_router_ping(benchmark::State& state) {
+    GatewaySettings s;
+    s.rate_per_second = 0;
+    auto transport = std::make_shared<DiscardTransport>();
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    Gateway gw{s, store, transport, std::make_shared<AnonymousAuthorizer>()};
+    auto id = gw.on_connect(ConnectRequest{}).id;
+    for (auto _ : state) {
+        auto ec = gw.on_message(id, R"({"type":"ping"})");
+        benchmark::DoNotOptimize(ec);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_router_ping);
+
+// Baseline for the ping: parse + serialize a pong with nlohmann alone.
+void BM_baseline_parse_and_pong(benchmark::State& state) {
+    for (auto _ : state) {
+        auto j = nlohmann::json::parse(R"({"type":"ping"})");
+        auto out = nlohmann::json{{"type", "pong"}, {"timestamp", "2024-01-01T00:00:00.000Z"}, {"id", "x"}}.dump();
+        benchmark::DoNotOptimize(j);
+        benchmark::DoNotOptimize(out);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_baseline_parse_and_pong);
+
+}  // namespace
+
+BENCHMARK_MAIN();

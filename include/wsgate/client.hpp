@@ -1,0 +1,6 @@
+#pragma once
+/** @file client.hpp Umbrella header: the transport-agnostic client logic (backoff, heartbeat, state machine). */
+
+#include <wsgate/client/client_state_machine.hpp>
+#include <wsgate/client/heartbeat.hpp>
+#include <wsgate/client/reconnect_policy.hpp>

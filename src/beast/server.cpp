@@ -581,7 +581,9 @@ void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
         dirty.push_back(std::move(s));
         if (!flush_posted) post = flush_posted = true;
     }
-    if (post) net::post(ioc, [this] { flush_dirty(); });
+    // Two hops: the first lets read completions already in the reactor run (more publishes
+    // queue more frames on the same connections), the second writes them together.
+    if (post) net::post(ioc, [this] { net::post(ioc, [this] { flush_dirty(); }); });
 }
 
 void Server::Impl::flush_dirty() {

@@ -2,7 +2,7 @@
 // clients, no rate limit. Subscribers send {"type":"subscribe","topic":"bench"}; the publisher
 // sends {"type":"publish","topic":"bench","data":...} and the Gateway fans it out.
 //
-//   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024]
+//   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024] [--coalesce 0|1]
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/store/memory_store.hpp>
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
         else if (a == "--port-file") port_file = argv[i + 1];
         else if (a == "--threads") ss.threads = std::stoul(argv[i + 1]);
         else if (a == "--queue") ss.queue_capacity = std::stoul(argv[i + 1]);
+        else if (a == "--coalesce") ss.coalesce_writes = std::string{argv[i + 1]} != "0";
     }
     wsgate::GatewaySettings gs;
     gs.rate_per_second = 0;

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     server->stop();
-    std::cerr << "deliveries " << gw->metrics().deliveries.load() << ", dropped " << server->dropped_frames() << "\n";
+    std::cerr << "deliveries " << gw->metrics().deliveries.load() << ", dropped " << server->dropped_frames()
+              << ", coalesced " << server->coalesced_frames() << "\n";
     return 0;
 }

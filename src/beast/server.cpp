@@ -282,6 +282,7 @@ struct Server::Impl {
     std::vector<std::thread> threads;
     std::atomic<unsigned short> bound_port{0};
     std::atomic<std::uint64_t> dropped{0};
+    std::atomic<std::uint64_t> coalesced{0};
     std::atomic<bool> accepting{false};
 
     mutable std::shared_mutex sessions_mu;
@@ -479,7 +480,10 @@ private:
         if (batch_.empty()) return maybe_close();
         writing_ = true;
         batch_pos_ = 0;
-        if (batch_.size() > 1) ws_.next_layer().cork();
+        if (batch_.size() > 1) {
+            srv_.coalesced.fetch_add(batch_.size(), std::memory_order_relaxed);
+            ws_.next_layer().cork();
+        }
         write_next();
     }
 
@@ -875,6 +879,8 @@ std::size_t Server::connection_count() const {
 }
 
 std::uint64_t Server::dropped_frames() const noexcept { return impl_->dropped.load(); }
+
+std::uint64_t Server::coalesced_frames() const noexcept { return impl_->coalesced.load(); }
 
 SendStatus Server::send(const ConnectionId& id, const Payload& payload) {
     if (!payload) return SendStatus::error;

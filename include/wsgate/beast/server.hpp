@@ -140,6 +140,8 @@ public:
     [[nodiscard]] std::size_t connection_count() const;
     /// Frames dropped because a queue was full.
     [[nodiscard]] std::uint64_t dropped_frames() const noexcept;
+    /// Frames that left in a socket write shared with other frames (coalesced writes).
+    [[nodiscard]] std::uint64_t coalesced_frames() const noexcept;
 
     SendStatus send(const ConnectionId& id, const Payload& payload) override;
     void send_many(std::span<const ConnectionId> ids, const Payload& payload,

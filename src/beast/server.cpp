@@ -358,7 +358,7 @@ public:
         // A close reason is at most 123 bytes (RFC 6455 §5.5).
         websocket::close_reason cr{static_cast<websocket::close_code>(static_cast<std::uint16_t>(code)), std::string{reason.substr(0, 120)}};
         net::dispatch(ws_.get_executor(), [self = shared_from_this(), cr] {
-            self->pending_close_ = cr;
+            self->pending_close_ = std::make_unique<websocket::close_reason>(cr);
             self->maybe_close();
         });
     }
@@ -570,7 +570,7 @@ private:
     // strand only
     bool writing_ = false;
     bool close_started_ = false;
-    std::optional<websocket::close_reason> pending_close_;
+    std::unique_ptr<websocket::close_reason> pending_close_;  // heap: a close_reason is ~130 bytes
 };
 
 void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
@@ -720,7 +720,10 @@ private:
 };
 
 void Server::Impl::do_accept() {
-    acceptor.async_accept(net::make_strand(ioc), [this](boost::system::error_code ec, tcp::socket socket) {
+    // One io thread needs no strands: nothing runs concurrently, and a strand per connection
+    // would cost memory and a dispatch per handler.
+    auto ex = settings.threads > 1 ? net::any_io_executor(net::make_strand(ioc)) : net::any_io_executor(ioc.get_executor());
+    acceptor.async_accept(ex, [this](boost::system::error_code ec, tcp::socket socket) {
         on_accept(ec, std::move(socket));
     });
 }

@@ -1,0 +1,56 @@
+// The demo's tokens (seed 001): user session JWTs (HS256, session secret) and public device JWTs
+// (HS256, public secret) minted by POST /public/token, both checked by DualTokenAuthorizer.
+#include "demo_auth.hpp"
+
+#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/public_tokens.hpp>
+#include <wsgate/clock.hpp>
+
+namespace demo {
+namespace {
+
+// Lets token-less clients in as anonymous readers; everything else goes to `inner`.
+class AnonymousFallback final : public wsgate::Authorizer {
+public:
+    explicit AnonymousFallback(std::shared_ptr<wsgate::Authorizer> inner) : inner_(std::move(inner)) {}
+    wsgate::AuthDecision authorize(const wsgate::ConnectRequest& req) override {
+        wsgate::DualTokenSettings s;
+        if (!wsgate::DualTokenAuthorizer::extract_token(req, s)) return wsgate::AuthDecision::allow({});
+        return inner_->authorize(req);
+    }
+
+private:
+    std::shared_ptr<wsgate::Authorizer> inner_;
+};
+
+}  // namespace
+
+DemoAuth make_demo_auth(const AuthConfig& cfg) {
+    wsgate::PublicTokenSettings pts;
+    pts.default_permissions = public_permissions();
+    auto issuer = std::make_shared<wsgate::PublicTokenIssuer>(wsgate::jwt::hs256_signing_key(cfg.public_secret), pts);
+    auto session = wsgate::jwt::Verifier{}.allow(wsgate::jwt::hs256_key(cfg.session_secret)).require_claim("exp");
+    std::shared_ptr<wsgate::Authorizer> authz =
+        std::make_shared<wsgate::DualTokenAuthorizer>(std::move(session), issuer->verifier());
+    if (cfg.allow_anonymous) authz = std::make_shared<AnonymousFallback>(std::move(authz));
+
+    DemoAuth out;
+    out.authorizer = std::move(authz);
+    out.kind = "jwt";
+    out.description = "HS256 user session tokens (session secret) and public device tokens (public secret)";
+    out.issue_public_token = [issuer](const std::string& device_id) -> nlohmann::json {
+        wsgate::PublicTokenRequest req;
+        req.device_id = device_id;
+        auto t = issuer->issue(req);
+        if (!t) return nlohmann::json{{"success", false}, {"error", "invalid deviceId"}};
+        return nlohmann::json{{"success", true},
+                              {"deviceId", t->device_id},
+                              {"publicToken", t->token},
+                              {"permissions", t->permissions},
+                              {"expiresAt", wsgate::format_iso8601(t->expires_at)},
+                              {"timestamp", wsgate::format_iso8601(t->issued_at)}};
+    };
+    return out;
+}
+
+}  // namespace demo

@@ -1,0 +1,305 @@
+// realtime_server: the wsgate demo. A WebSocket endpoint, public token issuance, server-side
+// publish for workflow steps and game actions, Prometheus metrics and the status board page.
+//
+//   realtime_server [--address 127.0.0.1] [--port 8080] [--admin-key KEY] ...   (--help)
+#include "demo_auth.hpp"
+
+#include <wsgate/beast/server.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/random.hpp>
+#include <wsgate/store/memory_store.hpp>
+
+#include <openssl/crypto.h>
+
+#include <csignal>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#ifndef WSGATE_DEMO_WEB_ROOT
+#define WSGATE_DEMO_WEB_ROOT ""
+#endif
+
+namespace {
+
+struct Options {
+    std::map<std::string, std::string> values;
+    bool has(const std::string& k) const { return values.count(k) != 0; }
+    // Flag first, then environment variable, then the default.
+    std::string get(const std::string& flag, const char* env, std::string def = {}) const {
+        if (auto it = values.find(flag); it != values.end()) return it->second;
+        if (env != nullptr) {
+            if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return v;
+        }
+        return def;
+    }
+};
+
+const char* const kUsage = R"(usage: realtime_server [options]
+  --address ADDR            listen address (env WSGATE_ADDRESS, default 127.0.0.1)
+  --port N                  listen port, 0 = any (env WSGATE_PORT, default 8080)
+  --port-file PATH          write the bound port to PATH once listening
+  --web-root DIR            static files for the page (env WSGATE_WEB_ROOT)
+  --admin-key KEY           key for POST /publish (env WSGATE_ADMIN_KEY)
+  --session-secret S        user session token secret (env WSGATE_SESSION_SECRET)
+  --public-secret S         public device token secret (env WSGATE_PUBLIC_TOKEN_SECRET)
+  --allow-anonymous         let clients without a token connect (read-only topics only)
+  --threads N               io threads (env WSGATE_THREADS, default 1)
+  --max-message-bytes N     larger client frames are closed with 1009 (default 65536)
+  --rate R --burst B        per-connection message rate limit (default 20/s, burst 40)
+  --idle-timeout-ms N       silence before the server gives up on a peer; pings at half (default 60000)
+  --queue N                 frames queued per connection (default 1024)
+  --backpressure drop|close what a full queue does (default drop)
+)";
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            std::cout << kUsage;
+            std::exit(0);
+        }
+        if (a.rfind("--", 0) != 0) {
+            std::cerr << "unexpected argument: " << a << "\n" << kUsage;
+            std::exit(2);
+        }
+        a = a.substr(2);
+        if (auto eq = a.find('='); eq != std::string::npos) {
+            o.values[a.substr(0, eq)] = a.substr(eq + 1);
+        } else if (a == "allow-anonymous") {
+            o.values[a] = "1";
+        } else if (i + 1 < argc) {
+            o.values[a] = argv[++i];
+        } else {
+            std::cerr << "missing value for --" << a << "\n";
+            std::exit(2);
+        }
+    }
+    return o;
+}
+
+std::size_t to_size(const std::string& s, std::size_t def) {
+    try {
+        return s.empty() ? def : static_cast<std::size_t>(std::stoull(s));
+    } catch (const std::exception&) {
+        std::cerr << "not a number: " << s << "\n";
+        std::exit(2);
+    }
+}
+
+double to_double(const std::string& s, double def) {
+    try {
+        return s.empty() ? def : std::stod(s);
+    } catch (const std::exception&) {
+        std::cerr << "not a number: " << s << "\n";
+        std::exit(2);
+    }
+}
+
+// The last events published through POST /publish, for pages polling while disconnected.
+class RecentEvents {
+public:
+    void add(nlohmann::json e) {
+        std::lock_guard lk(mu_);
+        events_.push_back(std::move(e));
+        if (events_.size() > 50) events_.pop_front();
+    }
+    nlohmann::json since(const std::string& topic) const {
+        std::lock_guard lk(mu_);
+        auto out = nlohmann::json::array();
+        for (const auto& e : events_) {
+            if (topic.empty() || e.value("topic", "") == topic) out.push_back(e);
+        }
+        return out;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::deque<nlohmann::json> events_;
+};
+
+bool admin_ok(const wsgate::beast::HttpRequest& req, const std::string& key) {
+    std::string presented;
+    if (auto* h = req.header("x-admin-key")) presented = *h;
+    else if (auto* auth = req.header("authorization"); auth && auth->rfind("Bearer ", 0) == 0) presented = auth->substr(7);
+    return presented.size() == key.size() && !key.empty() &&
+           CRYPTO_memcmp(presented.data(), key.data(), key.size()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options opt = parse(argc, argv);
+
+    // Secrets: flags or environment; otherwise development values that are said out loud.
+    std::vector<std::string> generated;
+    auto secret = [&](const char* flag, const char* env, const char* what) {
+        std::string v = opt.get(flag, env);
+        if (v.empty()) {
+            v = wsgate::random_token(32);
+            generated.push_back(std::string{what} + " (set " + env + " or --" + flag + ")");
+        }
+        return v;
+    };
+    const std::string admin_key = secret("admin-key", "WSGATE_ADMIN_KEY", "admin key");
+    demo::AuthConfig auth_cfg;
+    auth_cfg.session_secret = secret("session-secret", "WSGATE_SESSION_SECRET", "session token secret");
+    auth_cfg.public_secret = secret("public-secret", "WSGATE_PUBLIC_TOKEN_SECRET", "public token secret");
+    auth_cfg.allow_anonymous = opt.has("allow-anonymous");
+    demo::DemoAuth auth = demo::make_demo_auth(auth_cfg);
+
+    wsgate::beast::ServerSettings ss;
+    ss.address = opt.get("address", "WSGATE_ADDRESS", "127.0.0.1");
+    ss.port = static_cast<unsigned short>(to_size(opt.get("port", "WSGATE_PORT", "8080"), 8080));
+    ss.threads = to_size(opt.get("threads", "WSGATE_THREADS", "1"), 1);
+    ss.max_message_bytes = to_size(opt.get("max-message-bytes", nullptr), 64 * 1024);
+    ss.idle_timeout = std::chrono::milliseconds(to_size(opt.get("idle-timeout-ms", nullptr), 60'000));
+    ss.queue_capacity = to_size(opt.get("queue", nullptr), 1024);
+    ss.backpressure = opt.get("backpressure", nullptr, "drop") == "close" ? wsgate::beast::BackpressurePolicy::close
+                                                                         : wsgate::beast::BackpressurePolicy::drop_newest;
+    ss.static_root = opt.get("web-root", "WSGATE_WEB_ROOT", WSGATE_DEMO_WEB_ROOT);
+
+    wsgate::GatewaySettings gs;
+    gs.max_message_bytes = ss.max_message_bytes;
+    gs.rate_per_second = to_double(opt.get("rate", nullptr), 20.0);
+    gs.rate_burst = to_double(opt.get("burst", nullptr), 40.0);
+    // Status boards read leaderboards and events; only users (or the server) publish there.
+    gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "publish"},
+                             {"events:*", "read_events", "publish"}};
+
+    auto server = std::make_shared<wsgate::beast::Server>(ss);
+    auto gateway = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(),
+                                                     server, auth.authorizer);
+    server->attach(gateway);
+    RecentEvents recent;
+
+    using wsgate::beast::HttpRequest;
+    using wsgate::beast::HttpResponse;
+    server->route("GET", "/healthz", [&](const HttpRequest&) {
+        return HttpResponse::json(200, nlohmann::json{{"status", "ok"},
+                                                      {"connections", gateway->local_count()},
+                                                      {"auth", auth.kind},
+                                                      {"node", gateway->node_id()}}.dump());
+    });
+    server->route("GET", "/metrics", [&](const HttpRequest&) {
+        HttpResponse r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = gateway->metrics().prometheus_text();
+        return r;
+    });
+    server->route("POST", "/public/token", [&](const HttpRequest& req) {
+        std::string device_id;
+        if (!req.body.empty()) {
+            auto body = nlohmann::json::parse(req.body, nullptr, false);
+            if (body.is_discarded() || !body.is_object())
+                return HttpResponse::json(400, R"({"success":false,"error":"body must be a JSON object"})");
+            if (auto it = body.find("deviceId"); it != body.end() && it->is_string()) device_id = it->get<std::string>();
+            if (device_id.size() > 128) return HttpResponse::json(400, R"({"success":false,"error":"deviceId too long"})");
+        }
+        auto issued = auth.issue_public_token(device_id);
+        return HttpResponse::json(issued.value("success", false) ? 200 : 400, issued.dump());
+    });
+    server->route("GET", "/public/recent", [&](const HttpRequest& req) {
+        auto* topic = req.query.count("topic") ? &req.query.at("topic") : nullptr;
+        return HttpResponse::json(200, nlohmann::json{{"events", recent.since(topic ? *topic : "")}}.dump());
+    });
+    // Server-side publish: {"topic", "type", "data"?, "fields"?: {extra top-level fields}}.
+    server->route("POST", "/publish", [&](const HttpRequest& req) {
+        if (!admin_ok(req, admin_key)) return HttpResponse::json(401, R"({"success":false,"error":"admin key required"})");
+        auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (body.is_discarded() || !body.is_object() || !body.contains("topic") || !body["topic"].is_string())
+            return HttpResponse::json(400, R"({"success":false,"error":"expected {\"topic\":string,\"type\":string,...}"})");
+        std::string topic = body["topic"];
+        std::string type = body.value("type", "event");
+        wsgate::Envelope env{type};
+        env.topic(topic).timestamp(gateway->clock().now());
+        if (body.contains("data")) env.data(body["data"]);
+        if (auto f = body.find("fields"); f != body.end() && f->is_object()) {
+            for (const auto& [k, v] : f->items()) {
+                if (k == "type" || k == "timestamp" || k == "id" || k == "topic" || k == "data") continue;
+                env.field(k, v);
+            }
+        }
+        recent.add(env.to_json(gateway->clock().now()));
+        auto rep = gateway->publish(env, wsgate::Audience::topic(topic));
+        return HttpResponse::json(200, nlohmann::json{{"success", true},
+                                                      {"id", env.id()},
+                                                      {"targets", rep.targets},
+                                                      {"delivered", rep.delivered},
+                                                      {"gone_removed", rep.gone_removed},
+                                                      {"backpressured", rep.backpressured},
+                                                      {"filtered", rep.filtered}}.dump());
+    });
+
+    // Handle SIGINT/SIGTERM on this thread only: block them before the io threads start.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    try {
+        server->start();
+    } catch (const std::exception& e) {
+        std::cerr << "realtime_server: cannot listen on " << ss.address << ":" << ss.port << ": " << e.what() << "\n";
+        return 1;
+    }
+    const unsigned short port = server->port();
+    if (auto pf = opt.get("port-file", nullptr); !pf.empty()) {
+        std::ofstream(pf + ".tmp") << port << "\n";
+        std::rename((pf + ".tmp").c_str(), pf.c_str());
+    }
+
+    const std::string host = ss.address.find(':') != std::string::npos ? "[" + ss.address + "]" : ss.address;
+    const std::string base = "http://" + host + ":" + std::to_string(port);
+    std::cout << "wsgate realtime_server listening on " << base << " (WebSocket at ws://" << host << ":" << port
+              << ss.ws_path << ")\n"
+              << "  auth: " << auth.description << (auth_cfg.allow_anonymous ? "; anonymous allowed" : "") << "\n";
+    for (const auto& g : generated) std::cout << "  generated a development " << g << "\n";
+    if (!generated.empty() && !opt.has("admin-key") && !std::getenv("WSGATE_ADMIN_KEY"))
+        std::cout << "  development admin key: " << admin_key << "\n";
+    if (ss.static_root.empty()) std::cout << "  no --web-root: the status board page is not served\n";
+    else std::cout << "\nOpen the status board:  " << base << "/\n";
+    std::cout << "\nFrom a terminal:\n"
+              << "  TOKEN=$(curl -s -X POST " << base << "/public/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"publicToken\"])')\n"
+              << "  python3 -m websockets \"ws://" << host << ":" << port << ss.ws_path << "?token=$TOKEN\"\n"
+              << "  > {\"type\":\"subscribe\",\"topic\":\"events:demo\"}\n"
+              << "Publish (another terminal):\n"
+              << "  curl -s -X POST " << base << "/publish -H 'X-Admin-Key: <admin key>' \\\n"
+              << "    -d '{\"topic\":\"events:demo\",\"type\":\"activity_event\",\"data\":{\"text\":\"hello\"}}'\n"
+              << "Metrics: curl -s " << base << "/metrics\n"
+              << std::endl;
+
+    // The reaper for TTL, idle time and maximum age.
+    std::mutex sweep_mu;
+    std::condition_variable sweep_cv;
+    bool done = false;
+    std::thread sweeper([&] {
+        std::unique_lock lk(sweep_mu);
+        while (!sweep_cv.wait_for(lk, std::chrono::seconds(1), [&] { return done; })) {
+            lk.unlock();
+            gateway->sweep();
+            lk.lock();
+        }
+    });
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::cout << "realtime_server: shutting down (closing connections with 1001)" << std::endl;
+    {
+        std::lock_guard lk(sweep_mu);
+        done = true;
+    }
+    sweep_cv.notify_all();
+    sweeper.join();
+    server->stop();
+    return 0;
+}

@@ -1,0 +1,121 @@
+// The status board: a public device token (POST /public/token), one WsgateClient, live events
+// and a leaderboard. URL parameters: ?topic=events:demo&board=leaderboard:demo&poll=10000
+'use strict';
+
+const params = new URLSearchParams(location.search);
+const topic = params.get('topic') || 'events:demo';
+const boardTopic = params.get('board') || 'leaderboard:demo';
+const pollInterval = Number(params.get('poll') || 10000);
+const origin = location.origin;
+const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+
+const $ = (sel) => document.querySelector(sel);
+$('#topic-name').textContent = topic;
+document.querySelectorAll('.origin').forEach((e) => { e.textContent = origin; });
+document.querySelectorAll('.topic').forEach((e) => { e.textContent = boardTopic; });
+
+// --- token -----------------------------------------------------------------------------------
+
+const TOKEN_KEY = 'wsgate.publicToken';
+const DEVICE_KEY = 'wsgate.deviceId';
+
+async function getToken(forceFresh) {
+  const cached = localStorage.getItem(TOKEN_KEY);
+  if (cached && !forceFresh) return cached;
+  const body = {};
+  const device = localStorage.getItem(DEVICE_KEY);
+  if (device) body.deviceId = device;
+  const res = await fetch('/public/token', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  if (!res.ok) {
+    const err = new Error('HTTP ' + res.status);
+    err.status = res.status;
+    throw err;
+  }
+  const j = await res.json();
+  localStorage.setItem(TOKEN_KEY, j.publicToken);
+  localStorage.setItem(DEVICE_KEY, j.deviceId);
+  $('#device').textContent = 'Device ' + j.deviceId + ' — may ' + j.permissions.join(', ');
+  return j.publicToken;
+}
+
+// --- rendering -------------------------------------------------------------------------------
+
+const seen = new Set();
+
+function addEvent(msg) {
+  if (!msg.id || seen.has(msg.id)) return;
+  seen.add(msg.id);
+  const li = document.createElement('li');
+  const time = document.createElement('time');
+  time.textContent = (msg.timestamp || '').slice(11, 19);
+  const type = document.createElement('span');
+  type.className = 'type';
+  type.textContent = msg.type;
+  const text = document.createElement('span');
+  text.className = 'data';
+  const d = msg.data;
+  text.textContent = d === undefined ? '' : (typeof d === 'string' ? d : (d && d.text) || JSON.stringify(d));
+  li.append(time, type, text);
+  const list = $('#events');
+  list.prepend(li);
+  while (list.children.length > 100) list.lastChild.remove();
+}
+
+function renderLeaderboard(rows) {
+  const body = $('#leaderboard tbody');
+  body.textContent = '';
+  [...rows].sort((a, b) => (b.score || 0) - (a.score || 0)).forEach((r, i) => {
+    const tr = document.createElement('tr');
+    for (const v of [i + 1, r.name || r.nickname || r.id || '?', r.score ?? '']) {
+      const td = document.createElement('td');
+      td.textContent = String(v);
+      tr.append(td);
+    }
+    body.append(tr);
+  });
+}
+
+function handle(msg) {
+  if (msg.type === 'pong' || msg.type === 'ack') return;
+  if (msg.type === 'error') {
+    console.warn('wsgate error', msg);
+    return;
+  }
+  if (Array.isArray(msg.leaderboard)) renderLeaderboard(msg.leaderboard);
+  if (msg.topic === topic || (msg.topic === boardTopic && !Array.isArray(msg.leaderboard))) addEvent(msg);
+}
+
+// --- status indicator (seed 004) -------------------------------------------------------------
+
+function showState(state, info) {
+  const box = $('#status');
+  box.dataset.state = state;
+  let text = state;
+  if (state === 'reconnecting') {
+    text = 'reconnecting in ' + info.secondsLeft + ' s (attempt ' + info.attempt + '/' + info.maxAttempts + ')';
+  } else if (state === 'disconnected') {
+    text = 'disconnected';
+  } else if (state === 'error') {
+    text = 'error';
+  }
+  if (info.lastError && state !== 'connected') text += ' — ' + info.lastError;
+  $('#status-text').textContent = text;
+  $('#retry').hidden = !(state === 'disconnected' || state === 'error' || state === 'reconnecting');
+}
+
+const client = new WsgateClient({
+  url: wsUrl,
+  getToken,
+  topics: [topic, boardTopic],
+  pollUrl: '/public/recent?topic=' + encodeURIComponent(topic),
+  pollInterval,
+  onMessage: handle,
+  onState: showState,
+  onPoll: (j) => (j.events || []).forEach(handle),
+  onPolling: (on) => { $('#polling').hidden = !on; },
+});
+$('#retry').addEventListener('click', () => client.retry());
+window.wsgateClient = client;  // for the console and tests
+client.start();

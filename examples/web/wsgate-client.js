@@ -1,0 +1,213 @@
+// A small browser client for wsgate (no build step). It keeps one WebSocket open:
+//  - states: connecting, connected, reconnecting (with countdown), disconnected (after the
+//    attempt cap; call retry()), error (no token could be obtained);
+//  - reconnect delay min(maxDelay, initialDelay * 2^attempt) + jitter(0-1000 ms);
+//  - heartbeat {"type":"ping"} every 30 s, connection dropped if no pong within 5 s, paused
+//    while the tab is hidden;
+//  - polling an HTTP endpoint while not connected;
+//  - re-subscribes its topics after every (re)connect.
+/* exported WsgateClient */
+'use strict';
+
+class WsgateClient {
+  constructor(options) {
+    this.opts = Object.assign({
+      url: null,                    // ws://host/ws (without token)
+      getToken: null,               // async (forceFresh) => token string
+      topics: [],
+      initialReconnectDelay: 1000,
+      maxReconnectDelay: 30000,
+      maxReconnectAttempts: 10,
+      heartbeatInterval: 30000,
+      heartbeatTimeout: 5000,
+      connectTimeout: 10000,
+      pollUrl: null,
+      pollInterval: 10000,
+      onMessage: () => {},
+      onState: () => {},
+      onPoll: () => {},
+    }, options);
+    this.state = 'disconnected';
+    this.attempt = 0;
+    this.lastError = null;
+    this.reconnectAt = 0;
+    this.ws = null;
+    this.timers = {};
+    this.everOpened = false;
+    document.addEventListener('visibilitychange', () => this.onVisibility());
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Manual retry (the button): forget the backoff and connect now. */
+  retry() {
+    this.attempt = 0;
+    this.clear('reconnect');
+    this.clear('countdown');
+    this.connect();
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(obj));
+      return true;
+    }
+    return false;
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  setState(state, extra) {
+    this.state = state;
+    this.updatePolling();
+    this.opts.onState(state, Object.assign({
+      attempt: this.attempt,
+      maxAttempts: this.opts.maxReconnectAttempts,
+      secondsLeft: Math.max(0, Math.ceil((this.reconnectAt - Date.now()) / 1000)),
+      lastError: this.lastError,
+    }, extra || {}));
+  }
+
+  clear(name) {
+    if (this.timers[name]) {
+      clearTimeout(this.timers[name]);
+      clearInterval(this.timers[name]);
+      delete this.timers[name];
+    }
+  }
+
+  async connect() {
+    if (this.ws) this.dropSocket();
+    this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    let token;
+    try {
+      token = await this.opts.getToken(this.tokenRejected === true);
+    } catch (e) {
+      this.lastError = 'cannot get a token: ' + e.message;
+      // A server that is down looks like a failed fetch: keep retrying. A refusal is an error.
+      if (e.status && e.status >= 400 && e.status < 500) return this.setState('error');
+      return this.scheduleReconnect();
+    }
+    this.tokenRejected = false;
+    const sep = this.opts.url.includes('?') ? '&' : '?';
+    const ws = new WebSocket(this.opts.url + sep + 'token=' + encodeURIComponent(token));
+    this.ws = ws;
+    let opened = false;
+    this.timers.connect = setTimeout(() => {
+      this.lastError = 'connection timeout';
+      this.dropSocket();
+      this.scheduleReconnect();
+    }, this.opts.connectTimeout);
+    ws.onopen = () => {
+      opened = true;
+      this.clear('connect');
+      this.attempt = 0;
+      this.lastError = null;
+      this.everOpened = true;
+      this.setState('connected');
+      for (const topic of this.opts.topics) this.send({ type: 'subscribe', topic });
+      this.startHeartbeat();
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg.type === 'pong') this.clear('pong');
+      this.opts.onMessage(msg);
+    };
+    ws.onerror = () => { this.lastError = 'connection failed'; };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.clear('connect');
+      this.stopHeartbeat();
+      this.ws = null;
+      // A refused upgrade (e.g. an expired token) closes before open: fetch a fresh token next.
+      if (!opened) this.tokenRejected = true;
+      else this.lastError = ev.code === 1000 ? null : 'closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')';
+      this.scheduleReconnect();
+    };
+  }
+
+  dropSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    this.clear('connect');
+    this.stopHeartbeat();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try { ws.close(); } catch (e) { /* already closed */ }
+    }
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    if (this.attempt >= this.opts.maxReconnectAttempts) {
+      this.setState('disconnected');
+      return;
+    }
+    const base = Math.min(this.opts.maxReconnectDelay, this.opts.initialReconnectDelay * Math.pow(2, this.attempt));
+    const delay = base + Math.floor(Math.random() * 1000);
+    this.attempt += 1;
+    this.reconnectAt = Date.now() + delay;
+    this.clear('reconnect');
+    this.clear('countdown');
+    this.timers.reconnect = setTimeout(() => { this.clear('countdown'); this.connect(); }, delay);
+    this.timers.countdown = setInterval(() => this.setState('reconnecting'), 1000);
+    this.setState('reconnecting');
+  }
+
+  startHeartbeat() {
+    this.stopHeartbeat();
+    if (document.hidden) return;  // resumed by onVisibility()
+    this.timers.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval);
+  }
+
+  beat() {
+    if (!this.send({ type: 'ping' })) return;
+    this.clear('pong');
+    this.timers.pong = setTimeout(() => {
+      this.lastError = 'no pong within ' + this.opts.heartbeatTimeout / 1000 + ' s';
+      this.dropSocket();
+      this.scheduleReconnect();
+    }, this.opts.heartbeatTimeout);
+  }
+
+  stopHeartbeat() {
+    this.clear('heartbeat');
+    this.clear('pong');
+  }
+
+  onVisibility() {
+    if (document.hidden) {
+      this.stopHeartbeat();
+      return;
+    }
+    if (this.state === 'connected') {
+      this.startHeartbeat();
+      this.beat();  // check the connection survived while hidden
+    } else if (this.state === 'reconnecting') {
+      this.retry();
+    }
+  }
+
+  updatePolling() {
+    const want = this.state !== 'connected' && this.opts.pollUrl;
+    if (want && !this.timers.poll) {
+      const poll = async () => {
+        try {
+          const res = await fetch(this.opts.pollUrl, { cache: 'no-store' });
+          if (res.ok) this.opts.onPoll(await res.json());
+        } catch (e) { /* the server is down; keep polling */ }
+      };
+      poll();
+      this.timers.poll = setInterval(poll, this.opts.pollInterval);
+    } else if (!want) {
+      this.clear('poll');
+    }
+    this.opts.onPolling && this.opts.onPolling(!!this.timers.poll);
+  }
+}
+
+window.WsgateClient = WsgateClient;

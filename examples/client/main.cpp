@@ -1,0 +1,145 @@
+// Seed 004, the events dashboard's client, in C++: a connection that rides through trouble.
+//
+// A real WebSocket server (wsgate::beast on 127.0.0.1) and a ReconnectingClient:
+//   1. the client connects, subscribes to `events`, and receives an `event_update`;
+//   2. the server restarts: the client reconnects with backoff
+//      (min(max, initial·2^attempt) + jitter), a message sent while it was down waits in the
+//      bounded queue and is delivered after reconnecting, and `events` is re-subscribed;
+//   3. the server freezes (stops answering pings): the heartbeat's pong timeout notices the dead
+//      connection and the client reconnects by itself.
+// Timings are shortened (heartbeat 300 ms, backoff from 100 ms) so it runs in seconds.
+//
+//   client_example           narrates what happens
+//   client_example --check   also verifies it and exits 1 on any difference
+#include <wsgate/beast/reconnecting_client.hpp>
+#include <wsgate/beast/server.hpp>
+#include <wsgate/wsgate.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// One server life: a Beast server and its Gateway on a given port.
+struct Node {
+    std::shared_ptr<wsgate::beast::Server> server;
+    std::shared_ptr<wsgate::Gateway> gateway;
+    std::atomic<bool> frozen{false};
+    std::atomic<int> notes{0};
+
+    explicit Node(unsigned short port) {
+        wsgate::beast::ServerSettings ss;
+        ss.port = port;
+        ss.shutdown_timeout = 1s;
+        server = std::make_shared<wsgate::beast::Server>(ss);
+        gateway = std::make_shared<wsgate::Gateway>(wsgate::GatewaySettings{}, std::make_shared<wsgate::InMemoryConnectionStore>(),
+                                                    server, std::make_shared<wsgate::AnonymousAuthorizer>());
+        // A frozen server still holds the socket but answers nothing: only a heartbeat notices.
+        gateway->router().on("ping", [this](wsgate::MessageContext& ctx) {
+            if (!frozen) ctx.reply(wsgate::Envelope{"pong"});
+        });
+        gateway->router().on("note", [this](wsgate::MessageContext& ctx) {
+            ++notes;
+            ctx.ack({{"note", ctx.message().value("n", 0)}});
+        });
+        server->attach(gateway);
+        server->start();
+    }
+    ~Node() { server->stop(); }
+    std::size_t publish(const std::string& what) {
+        return gateway->publish(wsgate::Envelope{"event_update"}.topic("events").data({{"what", what}}),
+                                wsgate::Audience::topic("events"))
+            .delivered;
+    }
+};
+
+template <class Pred>
+bool wait_for(Pred pred, std::chrono::milliseconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    return pred();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const bool check = argc > 1 && std::strcmp(argv[1], "--check") == 0;
+    auto node = std::make_unique<Node>(0);
+    const auto port = node->server->port();
+
+    wsgate::beast::ReconnectingClientSettings cs;
+    cs.machine.reconnect.initial_delay = 100ms;
+    cs.machine.reconnect.max_delay = 1s;
+    cs.machine.reconnect.max_jitter = 100ms;
+    cs.machine.heartbeat.interval = 300ms;
+    cs.machine.heartbeat.timeout = 300ms;
+    wsgate::beast::ReconnectingClient client{"ws://127.0.0.1:" + std::to_string(port) + "/ws", cs};
+
+    std::mutex mu;
+    std::vector<nlohmann::json> received;
+    std::vector<std::string> states;
+    client.on_message([&](std::string_view m) {
+        auto j = nlohmann::json::parse(m, nullptr, false);
+        if (j.is_discarded()) return;
+        std::lock_guard lock(mu);
+        received.push_back(j);
+    });
+    client.on_state([&](wsgate::client::ConnectionState s) {
+        std::cout << "[state] " << wsgate::client::to_string(s) << '\n';
+        std::lock_guard lock(mu);
+        states.emplace_back(wsgate::client::to_string(s));
+    });
+    auto count_events = [&](const std::string& what) {
+        std::lock_guard lock(mu);
+        return std::count_if(received.begin(), received.end(), [&](const nlohmann::json& j) {
+            return j.value("type", "") == "event_update" && j["data"].value("what", "") == what;
+        });
+    };
+    auto subscribed = [&](Node& n) { return n.gateway->store().subscribers("events").size() == 1; };
+
+    client.subscribe("events");
+    client.start();
+    bool ok = wait_for([&] { return subscribed(*node); });
+    node->publish("first");
+    ok = ok && wait_for([&] { return count_events("first") == 1; });
+    std::cout << "1. connected, subscribed, received the first event: " << (ok ? "yes" : "NO") << '\n';
+
+    // 2. The server restarts on the same port; a message is sent while it is down.
+    node.reset();
+    ok = ok && wait_for([&] { return client.state() != wsgate::client::ConnectionState::connected; });
+    client.send(R"({"type":"note","n":7})");
+    std::this_thread::sleep_for(300ms);  // a few failed attempts, with backoff
+    node = std::make_unique<Node>(port);
+    const bool back = wait_for([&] { return subscribed(*node) && node->notes == 1; });
+    node->publish("after-restart");
+    const bool got_after = wait_for([&] { return count_events("after-restart") == 1; });
+    ok = ok && back && got_after;
+    std::cout << "2. reconnected after the restart, re-subscribed, queued note delivered, event received: "
+              << (back && got_after ? "yes" : "NO") << '\n';
+
+    // 3. The server freezes: pings go unanswered; the heartbeat ends the dead connection.
+    const auto before = client.connections_opened();
+    node->frozen = true;
+    const bool noticed = wait_for([&] { return client.connections_opened() > before; }, 5s);
+    node->frozen = false;
+    const bool healthy = wait_for([&] { return client.state() == wsgate::client::ConnectionState::connected && subscribed(*node); });
+    node->publish("after-freeze");
+    const bool got_final = wait_for([&] { return count_events("after-freeze") == 1; });
+    ok = ok && noticed && healthy && got_final;
+    std::cout << "3. heartbeat timeout noticed the frozen server and the client reconnected: "
+              << (noticed && healthy && got_final ? "yes" : "NO") << '\n';
+    std::cout << "sockets opened: " << client.connections_opened() << '\n';
+
+    client.stop();
+    if (!check) return 0;
+    std::cout << (ok ? "CHECK OK\n" : "CHECK FAILED\n");
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,121 @@
+#pragma once
+/**
+ * @file reconnecting_client.hpp A WebSocket client that rides through server restarts: the
+ * client state machine (include/wsgate/client/) driving the Beast client.
+ */
+
+#include <wsgate/beast/client.hpp>
+#include <wsgate/client/client_state_machine.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace wsgate::beast {
+
+/// Settings of ReconnectingClient; every field has a working default.
+struct ReconnectingClientSettings {
+    /// Backoff `min(max, initial·2^attempt) + jitter(0–1000 ms)`, 10 attempts, heartbeat 30 s / 5 s,
+    /// bounded outbound queue, automatic re-subscription (seed 004).
+    client::ClientSettings machine;
+    /// Upgrade headers, subprotocols and limits of each socket.
+    ClientSettings socket;
+    /// How long one connect (TCP + handshake) may take before it counts as a failed attempt.
+    std::chrono::milliseconds connect_timeout{5000};
+};
+
+/**
+ * A reconnecting WebSocket client for C++ hosts (seed 004's front end, in C++).
+ *
+ * Every socket event goes into a ClientStateMachine on one worker thread, which tells this class
+ * what to do: open a socket (a fresh Client each attempt), send a frame, close, deliver a message
+ * or switch polling on and off. Messages sent while disconnected wait in the bounded queue and go
+ * out in order after the re-subscriptions once the socket is back.
+ *
+ * @code
+ * wsgate::beast::ReconnectingClient c{"ws://127.0.0.1:8080/ws?token=..."};
+ * c.on_message([](std::string_view m) { std::cout << m << '\n'; });
+ * c.on_state([](wsgate::client::ConnectionState s) { std::cout << to_string(s) << '\n'; });
+ * c.subscribe("events");
+ * c.start();
+ * @endcode
+ * @par Thread Safety Safe; callbacks run on the worker thread, one at a time.
+ */
+class ReconnectingClient {
+public:
+    using MessageHandler = std::function<void(std::string_view)>;
+    using StateHandler = std::function<void(client::ConnectionState)>;
+    using PollingHandler = std::function<void(bool polling)>;
+
+    explicit ReconnectingClient(std::string url, ReconnectingClientSettings settings = {},
+                                std::shared_ptr<const Clock> clock = std::make_shared<SystemClock>());
+    ~ReconnectingClient();
+    ReconnectingClient(const ReconnectingClient&) = delete;
+    ReconnectingClient& operator=(const ReconnectingClient&) = delete;
+
+    /// Set before start().
+    void on_message(MessageHandler h);
+    void on_state(StateHandler h);
+    void on_polling(PollingHandler h);
+
+    /// Starts connecting (and keeps reconnecting) on the worker thread.
+    void start();
+    /// Closes the socket (1000) and stops the worker. Idempotent.
+    void stop();
+    /// Sends now if connected, else queues (bounded, drop oldest).
+    void send(std::string text);
+    /// Subscribes now and again after every reconnect.
+    void subscribe(const std::string& topic);
+    void unsubscribe(const std::string& topic);
+    /// Pauses the heartbeat and reconnect timer (a backgrounded app); resume() checks at once.
+    void suspend();
+    void resume();
+    /// Changes the URL for later attempts (e.g. a refreshed token).
+    void set_url(std::string url);
+
+    [[nodiscard]] client::ConnectionState state() const;
+    [[nodiscard]] bool should_poll() const;
+    /// Sockets opened successfully so far (1 + reconnects).
+    [[nodiscard]] std::size_t connections_opened() const noexcept { return opened_.load(); }
+
+private:
+    struct Event {
+        enum class Kind { open, close, error, message, command } kind;
+        std::uint64_t generation = 0;
+        std::uint16_t code = 0;
+        std::string text;
+        std::function<client::Actions(client::ClientStateMachine&)> command;
+    };
+    void post(Event e);
+    void run();
+    void execute(const client::Actions& actions);
+    void open_socket();
+
+    std::string url_;
+    ReconnectingClientSettings settings_;
+    std::shared_ptr<const Clock> clock_;
+    client::ClientStateMachine machine_;
+    ClientContext io_;
+    MessageHandler on_message_;
+    StateHandler on_state_;
+    PollingHandler on_polling_;
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Event> events_;
+    bool stopping_ = false;
+    std::thread worker_;
+
+    // worker thread only
+    std::shared_ptr<Client> socket_;
+    std::uint64_t generation_ = 0;
+    client::ConnectionState last_state_ = client::ConnectionState::disconnected;
+    std::atomic<std::size_t> opened_{0};
+};
+
+}  // namespace wsgate::beast

@@ -12,3 +12,10 @@ $SUDO apt-get install -y -q --no-install-recommends \
   python3 python3-websockets python3-jwt python3-cryptography \
   clang libclang-rt-14-dev \
   chromium
+
+# Node (for the headless-browser test's playwright-core; it drives Debian's chromium and
+# downloads no browser). The machine's own Node is used when there is one.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+fi
+(cd "$(dirname "$0")/../tests/e2e/browser" && npm ci --no-audit --no-fund --loglevel=error)

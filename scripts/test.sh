@@ -32,7 +32,7 @@ cmake --build --preset tsan -j "$JOBS" --target wsgate_concurrency_tests
 stage "TSan tests"
 ctest --preset tsan
 
-if [ -x tests/fuzz/run_fuzz.sh ]; then
+if [ -f tests/fuzz/run_fuzz.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-60}s per target)"
   bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-60}"
 fi

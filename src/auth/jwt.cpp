@@ -90,30 +90,38 @@ bool split(std::string_view token, Segments& s) noexcept {
     return !s.header.empty() && !s.payload.empty();
 }
 
-// Parses a JSON object, refusing duplicate top-level members (RFC 7515 §5.2 allows refusing them,
-// and a duplicate `alg` or `exp` is how parser-differential attacks start).
-bool parse_object(std::string_view text, nlohmann::json& out) {
-    bool duplicate = false;
-    std::array<std::string, 24> small;
-    std::vector<std::string> more;
+// Number of members of the top-level object in `text`, which must be valid JSON (counts the
+// `:` separators at nesting depth 1 outside strings).
+std::size_t count_top_level_members(std::string_view text) noexcept {
     std::size_t count = 0;
-    auto cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-        if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-            const auto& k = parsed.get_ref<const std::string&>();
-            for (std::size_t i = 0; i < count && i < small.size(); ++i)
-                if (small[i] == k) duplicate = true;
-            for (const auto& m : more)
-                if (m == k) duplicate = true;
-            if (count < small.size())
-                small[count] = k;
-            else
-                more.push_back(k);
-            ++count;
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
+            continue;
         }
-        return true;
-    };
-    out = nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/false);
-    return !duplicate && !out.is_discarded() && out.is_object();
+        switch (c) {
+            case '"': in_string = true; break;
+            case '{': case '[': ++depth; break;
+            case '}': case ']': --depth; break;
+            case ':': if (depth == 1) ++count; break;
+            default: break;
+        }
+    }
+    return count;
+}
+
+// Parses a JSON object, refusing duplicate top-level members (RFC 7515 §5.2 allows refusing them,
+// and a duplicate `alg` or `exp` is how parser-differential attacks start). The parser keeps one
+// of the duplicates, so a member count below the separator count reveals them.
+bool parse_object(std::string_view text, nlohmann::json& out) {
+    out = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    return !out.is_discarded() && out.is_object() && out.size() == count_top_level_members(text);
 }
 
 std::error_code check_header(const nlohmann::json& header) {
@@ -130,7 +138,7 @@ std::error_code decode_frame(std::string_view token, std::size_t max_length, Seg
                              std::string& payload_raw, std::string& signature) {
     if (token.size() > max_length) return jwt_errc::too_long;
     if (!split(token, seg)) return jwt_errc::malformed;
-    std::string header_raw;
+    thread_local std::string header_raw;
     if (!base64url_decode(seg.header, header_raw)) return jwt_errc::malformed;
     if (!parse_object(header_raw, header)) return jwt_errc::malformed;
     if (auto ec = check_header(header)) return ec;
@@ -191,21 +199,29 @@ std::string base64url_encode(std::string_view bytes) {
 bool base64url_decode(std::string_view text, std::string& out) {
     out.clear();
     if (text.size() % 4 == 1) return false;
-    out.reserve(text.size() / 4 * 3 + 2);
-    unsigned acc = 0;
+    out.resize(text.size() / 4 * 3 + 2);
+    char* o = out.data();
+    std::uint32_t acc = 0;
     int bits = 0;
     for (char ch : text) {
-        int v = b64_table[static_cast<unsigned char>(ch)];
-        if (v < 0) return false;
-        acc = (acc << 6) | static_cast<unsigned>(v);
+        const int v = b64_table[static_cast<unsigned char>(ch)];
+        if (v < 0) {
+            out.clear();
+            return false;
+        }
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xFF);
+            *o++ = static_cast<char>((acc >> bits) & 0xFF);
         }
     }
+    out.resize(static_cast<std::size_t>(o - out.data()));
     // Canonical form: the unused low bits of the last character must be zero.
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return false;
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+        out.clear();
+        return false;
+    }
     return true;
 }
 
@@ -291,7 +307,8 @@ std::error_code Verifier::verify(std::string_view token, Token& out) const noexc
     try {
         Segments seg;
         nlohmann::json header;
-        std::string payload_raw, signature;
+        // Scratch buffers reused per thread: the hot path allocates only the JSON values.
+        thread_local std::string payload_raw, signature;
         if (auto ec = decode_frame(token, max_length_, seg, header, payload_raw, signature)) return ec;
 
         const auto& alg_name = header.find("alg")->get_ref<const std::string&>();

@@ -7,6 +7,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
@@ -166,10 +167,14 @@ bool KeyMaterial::verify(std::string_view data, std::string_view signature) cons
             sig = der;
         }
         MdCtxPtr ctx{EVP_MD_CTX_new()};
-        if (!ctx) return false;
-        if (EVP_DigestVerifyInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) != 1) return false;
-        return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                                reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+        const bool ok =
+            ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) == 1 &&
+            EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                             reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+        // A refused signature leaves entries in the thread's OpenSSL error queue; other users of
+        // OpenSSL on this thread (TLS) must not see them.
+        if (!ok) ERR_clear_error();
+        return ok;
     } catch (...) {
         return false;
     }
@@ -267,11 +272,15 @@ EvpPkeyPtr read_pem(std::string_view pem, bool want_private, bool& is_private) {
             is_private = false;
             return EvpPkeyPtr{k};
         }
+        ERR_clear_error();
         BIO_reset(bio.get());
     }
     // Empty passphrase callback: an encrypted PEM fails instead of prompting on a terminal.
     k = PEM_read_bio_PrivateKey(bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr);
-    if (k == nullptr) throw std::invalid_argument("wsgate::jwt: unreadable PEM key");
+    if (k == nullptr) {
+        ERR_clear_error();
+        throw std::invalid_argument("wsgate::jwt: unreadable PEM key");
+    }
     is_private = true;
     return EvpPkeyPtr{k};
 }
@@ -304,13 +313,15 @@ struct PkeyCtxDeleter {
     void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
 };
 
-EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
+EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld, int selection = EVP_PKEY_PUBLIC_KEY) {
     std::unique_ptr<OSSL_PARAM, ParamDeleter> params{OSSL_PARAM_BLD_to_param(bld)};
     std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx{EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr)};
     EVP_PKEY* k = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-        EVP_PKEY_fromdata(ctx.get(), &k, EVP_PKEY_PUBLIC_KEY, params.get()) != 1)
+        EVP_PKEY_fromdata(ctx.get(), &k, selection, params.get()) != 1) {
+        ERR_clear_error();
         throw std::invalid_argument("wsgate::jwt: invalid JWK key parameters");
+    }
     return EvpPkeyPtr{k};
 }
 
@@ -349,7 +360,15 @@ Key Key::public_key_pem(Algorithm alg, std::string_view pem) {
     return Key{detail::make_pkey_material(alg, std::move(pkey), false)};
 }
 
-Key Key::from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg) {
+namespace {
+
+struct JwkKey {
+    std::shared_ptr<detail::KeyMaterial> material;
+    std::string kid;
+};
+
+// One JWK → key material; with `want_private` the private members (`d`, CRT values) are required.
+JwkKey material_from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg, bool want_private) {
     if (!jwk.is_object()) throw std::invalid_argument("wsgate::jwt: JWK is not an object");
     auto kty_it = jwk.find("kty");
     if (kty_it == jwk.end() || !kty_it->is_string()) throw std::invalid_argument("wsgate::jwt: JWK without kty");
@@ -362,19 +381,33 @@ Key Key::from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg) {
             if (!alg) throw std::invalid_argument("wsgate::jwt: JWK alg is not supported");
         }
     }
-    Key key{nullptr};
+    JwkKey out;
+    const int selection = want_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY;
     if (kty == "oct") {
         std::string secret = jwk_bytes(jwk, "k");
-        key = Key::hmac(alg.value_or(Algorithm::hs256), secret);
+        out.material = detail::make_hmac_material(alg.value_or(Algorithm::hs256), secret);
         OPENSSL_cleanse(secret.data(), secret.size());
     } else if (kty == "RSA") {
-        auto n = bn_from_b64(jwk, "n");
-        auto e = bn_from_b64(jwk, "e");
         std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
-        if (!bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
-            OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1)
-            throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
-        key = Key{detail::make_pkey_material(alg.value_or(Algorithm::rs256), pkey_from_params("RSA", bld.get()), false)};
+        if (!bld) throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
+        std::vector<detail::BnPtr> keep;
+        auto push = [&](const char* member, const char* param) {
+            keep.push_back(bn_from_b64(jwk, member));
+            if (OSSL_PARAM_BLD_push_BN(bld.get(), param, keep.back().get()) != 1)
+                throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
+        };
+        push("n", OSSL_PKEY_PARAM_RSA_N);
+        push("e", OSSL_PKEY_PARAM_RSA_E);
+        if (want_private) {
+            push("d", OSSL_PKEY_PARAM_RSA_D);
+            push("p", OSSL_PKEY_PARAM_RSA_FACTOR1);
+            push("q", OSSL_PKEY_PARAM_RSA_FACTOR2);
+            push("dp", OSSL_PKEY_PARAM_RSA_EXPONENT1);
+            push("dq", OSSL_PKEY_PARAM_RSA_EXPONENT2);
+            push("qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1);
+        }
+        out.material = detail::make_pkey_material(alg.value_or(Algorithm::rs256),
+                                                  pkey_from_params("RSA", bld.get(), selection), want_private);
     } else if (kty == "EC") {
         auto crv_it = jwk.find("crv");
         if (crv_it == jwk.end() || !crv_it->is_string()) throw std::invalid_argument("wsgate::jwt: EC JWK without crv");
@@ -400,12 +433,27 @@ Key Key::from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg) {
         if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
             OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1)
             throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
-        key = Key{detail::make_pkey_material(a, pkey_from_params("EC", bld.get()), false)};
+        detail::BnPtr d;
+        if (want_private) {
+            d = bn_from_b64(jwk, "d");
+            if (OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, d.get()) != 1)
+                throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
+        }
+        out.material = detail::make_pkey_material(a, pkey_from_params("EC", bld.get(), selection), want_private);
     } else {
         throw std::invalid_argument("wsgate::jwt: JWK kty not supported");
     }
     auto kid = jwk.find("kid");
-    if (kid != jwk.end() && kid->is_string()) key.kid_ = kid->get<std::string>();
+    if (kid != jwk.end() && kid->is_string()) out.kid = kid->get<std::string>();
+    return out;
+}
+
+}  // namespace
+
+Key Key::from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg) {
+    auto m = material_from_jwk(jwk, alg, false);
+    Key key{std::move(m.material)};
+    key.kid_ = std::move(m.kid);
     return key;
 }
 
@@ -436,6 +484,13 @@ SigningKey SigningKey::private_key_pem(Algorithm alg, std::string_view pem) {
     bool is_private = false;
     auto pkey = read_pem(pem, true, is_private);
     return SigningKey{detail::make_pkey_material(alg, std::move(pkey), true)};
+}
+
+SigningKey SigningKey::from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg) {
+    auto m = material_from_jwk(jwk, alg, true);
+    SigningKey key{std::move(m.material)};
+    key.kid_ = std::move(m.kid);
+    return key;
 }
 
 SigningKey SigningKey::with_kid(std::string kid) const {

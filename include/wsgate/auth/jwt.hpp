@@ -110,6 +110,9 @@ public:
     [[nodiscard]] static SigningKey hmac(Algorithm alg, std::string_view secret);
     /// A private key from PEM (PKCS#8 `BEGIN PRIVATE KEY`, or traditional RSA/EC PEM); RS* or ES*.
     [[nodiscard]] static SigningKey private_key_pem(Algorithm alg, std::string_view pem);
+    /// A private JWK: `oct` (`k`), `RSA` (`n`,`e`,`d`,`p`,`q`,`dp`,`dq`,`qi`) or `EC` (`crv`,`x`,`y`,`d`);
+    /// algorithm and kid as Key::from_jwk.
+    [[nodiscard]] static SigningKey from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg = std::nullopt);
 
     /// A copy that writes `kid` into the headers it signs.
     [[nodiscard]] SigningKey with_kid(std::string kid) const;
@@ -126,6 +129,7 @@ private:
     explicit SigningKey(std::shared_ptr<const detail::KeyMaterial> m) : material_(std::move(m)) {}
     std::shared_ptr<const detail::KeyMaterial> material_;
     std::string kid_;
+    friend class Key;
 };
 
 [[nodiscard]] SigningKey hs256_signing_key(std::string_view secret);

@@ -181,3 +181,34 @@ TEST_CASE("one verifier is safe to use from several threads", "[auth][jwt][claim
     for (auto& th : threads) th.join();
     CHECK(failures.load() == 0);
 }
+
+TEST_CASE("duplicate detection looks only at top-level members and is not fooled by strings", "[auth][jwt][claims]") {
+    auto key = jwt::hs256_signing_key(secret);
+    auto v = jwt::Verifier{}.allow(key.verification_key());
+    jwt::Token t;
+    const std::string header = R"({"alg":"HS256"})";
+    CHECK_FALSE(v.verify(jwt::sign_compact(header, R"({"a":"x:y\":z","b":{"a":1,"c":{"a":[1,":"]}},"c\\":"}"})", key), t));
+    CHECK(t.claims.at("a") == "x:y\":z");
+    CHECK(t.claims.size() == 3);
+    CHECK(v.verify(jwt::sign_compact(header, R"({"a":"x:y\":z","b":1,"a":2})", key), t) == jwt_errc::malformed);
+    CHECK(v.verify(jwt::sign_compact(header, R"({"a":1,"\u0061":2})", key), t) == jwt_errc::malformed);
+    CHECK_FALSE(v.verify(jwt::sign_compact(header, "{}", key), t));
+    CHECK(t.claims.empty());
+}
+
+#include <openssl/err.h>
+
+TEST_CASE("refused tokens and keys leave the thread's OpenSSL error queue empty", "[auth][jwt][claims]") {
+    ERR_clear_error();
+    auto rs = jwt::rs256_signing_key(test_keys::rsa_pem);
+    auto es = jwt::es256_signing_key(test_keys::ec_pem);
+    auto v = jwt::Verifier{}.allow(rs.verification_key()).allow(es.verification_key());
+    jwt::Token t;
+    for (auto token : {jwt::sign({{"a", 1}}, rs), jwt::sign({{"a", 1}}, es)}) {
+        token[token.rfind('.') + 2] = token[token.rfind('.') + 2] == 'A' ? 'B' : 'A';
+        CHECK(v.verify(token, t) == jwt_errc::bad_signature);
+        CHECK(ERR_peek_error() == 0);
+    }
+    CHECK_THROWS_AS(jwt::rs256_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), std::invalid_argument);
+    CHECK(ERR_peek_error() == 0);
+}

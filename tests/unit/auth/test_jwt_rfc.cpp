@@ -170,3 +170,51 @@ TEST_CASE("RFC 7515 A.2/A.3 keys from a JWKS document", "[auth][jwt][rfc][jwks]"
     CHECK_THROWS_AS(jwt::parse_jwks(R"({"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]})"),
                     std::invalid_argument);
 }
+
+TEST_CASE("RFC 7515 A.2/A.3 private JWKs: wsgate's signatures match or verify against the RFC", "[auth][jwt][rfc]") {
+    nlohmann::json rsa = a2_jwk();
+    rsa["d"] =
+        "Eq5xpGnNCivDflJsRQBXHx1hdR1k6Ulwe2JZD50LpXyWPEAeP88vLNO97I"
+        "jlA7_GQ5sLKMgvfTeXZx9SE-7YwVol2NXOoAJe46sui395IW_GO-pWJ1O0"
+        "BkTGoVEn2bKVRUCgu-GjBVaYLU6f3l9kJfFNS3E0QbVdxzubSu3Mkqzjkn"
+        "439X0M_V51gfpRLI9JYanrC4D4qAdGcopV_0ZHHzQlBjudU2QvXt4ehNYT"
+        "CBr6XCLQUShb1juUO1ZdiYoFaFQT5Tw8bGUl_x_jTj3ccPDVZFD9pIuhLh"
+        "BOneufuBiB4cS98l2SR_RQyGWSeWjnczT0QU91p1DhOVRuOopznQ";
+    rsa["p"] =
+        "4BzEEOtIpmVdVEZNCqS7baC4crd0pqnRH_5IB3jw3bcxGn6QLvnEtfdUdi"
+        "YrqBdss1l58BQ3KhooKeQTa9AB0Hw_Py5PJdTJNPY8cQn7ouZ2KKDcmnPG"
+        "BY5t7yLc1QlQ5xHdwW1VhvKn-nXqhJTBgIPgtldC-KDV5z-y2XDwGUc";
+    rsa["q"] =
+        "uQPEfgmVtjL0Uyyx88GZFF1fOunH3-7cepKmtH4pxhtCoHqpWmT8YAmZxa"
+        "ewHgHAjLYsp1ZSe7zFYHj7C6ul7TjeLQeZD_YwD66t62wDmpe_HlB-TnBA"
+        "-njbglfIsRLtXlnDzQkv5dTltRJ11BKBBypeeF6689rjcJIDEz9RWdc";
+    rsa["dp"] =
+        "BwKfV3Akq5_MFZDFZCnW-wzl-CCo83WoZvnLQwCTeDv8uzluRSnm71I3Q"
+        "CLdhrqE2e9YkxvuxdBfpT_PI7Yz-FOKnu1R6HsJeDCjn12Sk3vmAktV2zb"
+        "34MCdy7cpdTh_YVr7tss2u6vneTwrA86rZtu5Mbr1C1XsmvkxHQAdYo0";
+    rsa["dq"] =
+        "h_96-mK1R_7glhsum81dZxjTnYynPbZpHziZjeeHcXYsXaaMwkOlODsWa"
+        "7I9xXDoRwbKgB719rrmI2oKr6N3Do9U0ajaHF-NKJnwgjMd2w9cjz3_-ky"
+        "NlxAr2v4IKhGNpmM5iIgOS1VZnOZ68m6_pbLBSp3nssTdlqvd0tIiTHU";
+    rsa["qi"] =
+        "IYd7DHOhrWvxkwPQsRM2tOgrjbcrfvtQJipd-DlcxyVuuM9sQLdgjVk2o"
+        "y26F0EmpScGLq2MowX7fhd_QJQ3ydy5cY7YIBi87w93IKLEdfnbJtoOPLU"
+        "W0ITrJReOgo1cq9SbsxYawBgfp_gh6A5603k2-ZQwVK0JKSHuLFkuQ3U";
+    // RSASSA-PKCS1-v1_5 is deterministic: the RFC's exact signature comes out.
+    CHECK(jwt::sign_compact("{\"alg\":\"RS256\"}", a1_payload, jwt::SigningKey::from_jwk(rsa)) == a2_token);
+
+    nlohmann::json ec = a3_jwk();
+    ec["d"] = "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI";
+    // ECDSA is randomised: the signature differs each time but verifies with the RFC public key.
+    auto es = jwt::sign_compact("{\"alg\":\"ES256\"}", a1_payload, jwt::SigningKey::from_jwk(ec));
+    auto es2 = jwt::sign_compact("{\"alg\":\"ES256\"}", a1_payload, jwt::SigningKey::from_jwk(ec));
+    CHECK(es != es2);
+    CHECK(es.substr(0, es.rfind('.')) == std::string(a3_token).substr(0, std::string(a3_token).rfind('.')));
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk(a3_jwk())).with_clock(rfc_clock());
+    jwt::Token t;
+    CHECK_FALSE(v.verify(es, t));
+    CHECK_FALSE(v.verify(es2, t));
+
+    // A public JWK cannot sign.
+    CHECK_THROWS_AS(jwt::SigningKey::from_jwk(a3_jwk()), std::invalid_argument);
+}

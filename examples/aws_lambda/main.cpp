@@ -1,0 +1,171 @@
+// wsgate behind API Gateway: one handler for $connect / $disconnect / $default, one broadcast
+// handler (direct invocation or a DynamoDB stream), and the REQUEST authorizer.
+//
+// Locally: aws_lambda_example events/*.json   (replies are printed instead of posted)
+// On Lambda (custom runtime, `bootstrap`): no arguments; events come from AWS_LAMBDA_RUNTIME_API.
+// Against a real API: set WEBSOCKET_API_ENDPOINT=wss://{api}.execute-api.{region}.amazonaws.com/{stage}
+// and the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN / AWS_REGION.
+#include <wsgate/aws.hpp>
+#include <wsgate/change_stream.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/store/memory_store.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+
+namespace {
+
+using nlohmann::json;
+
+// Prints what the @connections transport would post; used when no endpoint is configured.
+class PrintingTransport final : public wsgate::Transport {
+public:
+    wsgate::SendStatus send(const wsgate::ConnectionId& id, const wsgate::Payload& payload) override {
+        std::lock_guard lock{mu_};
+        std::cout << "  POST @connections/" << id << "  " << *payload << '\n';
+        return wsgate::SendStatus::ok;
+    }
+    void close(const wsgate::ConnectionId& id, wsgate::CloseCode, std::string_view) override {
+        std::lock_guard lock{mu_};
+        std::cout << "  DELETE @connections/" << id << '\n';
+    }
+
+private:
+    std::mutex mu_;
+};
+
+// The application: one Gateway per process (a warm Lambda reuses it across events).
+struct App {
+    std::shared_ptr<wsgate::ConnectionStore> store = std::make_shared<wsgate::InMemoryConnectionStore>();
+    std::shared_ptr<wsgate::Transport> transport;
+    std::unique_ptr<wsgate::Gateway> gateway;
+    std::unique_ptr<wsgate::aws::WebSocketEventHandler> connection_handler;
+    std::unique_ptr<wsgate::aws::AuthorizerHandler> authorizer_handler;
+
+    App() {
+        if (const char* endpoint = std::getenv("WEBSOCKET_API_ENDPOINT")) {
+            wsgate::aws::ConnectionsSettings cs;
+            cs.endpoint = endpoint;  // wss:// is turned into the https:// management API
+            transport = std::make_shared<wsgate::aws::ConnectionsTransport>(cs);
+        } else {
+            transport = std::make_shared<PrintingTransport>();
+        }
+        wsgate::GatewaySettings settings;
+        settings.local_delivery_only = false;  // behind API Gateway every process reaches every connection
+        settings.router.topic_rules.push_back({"leaderboard:*", "read_leaderboard", ""});
+        // Connections without an upstream authorizer context are let in anonymously here; plug a
+        // JWT or dual-token Authorizer for real deployments.
+        auto authorizer = std::make_shared<wsgate::AnonymousAuthorizer>(std::vector<std::string>{"read_leaderboard"});
+        gateway = std::make_unique<wsgate::Gateway>(settings, store, transport, authorizer);
+        connection_handler = std::make_unique<wsgate::aws::WebSocketEventHandler>(*gateway);
+        authorizer_handler = std::make_unique<wsgate::aws::AuthorizerHandler>(authorizer);
+    }
+
+    /// The broadcast handler: a DynamoDB stream batch goes through the change-stream processor
+    /// and leaves as one `METRICS_UPDATE` message to everyone (seed 002); a direct
+    /// `{"broadcast": {"type", "topic"?, "data"?, ...}}` is published as is.
+    json broadcast(const json& event) {
+        wsgate::BroadcastReport report;
+        if (event.contains("Records")) {
+            auto changes = wsgate::aws::parse_dynamodb_stream_event(event.dump());
+            wsgate::ChangeStreamSettings cs;
+            cs.publish_to_everyone = true;
+            cs.publish_to_type_topic = false;
+            cs.publish_to_entity_topic = false;
+            wsgate::ChangeStreamProcessor processor{
+                std::make_shared<wsgate::SystemClock>(),
+                [&](const wsgate::Envelope& e, const wsgate::Audience& a) { report = gateway->publish(e, a); }, cs};
+            wsgate::ChangeRecordFormat format;
+            format.default_entity_type = "metrics";  // the table, for images without `entity_type`
+            std::size_t accepted = 0;
+            for (const auto& r : changes.records) {
+                std::error_code ec;
+                if (auto change = wsgate::parse_change_record(r.to_change_json(), ec, format))
+                    accepted += !processor.push(std::move(*change));
+            }
+            processor.flush();  // one invocation is one batch
+            return {{"statusCode", 200},
+                    {"records", accepted},
+                    {"skipped", changes.skipped},
+                    {"delivered", report.delivered},
+                    {"goneRemoved", report.gone_removed}};
+        }
+        const auto& b = event.at("broadcast");
+        wsgate::Envelope e{b.value("type", std::string{"broadcast"})};
+        auto audience = wsgate::Audience::everyone();
+        for (const auto& [key, value] : b.items()) {
+            if (key == "type") continue;
+            if (key == "topic") {
+                e.topic(value.get<std::string>());
+                audience = wsgate::Audience::topic(value.get<std::string>());
+            } else if (key == "data") {
+                e.data(value);
+            } else {
+                e.field(key, value);
+            }
+        }
+        report = gateway->publish(e, audience);
+        return {{"statusCode", 200}, {"delivered", report.delivered}, {"goneRemoved", report.gone_removed},
+                {"failed", report.failed}};
+    }
+
+    /// Routes one event to its handler by shape.
+    json handle(const std::string& text) {
+        auto event = json::parse(text, nullptr, false);
+        if (event.is_object() && (event.contains("Records") || event.contains("broadcast"))) {
+            try {
+                return broadcast(event);
+            } catch (const std::exception& e) {
+                return {{"statusCode", 400}, {"body", e.what()}};
+            }
+        }
+        if (event.is_object() && event.value("type", std::string{}) == "REQUEST")
+            return authorizer_handler->handle(text).response;
+        return connection_handler->handle(text).to_json();
+    }
+};
+
+std::string read_file(const char* path) {
+    std::ifstream in{path, std::ios::binary};
+    if (!in) throw std::runtime_error(std::string{"cannot read "} + path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Deployed as a Lambda custom runtime (bootstrap): serve events from the Runtime API.
+    if (argc < 2 && std::getenv("AWS_LAMBDA_RUNTIME_API")) {
+        try {
+            App app;
+            wsgate::aws::run_lambda_runtime(
+                [&](const wsgate::aws::Invocation& inv) { return app.handle(inv.event).dump(); });
+            return 0;
+        } catch (const std::exception& e) {
+            std::cerr << "error: " << e.what() << '\n';
+            return 1;
+        }
+    }
+    if (argc < 2) {
+        std::cerr << "usage: aws_lambda_example <event.json>...   (or run as a Lambda bootstrap)\n";
+        return 2;
+    }
+    try {
+        App app;
+        for (int i = 1; i < argc; ++i) {
+            std::cout << "event " << argv[i] << '\n';
+            const auto response = app.handle(read_file(argv[i]));
+            std::cout << "  -> " << response.dump() << '\n';
+        }
+        std::cout << "connections left: " << app.store->count() << '\n';
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << '\n';
+        return 1;
+    }
+    return 0;
+}

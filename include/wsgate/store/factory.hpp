@@ -1,0 +1,43 @@
+#pragma once
+/**
+ * @file factory.hpp Stores and buses from a one-line spec (`wsgate::stores`), for command lines
+ * and configuration files.
+ *
+ * | spec | result |
+ * |---|---|
+ * | `memory` | InMemoryConnectionStore |
+ * | `sqlite:PATH` | SqliteConnectionStore on PATH (needs `wsgate::sqlite`) |
+ * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N]` | RedisConnectionStore (needs `wsgate::redis`) |
+ *
+ * Bus specs: `none` (or empty) gives no bus; `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C]`
+ * gives a RedisBus.
+ */
+
+#include <wsgate/bus.hpp>
+#include <wsgate/connection_store.hpp>
+
+#include <memory>
+#include <string_view>
+
+namespace wsgate {
+
+/**
+ * The ConnectionStore a spec names (see the table above).
+ * @throws std::invalid_argument on a malformed spec or a backend not compiled in.
+ * @throws StoreError if the backend cannot be opened (SQLite; Redis connects lazily).
+ * @par Thread Safety Safe.
+ */
+[[nodiscard]] std::shared_ptr<ConnectionStore> make_store(std::string_view spec);
+
+/**
+ * The Bus a spec names: nullptr for `none` or an empty spec. `channel`, when non-empty, overrides
+ * the spec's `channel` parameter (default `wsgate:bus`).
+ * @throws std::invalid_argument on a malformed spec or a backend not compiled in.
+ * @par Thread Safety Safe.
+ */
+[[nodiscard]] std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel = {});
+
+/// True if specs with this scheme (`memory`, `sqlite`, `redis`) can be built by this build.
+[[nodiscard]] bool store_backend_available(std::string_view scheme) noexcept;
+
+}  // namespace wsgate

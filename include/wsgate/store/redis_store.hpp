@@ -1,0 +1,88 @@
+#pragma once
+/** @file redis_store.hpp A ConnectionStore in Redis (`wsgate::redis`), shared by every node of a cluster. */
+
+#include <wsgate/connection_store.hpp>
+#include <wsgate/store/redis_endpoint.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace wsgate {
+
+/// Settings for RedisConnectionStore; every field has a working default.
+struct RedisStoreSettings {
+    RedisEndpoint endpoint;
+    /// Prefix of every key, so several deployments can share one Redis.
+    std::string key_prefix = "wsgate:";
+    /// Connections in the pool; each call uses one of them exclusively.
+    std::size_t pool_size = 4;
+    /// How long a record key outlives its `expires_at` before Redis drops it by itself (the safety
+    /// net for a node that died without sweeping).
+    Duration key_ttl_grace = std::chrono::minutes{1};
+};
+
+/**
+ * ConnectionStore in Redis, correct when several nodes share one server.
+ *
+ * Layout (with the default prefix): record hashes `wsgate:conn:<id>` (fields include the owning
+ * `node`), topic index sets `wsgate:topic:<t>`, user index sets `wsgate:user:<u>`, a connection's
+ * topics `wsgate:subs:<id>`, the expiry sorted set `wsgate:expiry` (score = `expires_at` in Unix
+ * ms), the id index `wsgate:ids` (sorted by id, for scan() and count()) and the hash
+ * `wsgate:meta` (id → when the record key's TTL fires, and the device, user and permissions that
+ * resolve() filters on), so a lookup checks liveness and filters with one HMGET per 4000
+ * members instead of a call per member. Every write is one
+ * Lua script, so it is atomic and one round trip; remove() is true for exactly one caller (the
+ * script's DEL result). Record, subscription and index keys also carry a native TTL of
+ * (`expires_at` − the record's last activity) + `key_ttl_grace`, set relative to the server's
+ * clock, so a node that dies never leaves immortal records even if no node sweeps again.
+ * Index members whose record is gone are filtered out on read and removed lazily;
+ * subscribers(topic) is one round trip however large the topic.
+ *
+ * Uses Lua scripts over keys built inside them: standalone Redis (or a single Cluster slot via a
+ * `{hash-tag}` prefix such as `{wsgate}:`).
+ *
+ * Errors: an unreachable server throws StoreError(`unavailable`); a failed call drops its
+ * connection and the next call reconnects.
+ *
+ * @par Thread Safety Safe: a pool of `pool_size` hiredis connections, each used by one call at a
+ * time under its own mutex.
+ */
+class RedisConnectionStore final : public ConnectionStore {
+public:
+    /// Connects lazily: construction never blocks on the network.
+    explicit RedisConnectionStore(RedisStoreSettings settings = {});
+    ~RedisConnectionStore() override;
+
+    void put(const ConnectionRecord& r) override;
+    [[nodiscard]] std::optional<ConnectionRecord> get(const ConnectionId& id) override;
+    bool remove(const ConnectionId& id) override;
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) override;
+    bool subscribe(const ConnectionId& id, const std::string& topic) override;
+    bool unsubscribe(const ConnectionId& id, const std::string& topic) override;
+    [[nodiscard]] std::vector<std::string> topics_of(const ConnectionId& id) override;
+    [[nodiscard]] std::vector<ConnectionId> subscribers(const std::string& topic) override;
+    [[nodiscard]] std::vector<ConnectionId> connections_of_user(const std::string& user_id) override;
+    [[nodiscard]] ScanPage scan(const std::string& cursor, std::size_t limit) override;
+    std::vector<ConnectionRecord> expire(TimePoint now) override;
+    /// Records in the id index (records dropped by key TTL count until the next expire()).
+    [[nodiscard]] std::size_t count() override;
+    [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+    [[nodiscard]] bool shared() const noexcept override { return true; }
+
+    /// put() for many records in one pipelined round trip.
+    void put_many(std::span<const ConnectionRecord> records);
+    /// remove() for many ids in one pipelined round trip; the number that existed.
+    std::size_t remove_many(std::span<const ConnectionId> ids);
+    /// True if the server answers PING.
+    [[nodiscard]] bool ping();
+
+    [[nodiscard]] const RedisStoreSettings& settings() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wsgate

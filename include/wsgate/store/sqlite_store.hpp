@@ -1,0 +1,73 @@
+#pragma once
+/** @file sqlite_store.hpp A ConnectionStore in one SQLite file (`wsgate::sqlite`): survives restarts. */
+
+#include <wsgate/connection_store.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace wsgate {
+
+/// Settings for SqliteConnectionStore; every field but `path` has a working default.
+struct SqliteStoreSettings {
+    /// The database file (created if absent; its directory must exist). `:memory:` works for tests.
+    std::string path;
+    /// How long a write waits for another process's lock before failing with `store_errc::busy`.
+    Duration busy_timeout = std::chrono::milliseconds{5000};
+    /// `PRAGMA synchronous=FULL` (true) or `NORMAL` (false). In WAL mode both keep every committed
+    /// record across a process crash; FULL also keeps the last transactions across a power loss.
+    bool synchronous_full = false;
+    /// Open without write access: reads work, writes throw StoreError(`read_only`).
+    bool read_only = false;
+};
+
+/**
+ * ConnectionStore in a SQLite database file: WAL journal, prepared statements, indexes on topic,
+ * user and `expires_at`, a schema version table. Records and subscriptions written before a
+ * restart (or a crash of the writing process) are there after reopening the file.
+ *
+ * Errors: construction and every operation throw StoreError on backend failure, mapped as
+ * SQLITE_BUSY/LOCKED → `busy`, READONLY → `read_only`, CORRUPT/NOTADB → `corrupt`,
+ * CANTOPEN → `io_error` (the message names the path), other I/O → `io_error`.
+ *
+ * @code
+ * auto store = std::make_shared<wsgate::SqliteConnectionStore>(
+ *     wsgate::SqliteStoreSettings{.path = "/var/lib/app/connections.db"});
+ * @endcode
+ * @par Thread Safety Safe: one database connection guarded by a mutex. Several processes may open
+ * the same file; SQLite's locking (with `busy_timeout`) serializes their writes.
+ */
+class SqliteConnectionStore final : public ConnectionStore {
+public:
+    /// Opens (and if needed creates) the database. Throws StoreError when it cannot.
+    explicit SqliteConnectionStore(SqliteStoreSettings settings);
+    /// Shorthand for a file path with default settings.
+    explicit SqliteConnectionStore(std::string path);
+    ~SqliteConnectionStore() override;
+
+    void put(const ConnectionRecord& r) override;
+    [[nodiscard]] std::optional<ConnectionRecord> get(const ConnectionId& id) override;
+    bool remove(const ConnectionId& id) override;
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) override;
+    bool subscribe(const ConnectionId& id, const std::string& topic) override;
+    bool unsubscribe(const ConnectionId& id, const std::string& topic) override;
+    [[nodiscard]] std::vector<std::string> topics_of(const ConnectionId& id) override;
+    [[nodiscard]] std::vector<ConnectionId> subscribers(const std::string& topic) override;
+    [[nodiscard]] std::vector<ConnectionId> connections_of_user(const std::string& user_id) override;
+    [[nodiscard]] ScanPage scan(const std::string& cursor, std::size_t limit) override;
+    std::vector<ConnectionRecord> expire(TimePoint now) override;
+    [[nodiscard]] std::size_t count() override;
+    [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+
+    /// The schema version this build writes and reads (the `wsgate_schema` table).
+    static constexpr int schema_version = 1;
+    /// The database path.
+    [[nodiscard]] const std::string& path() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wsgate

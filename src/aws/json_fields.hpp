@@ -1,0 +1,31 @@
+#pragma once
+// Field readers shared by the AWS event parsers (no API promise).
+
+#include <wsgate/aws/apigw_event.hpp>
+#include <wsgate/aws/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace wsgate::aws::detail {
+
+/// Thrown inside the parsers only; turned into an error value at their boundary.
+struct FieldError {
+    event_errc code;
+    std::string field;
+};
+
+std::string lower(std::string s);
+const nlohmann::json* field(const nlohmann::json& obj, const char* name);
+std::string scalar_text(const nlohmann::json& v);
+std::string opt_string(const nlohmann::json& obj, const char* name);
+std::string req_string(const nlohmann::json& obj, const char* name);
+std::int64_t opt_int(const nlohmann::json& obj, const char* name);
+std::map<std::string, std::string> string_map(const nlohmann::json& obj, const char* name, bool lower_keys);
+std::map<std::string, std::vector<std::string>> multi_map(const nlohmann::json& obj, const char* name, bool lower_keys);
+RequestContext parse_context(const nlohmann::json& rc, bool require_connection);
+
+}  // namespace wsgate::aws::detail

@@ -1,0 +1,649 @@
+#include <wsgate/store/redis_store.hpp>
+
+#include "../common/store_util.hpp"
+#include "redis_conn.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <unordered_set>
+
+namespace wsgate {
+namespace {
+
+using detail::Args;
+using detail::RedisConn;
+using detail::Reply;
+using detail::str_of;
+using detail::throw_if_error;
+
+// Every script reads ARGV[1] = key prefix; keys are built inside (standalone Redis, see header).
+// extend(k, ttl): give k at least ttl ms to live (never shortens, never makes it immortal).
+constexpr const char* lua_prelude = R"lua(
+local P = ARGV[1]
+local function extend(k, ttl)
+  local cur = redis.call('PTTL', k)
+  if cur == -1 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', k, ttl) end
+end
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- meta entry: '<server ms when the record key's TTL fires>|<filter fields>'
+local function meta_of(ttl, tail) return string.format('%.0f', server_ms() + ttl) .. '|' .. tail end
+)lua";
+
+// ARGV: P, id, user, ttl_ms, expires_ms, meta tail, field, value, ...
+constexpr const char* lua_put = R"lua(
+local id, user, ttl, exp = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local key = P .. 'conn:' .. id
+local old = redis.call('HGET', key, 'user')
+if old and old ~= '' and old ~= user then redis.call('SREM', P .. 'user:' .. old, id) end
+redis.call('HSET', key, unpack(ARGV, 7, #ARGV))
+redis.call('PEXPIRE', key, ttl)
+redis.call('HSET', P .. 'meta', id, meta_of(ttl, ARGV[6]))
+local subs = P .. 'subs:' .. id
+if redis.call('PEXPIRE', subs, ttl) == 1 then
+  for _, t in ipairs(redis.call('SMEMBERS', subs)) do extend(P .. 'topic:' .. t, ttl) end
+end
+if user ~= '' then
+  redis.call('SADD', P .. 'user:' .. user, id)
+  extend(P .. 'user:' .. user, ttl)
+end
+redis.call('ZADD', P .. 'expiry', exp, id)
+redis.call('ZADD', P .. 'ids', 0, id)
+return 1
+)lua";
+
+// ARGV: P, id. Returns 1 for the caller whose DEL removed the record.
+constexpr const char* lua_remove = R"lua(
+local id = ARGV[2]
+local key = P .. 'conn:' .. id
+local user = redis.call('HGET', key, 'user')
+local n = redis.call('DEL', key)
+local subs = P .. 'subs:' .. id
+for _, t in ipairs(redis.call('SMEMBERS', subs)) do redis.call('SREM', P .. 'topic:' .. t, id) end
+redis.call('DEL', subs)
+if user and user ~= '' then redis.call('SREM', P .. 'user:' .. user, id) end
+redis.call('ZREM', P .. 'expiry', id)
+redis.call('ZREM', P .. 'ids', id)
+redis.call('HDEL', P .. 'meta', id)
+return n
+)lua";
+
+// ARGV: P, id, now_ms [, expires_ms, ttl_ms]
+constexpr const char* lua_touch = R"lua(
+local id = ARGV[2]
+local key = P .. 'conn:' .. id
+if redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('HSET', key, 'last_seen', ARGV[3])
+if ARGV[4] then
+  local ttl = tonumber(ARGV[5])
+  redis.call('HSET', key, 'expires_at', ARGV[4])
+  redis.call('ZADD', P .. 'expiry', ARGV[4], id)
+  redis.call('PEXPIRE', key, ttl)
+  local m = redis.call('HGET', P .. 'meta', id)
+  if m then redis.call('HSET', P .. 'meta', id, meta_of(ttl, string.sub(m, string.find(m, '|', 1, true) + 1))) end
+  local subs = P .. 'subs:' .. id
+  if redis.call('PEXPIRE', subs, ttl) == 1 then
+    for _, t in ipairs(redis.call('SMEMBERS', subs)) do extend(P .. 'topic:' .. t, ttl) end
+  end
+  local user = redis.call('HGET', key, 'user')
+  if user and user ~= '' then extend(P .. 'user:' .. user, ttl) end
+end
+return 1
+)lua";
+
+// ARGV: P, id, topic
+constexpr const char* lua_subscribe = R"lua(
+local id, topic = ARGV[2], ARGV[3]
+local ttl = redis.call('PTTL', P .. 'conn:' .. id)
+if ttl == -2 then return 0 end
+local subs = P .. 'subs:' .. id
+redis.call('SADD', subs, topic)
+redis.call('SADD', P .. 'topic:' .. topic, id)
+if ttl > 0 then
+  redis.call('PEXPIRE', subs, ttl)
+  extend(P .. 'topic:' .. topic, ttl)
+end
+return 1
+)lua";
+
+// ARGV: P, id, topic
+constexpr const char* lua_unsubscribe = R"lua(
+local n = redis.call('SREM', P .. 'subs:' .. ARGV[2], ARGV[3])
+redis.call('SREM', P .. 'topic:' .. ARGV[3], ARGV[2])
+return n
+)lua";
+
+// ARGV: P, index key, 'set'|'zset'|'list', 'ids'|'filter' [, id, ...]. The live members of an
+// index ('list': of the ids given), each followed by its meta entry for 'filter'. Liveness comes
+// from the meta hash (one HMGET per 4000 members, not a call per member); members whose record
+// key's TTL has fired are dropped from the index and the meta hash.
+constexpr const char* lua_members = R"lua(
+local index, kind, mode = ARGV[2], ARGV[3], ARGV[4]
+local members
+if kind == 'zset' then members = redis.call('ZRANGE', index, 0, -1)
+elseif kind == 'list' then members = {unpack(ARGV, 5, #ARGV)}
+else members = redis.call('SMEMBERS', index) end
+local now = server_ms()
+local out, stale = {}, {}
+for i = 1, #members, 4000 do
+  local chunk = {unpack(members, i, math.min(i + 3999, #members))}
+  local metas = redis.call('HMGET', P .. 'meta', unpack(chunk))
+  for j, id in ipairs(chunk) do
+    local m = metas[j]
+    local deadline = m and tonumber(string.match(m, '^(%d+)|'))
+    if deadline and deadline > now then
+      out[#out + 1] = id
+      if mode == 'filter' then out[#out + 1] = m end
+    elseif kind ~= 'list' or m then
+      stale[#stale + 1] = id
+    end
+  end
+end
+for i = 1, #stale, 500 do
+  local chunk = {unpack(stale, i, math.min(i + 499, #stale))}
+  if kind == 'zset' then
+    redis.call('ZREM', index, unpack(chunk))
+    redis.call('ZREM', P .. 'expiry', unpack(chunk))
+  elseif kind == 'set' then
+    redis.call('SREM', index, unpack(chunk))
+  end
+  redis.call('HDEL', P .. 'meta', unpack(chunk))
+end
+return out
+)lua";
+
+// ARGV: P, id. The record's topics, or nothing if the record is gone.
+constexpr const char* lua_topics = R"lua(
+if redis.call('EXISTS', P .. 'conn:' .. ARGV[2]) == 0 then return {} end
+return redis.call('SMEMBERS', P .. 'subs:' .. ARGV[2])
+)lua";
+
+// ARGV: P, now_ms, limit. Claims and removes up to `limit` expired records atomically; returns
+// {claimed, {hash, topics, hash, topics, ...}} (records already dropped by key TTL are only cleaned).
+constexpr const char* lua_expire = R"lua(
+local ids = redis.call('ZRANGEBYSCORE', P .. 'expiry', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local key = P .. 'conn:' .. id
+  local h = redis.call('HGETALL', key)
+  local subs = P .. 'subs:' .. id
+  local topics = redis.call('SMEMBERS', subs)
+  for _, t in ipairs(topics) do redis.call('SREM', P .. 'topic:' .. t, id) end
+  redis.call('DEL', key, subs)
+  for i = 1, #h, 2 do
+    if h[i] == 'user' and h[i + 1] ~= '' then redis.call('SREM', P .. 'user:' .. h[i + 1], id) end
+  end
+  redis.call('ZREM', P .. 'expiry', id)
+  redis.call('ZREM', P .. 'ids', id)
+  redis.call('HDEL', P .. 'meta', id)
+  if #h > 0 then out[#out + 1] = h; out[#out + 1] = topics end
+end
+return {#ids, out}
+)lua";
+
+enum Script : std::size_t { s_put, s_remove, s_touch, s_subscribe, s_unsubscribe, s_members, s_topics, s_expire, s_count };
+
+const std::array<std::string, s_count>& script_bodies() {
+    static const std::array<std::string, s_count> bodies = [] {
+        std::array<std::string, s_count> b;
+        const char* raw[s_count] = {lua_put,     lua_remove,  lua_touch,  lua_subscribe,
+                                    lua_unsubscribe, lua_members, lua_topics, lua_expire};
+        for (std::size_t i = 0; i < s_count; ++i) b[i] = std::string(lua_prelude) + raw[i];
+        return b;
+    }();
+    return bodies;
+}
+
+std::string ms(TimePoint t) { return std::to_string(to_unix_ms(t)); }
+
+ConnectionRecord record_from_hash(const redisReply* h, const std::string& prefix) {
+    ConnectionRecord r;
+    std::string_view principal, attributes;
+    for (std::size_t i = 0; i + 1 < h->elements; i += 2) {
+        const auto k = str_of(h->element[i]);
+        const auto v = str_of(h->element[i + 1]);
+        if (k == "id") r.id = v;
+        else if (k == "node") r.node_id = v;
+        else if (k == "connected_at") r.connected_at = from_unix_ms(std::stoll(std::string(v)));
+        else if (k == "expires_at") r.expires_at = from_unix_ms(std::stoll(std::string(v)));
+        else if (k == "last_seen") r.last_seen = from_unix_ms(std::stoll(std::string(v)));
+        else if (k == "source_ip") r.source_ip = v;
+        else if (k == "user_agent") r.user_agent = v;
+        else if (k == "principal") principal = v;
+        else if (k == "attributes") attributes = v;
+    }
+    auto p = nlohmann::json::parse(principal, nullptr, false);
+    auto a = nlohmann::json::parse(attributes, nullptr, false);
+    if (r.id.empty() || !p.is_object() || !a.is_object())
+        throw StoreError(store_errc::corrupt, "redis store " + prefix + ": unreadable record " + r.id);
+    try {
+        r.principal = p.get<Principal>();
+        r.attributes = a.get<std::map<std::string, std::string>>();
+    } catch (const nlohmann::json::exception&) {
+        throw StoreError(store_errc::corrupt, "redis store " + prefix + ": unreadable record " + r.id);
+    }
+    return r;
+}
+
+std::vector<std::string> strings_of(const redisReply* r) {
+    std::vector<std::string> out;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return out;
+    out.reserve(r->elements);
+    for (std::size_t i = 0; i < r->elements; ++i) out.emplace_back(str_of(r->element[i]));
+    return out;
+}
+
+}  // namespace
+
+struct RedisConnectionStore::Impl {
+    RedisStoreSettings settings;
+    struct Slot {
+        explicit Slot(const RedisEndpoint& ep) : conn(ep) {}
+        std::mutex mu;
+        RedisConn conn;
+        std::array<std::string, s_count> sha;  // loaded on each (re)connect
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::atomic<std::size_t> next{0};
+
+    explicit Impl(RedisStoreSettings s) : settings(std::move(s)) {
+        if (settings.pool_size == 0) settings.pool_size = 1;
+        for (std::size_t i = 0; i < settings.pool_size; ++i)
+            slots.push_back(std::make_unique<Slot>(settings.endpoint));
+    }
+
+    // Runs fn(slot) on one pooled connection, held exclusively.
+    template <class F>
+    auto with(F&& fn) {
+        // A free connection if there is one, else wait for the next in turn.
+        const std::size_t start = next.fetch_add(1, std::memory_order_relaxed);
+        std::unique_lock<std::mutex> lk;
+        Slot* chosen = nullptr;
+        for (std::size_t i = 0; i < slots.size() && chosen == nullptr; ++i) {
+            Slot& cand = *slots[(start + i) % slots.size()];
+            std::unique_lock<std::mutex> l(cand.mu, std::try_to_lock);
+            if (l.owns_lock()) {
+                lk = std::move(l);
+                chosen = &cand;
+            }
+        }
+        if (chosen == nullptr) {
+            chosen = slots[start % slots.size()].get();
+            lk = std::unique_lock<std::mutex>(chosen->mu);
+        }
+        Slot& s = *chosen;
+        // Any failure drops the connection: a half-read pipeline must never serve the next call.
+        try {
+            if (s.conn.ensure()) {
+                const auto& bodies = script_bodies();
+                for (std::size_t i = 0; i < s_count; ++i) s.conn.append({"SCRIPT", "LOAD", bodies[i]});
+                std::vector<Reply> loaded;
+                for (std::size_t i = 0; i < s_count; ++i) loaded.push_back(s.conn.next());
+                for (std::size_t i = 0; i < s_count; ++i) {
+                    throw_if_error(loaded[i].get(), "SCRIPT LOAD");
+                    s.sha[i] = std::string(str_of(loaded[i].get()));
+                }
+            }
+            return fn(s);
+        } catch (...) {
+            s.conn.reset();
+            throw;
+        }
+    }
+
+    Args script_args(Slot& s, Script which, const Args& argv, bool by_sha) const {
+        Args a;
+        a.reserve(argv.size() + 4);
+        a.push_back(by_sha ? "EVALSHA" : "EVAL");
+        a.push_back(by_sha ? std::string_view{s.sha[which]} : std::string_view{script_bodies()[which]});
+        a.push_back("0");
+        a.push_back(settings.key_prefix);
+        a.insert(a.end(), argv.begin(), argv.end());
+        return a;
+    }
+
+    static bool noscript(const redisReply* r) { return detail::error_of(r).starts_with("NOSCRIPT"); }
+
+    // One script call; falls back to EVAL if the server lost its script cache (SCRIPT FLUSH).
+    Reply eval(Slot& s, Script which, const Args& argv, std::string_view what) {
+        auto r = s.conn.command(script_args(s, which, argv, true));
+        if (noscript(r.get())) r = s.conn.command(script_args(s, which, argv, false));
+        throw_if_error(r.get(), what);
+        return r;
+    }
+
+    // Many script calls in one pipelined round trip.
+    std::vector<Reply> eval_many(Slot& s, Script which, const std::vector<Args>& argvs, std::string_view what) {
+        for (const auto& a : argvs) s.conn.append(script_args(s, which, a, true));
+        std::vector<Reply> out;
+        out.reserve(argvs.size());
+        for (std::size_t i = 0; i < argvs.size(); ++i) out.push_back(s.conn.next());
+        for (std::size_t i = 0; i < argvs.size(); ++i) {
+            if (noscript(out[i].get())) out[i] = s.conn.command(script_args(s, which, argvs[i], false));
+            throw_if_error(out[i].get(), what);
+        }
+        return out;
+    }
+
+    std::string key(std::string_view kind, std::string_view name) const {
+        std::string k = settings.key_prefix;
+        k += kind;
+        k += name;
+        return k;
+    }
+
+    // Native key TTL: what is left of the record's life, measured from its last activity, plus
+    // the grace. Relative, so a test's ManualClock (or skew between hosts) never drops a live key.
+    std::int64_t key_ttl_ms(TimePoint expires_at, TimePoint base) const {
+        if (base == TimePoint{}) base = std::chrono::system_clock::now();
+        const auto left = std::max<std::int64_t>(0, to_unix_ms(expires_at) - to_unix_ms(base));
+        return left + std::max<std::int64_t>(1, settings.key_ttl_grace.count());
+    }
+
+    struct PutArgs {
+        std::vector<std::string> owned;
+        Args args;
+    };
+    PutArgs put_args(const ConnectionRecord& r) const {
+        PutArgs p;
+        const auto base = std::max(r.connected_at, r.last_seen);
+        p.owned = {r.id,
+                   r.principal.user_id,
+                   std::to_string(key_ttl_ms(r.expires_at, base)),
+                   ms(r.expires_at),
+                   meta_tail(r.principal),
+                   "id", r.id,
+                   "user", r.principal.user_id,
+                   "device", r.principal.device_id,
+                   "perms", detail::join_permissions(r.principal.permissions),
+                   "node", r.node_id,
+                   "connected_at", ms(r.connected_at),
+                   "expires_at", ms(r.expires_at),
+                   "last_seen", ms(r.last_seen),
+                   "source_ip", r.source_ip,
+                   "user_agent", r.user_agent,
+                   "principal", nlohmann::json(r.principal).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   "attributes", nlohmann::json(r.attributes).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+        p.args.assign(p.owned.begin(), p.owned.end());
+        return p;
+    }
+
+    // The filter fields of a meta entry: length-prefixed device and user, then the permissions.
+    static std::string meta_tail(const Principal& p) {
+        std::string t = std::to_string(p.device_id.size());
+        t += '|';
+        t += p.device_id;
+        t += std::to_string(p.user_id.size());
+        t += '|';
+        t += p.user_id;
+        t += detail::join_permissions(p.permissions);
+        return t;
+    }
+    struct MetaView {
+        std::string_view device, user, perms;
+    };
+    // Parses '<deadline>|<meta_tail>'; false if malformed.
+    static bool parse_meta(std::string_view m, MetaView& v) {
+        auto field = [&](std::string_view& out) {
+            const auto bar = m.find('|');
+            if (bar == std::string_view::npos) return false;
+            std::size_t len = 0;
+            const auto [p, ec] = std::from_chars(m.data(), m.data() + bar, len);
+            if (ec != std::errc{} || p != m.data() + bar || len > m.size() - bar - 1) return false;
+            out = m.substr(bar + 1, len);
+            m.remove_prefix(bar + 1 + len);
+            return true;
+        };
+        const auto first = m.find('|');
+        if (first == std::string_view::npos) return false;
+        m.remove_prefix(first + 1);
+        if (!field(v.device) || !field(v.user)) return false;
+        v.perms = m;
+        return true;
+    }
+
+    void read_filtered(const redisReply* r, const Audience& a, ResolvedAudience& out,
+                       std::unordered_set<std::string>* seen) const {
+        if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
+        for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+            const auto id = str_of(r->element[i]);
+            MetaView v;
+            if (!parse_meta(str_of(r->element[i + 1]), v))
+                throw StoreError(store_errc::corrupt, "redis store " + settings.key_prefix + ": unreadable meta entry");
+            if (seen != nullptr && !seen->emplace(id).second) continue;
+            if (detail::admits(a, id, v.user, v.device, v.perms)) out.ids.emplace_back(id);
+            else ++out.filtered;
+        }
+    }
+};
+
+RedisConnectionStore::RedisConnectionStore(RedisStoreSettings settings)
+    : impl_(std::make_unique<Impl>(std::move(settings))) {}
+RedisConnectionStore::~RedisConnectionStore() = default;
+
+const RedisStoreSettings& RedisConnectionStore::settings() const noexcept { return impl_->settings; }
+
+void RedisConnectionStore::put(const ConnectionRecord& r) {
+    auto p = impl_->put_args(r);
+    impl_->with([&](Impl::Slot& s) { impl_->eval(s, s_put, p.args, "put"); });
+}
+
+void RedisConnectionStore::put_many(std::span<const ConnectionRecord> records) {
+    if (records.empty()) return;
+    std::vector<Impl::PutArgs> ps;
+    ps.reserve(records.size());
+    std::vector<Args> argvs;
+    argvs.reserve(records.size());
+    for (const auto& r : records) {
+        ps.push_back(impl_->put_args(r));
+        argvs.push_back(ps.back().args);
+    }
+    impl_->with([&](Impl::Slot& s) { impl_->eval_many(s, s_put, argvs, "put"); });
+}
+
+std::optional<ConnectionRecord> RedisConnectionStore::get(const ConnectionId& id) {
+    const auto k = impl_->key("conn:", id);
+    const auto subs = impl_->key("subs:", id);
+    return impl_->with([&](Impl::Slot& s) -> std::optional<ConnectionRecord> {
+        s.conn.append({"HGETALL", k});
+        s.conn.append({"SMEMBERS", subs});
+        auto h = s.conn.next();
+        auto t = s.conn.next();
+        throw_if_error(h.get(), "get");
+        throw_if_error(t.get(), "get");
+        if (h->type != REDIS_REPLY_ARRAY || h->elements == 0) return std::nullopt;
+        auto r = record_from_hash(h.get(), impl_->settings.key_prefix);
+        r.topics = strings_of(t.get());
+        std::sort(r.topics.begin(), r.topics.end());
+        return r;
+    });
+}
+
+bool RedisConnectionStore::remove(const ConnectionId& id) {
+    return impl_->with([&](Impl::Slot& s) { return impl_->eval(s, s_remove, {id}, "remove")->integer == 1; });
+}
+
+std::size_t RedisConnectionStore::remove_many(std::span<const ConnectionId> ids) {
+    if (ids.empty()) return 0;
+    std::vector<Args> argvs;
+    argvs.reserve(ids.size());
+    for (const auto& id : ids) argvs.push_back({id});
+    return impl_->with([&](Impl::Slot& s) {
+        std::size_t n = 0;
+        for (const auto& r : impl_->eval_many(s, s_remove, argvs, "remove")) n += r->integer == 1 ? 1 : 0;
+        return n;
+    });
+}
+
+bool RedisConnectionStore::touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry) {
+    const auto now_ms = ms(now);
+    std::string exp_ms, ttl_ms;
+    Args args{id, now_ms};
+    if (new_expiry) {
+        exp_ms = ms(*new_expiry);
+        ttl_ms = std::to_string(impl_->key_ttl_ms(*new_expiry, now));
+        args.push_back(exp_ms);
+        args.push_back(ttl_ms);
+    }
+    return impl_->with([&](Impl::Slot& s) { return impl_->eval(s, s_touch, args, "touch")->integer == 1; });
+}
+
+bool RedisConnectionStore::subscribe(const ConnectionId& id, const std::string& topic) {
+    return impl_->with(
+        [&](Impl::Slot& s) { return impl_->eval(s, s_subscribe, {id, topic}, "subscribe")->integer == 1; });
+}
+
+bool RedisConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {
+    return impl_->with(
+        [&](Impl::Slot& s) { return impl_->eval(s, s_unsubscribe, {id, topic}, "unsubscribe")->integer == 1; });
+}
+
+std::vector<std::string> RedisConnectionStore::topics_of(const ConnectionId& id) {
+    auto out = impl_->with([&](Impl::Slot& s) { return strings_of(impl_->eval(s, s_topics, {id}, "topics_of").get()); });
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<ConnectionId> RedisConnectionStore::subscribers(const std::string& topic) {
+    const auto k = impl_->key("topic:", topic);
+    return impl_->with(
+        [&](Impl::Slot& s) { return strings_of(impl_->eval(s, s_members, {k, "set", "ids"}, "subscribers").get()); });
+}
+
+std::vector<ConnectionId> RedisConnectionStore::connections_of_user(const std::string& user_id) {
+    if (user_id.empty()) return {};
+    const auto k = impl_->key("user:", user_id);
+    return impl_->with([&](Impl::Slot& s) {
+        return strings_of(impl_->eval(s, s_members, {k, "set", "ids"}, "connections_of_user").get());
+    });
+}
+
+ScanPage RedisConnectionStore::scan(const std::string& cursor, std::size_t limit) {
+    if (limit == 0) limit = 1;
+    const auto ids_key = impl_->key("ids", "");
+    const std::string min = cursor.empty() ? std::string{"-"} : "(" + cursor;
+    const auto count = std::to_string(limit + 1);
+    return impl_->with([&](Impl::Slot& s) {
+        ScanPage page;
+        auto ids = strings_of([&] {
+            auto r = s.conn.command({"ZRANGEBYLEX", ids_key, min, "+", "LIMIT", "0", count});
+            throw_if_error(r.get(), "scan");
+            return r;
+        }().get());
+        if (ids.size() > limit) {
+            ids.resize(limit);
+            page.next_cursor = ids.back();
+        }
+        std::vector<std::string> keys;
+        keys.reserve(ids.size() * 2);
+        for (const auto& id : ids) {
+            keys.push_back(impl_->key("conn:", id));
+            keys.push_back(impl_->key("subs:", id));
+        }
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            s.conn.append({"HGETALL", keys[2 * i]});
+            s.conn.append({"SMEMBERS", keys[2 * i + 1]});
+        }
+        std::vector<Reply> replies;
+        for (std::size_t i = 0; i < ids.size() * 2; ++i) replies.push_back(s.conn.next());
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            throw_if_error(replies[2 * i].get(), "scan");
+            if (replies[2 * i]->type != REDIS_REPLY_ARRAY || replies[2 * i]->elements == 0) continue;  // stale
+            auto r = record_from_hash(replies[2 * i].get(), impl_->settings.key_prefix);
+            r.topics = strings_of(replies[2 * i + 1].get());
+            std::sort(r.topics.begin(), r.topics.end());
+            page.records.push_back(std::move(r));
+        }
+        return page;
+    });
+}
+
+std::vector<ConnectionRecord> RedisConnectionStore::expire(TimePoint now) {
+    constexpr std::size_t batch = 256;
+    const auto now_ms = ms(now);
+    const auto batch_s = std::to_string(batch);
+    std::vector<ConnectionRecord> out;
+    while (true) {
+        const std::size_t claimed = impl_->with([&](Impl::Slot& s) -> std::size_t {
+            auto r = impl_->eval(s, s_expire, {now_ms, batch_s}, "expire");
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) return 0;
+            const auto* recs = r->element[1];
+            for (std::size_t i = 0; i + 1 < recs->elements; i += 2) {
+                auto rec = record_from_hash(recs->element[i], impl_->settings.key_prefix);
+                rec.topics = strings_of(recs->element[i + 1]);
+                std::sort(rec.topics.begin(), rec.topics.end());
+                out.push_back(std::move(rec));
+            }
+            return static_cast<std::size_t>(r->element[0]->integer);
+        });
+        if (claimed < batch) break;
+    }
+    return out;
+}
+
+std::size_t RedisConnectionStore::count() {
+    const auto k = impl_->key("ids", "");
+    return impl_->with([&](Impl::Slot& s) {
+        auto r = s.conn.command({"ZCARD", k});
+        throw_if_error(r.get(), "count");
+        return static_cast<std::size_t>(r->integer);
+    });
+}
+
+ResolvedAudience RedisConnectionStore::resolve(const Audience& a) {
+    ResolvedAudience out;
+    switch (a.kind) {
+        case Audience::Kind::everyone:
+        case Audience::Kind::topic: {
+            const bool all = a.kind == Audience::Kind::everyone;
+            const auto k = all ? impl_->key("ids", "") : impl_->key("topic:", a.topic_name);
+            impl_->with([&](Impl::Slot& s) {
+                auto r = impl_->eval(s, s_members, {k, all ? "zset" : "set", "filter"}, "resolve");
+                impl_->read_filtered(r.get(), a, out, nullptr);
+            });
+            break;
+        }
+        case Audience::Kind::user:
+        case Audience::Kind::users: {
+            std::vector<std::string> keys;
+            for (const auto& u : a.user_ids)
+                if (!u.empty()) keys.push_back(impl_->key("user:", u));
+            if (keys.empty()) break;
+            std::vector<Args> argvs;
+            for (const auto& k : keys) argvs.push_back({k, "set", "filter"});
+            std::unordered_set<std::string> seen;
+            impl_->with([&](Impl::Slot& s) {
+                for (const auto& r : impl_->eval_many(s, s_members, argvs, "resolve"))
+                    impl_->read_filtered(r.get(), a, out, &seen);
+            });
+            break;
+        }
+        case Audience::Kind::connections: {
+            if (a.connection_ids.empty()) break;
+            Args argv{"", "list", "filter"};
+            for (const auto& id : a.connection_ids) argv.push_back(id);
+            std::unordered_set<std::string> seen;
+            impl_->with([&](Impl::Slot& s) {
+                auto r = impl_->eval(s, s_members, argv, "resolve");
+                impl_->read_filtered(r.get(), a, out, &seen);
+            });
+            break;
+        }
+    }
+    return out;
+}
+
+bool RedisConnectionStore::ping() {
+    try {
+        return impl_->with([&](Impl::Slot& s) { return str_of(s.conn.command({"PING"}).get()) == "PONG"; });
+    } catch (const StoreError&) {
+        return false;
+    }
+}
+
+}  // namespace wsgate

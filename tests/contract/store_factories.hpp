@@ -1,0 +1,59 @@
+#pragma once
+// The three ConnectionStore implementations the contract suite runs against.
+
+#include "temp_dir.hpp"
+
+#include <wsgate/store/memory_store.hpp>
+#ifdef WSGATE_TEST_REDIS
+#include "redis_server.hpp"
+#include <wsgate/store/redis_store.hpp>
+#endif
+#ifdef WSGATE_TEST_SQLITE
+#include <wsgate/store/sqlite_store.hpp>
+#endif
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+namespace wsgate::test {
+
+struct MemoryStoreFactory {
+    static constexpr const char* name = "memory";
+    std::shared_ptr<ConnectionStore> make() { return std::make_shared<InMemoryConnectionStore>(); }
+};
+
+#ifdef WSGATE_TEST_SQLITE
+struct SqliteStoreFactory {
+    static constexpr const char* name = "sqlite";
+    TempDir dir{"wsgate-sqlite"};
+    int n = 0;
+    std::shared_ptr<ConnectionStore> make() {
+        return std::make_shared<SqliteConnectionStore>(dir.file("store" + std::to_string(n++) + ".db"));
+    }
+};
+
+#endif
+
+#ifdef WSGATE_TEST_REDIS
+/// One redis-server per test process; each store gets its own key prefix, so tests never share keys.
+inline RedisServer& shared_redis() {
+    static RedisServer server;
+    return server;
+}
+
+struct RedisStoreFactory {
+    static constexpr const char* name = "redis";
+    std::shared_ptr<ConnectionStore> make() {
+        static std::atomic<int> counter{0};
+        RedisStoreSettings s;
+        s.endpoint.host = shared_redis().host();
+        s.endpoint.port = shared_redis().port();
+        s.key_prefix = "t" + std::to_string(counter++) + ":";
+        return std::make_shared<RedisConnectionStore>(s);
+    }
+};
+
+#endif
+
+}  // namespace wsgate::test

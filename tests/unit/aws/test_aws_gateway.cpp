@@ -1,0 +1,227 @@
+// End to end behind a local @connections endpoint: API Gateway events → Gateway → signed posts,
+// and the 1,000-connection fan-out with 10 % gone.
+#include "catch.hpp"
+#include "fake_server.hpp"
+
+#include <wsgate/aws.hpp>
+#include <wsgate/change_stream.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/store/memory_store.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+using namespace wsgate;
+using namespace wsgate::aws;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+std::string event_file(const std::string& name) {
+    std::ifstream in{std::string{WSGATE_SOURCE_DIR} + "/tests/unit/aws/data/events/" + name, std::ios::binary};
+    REQUIRE(in.good());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::shared_ptr<ConnectionsTransport> transport_for(const test::FakeConnectionsServer& server) {
+    ConnectionsSettings s;
+    s.endpoint = server.endpoint();
+    s.region = "us-east-1";
+    s.credentials = Credentials{"AKIDEXAMPLE", secret, {}};
+    s.retry_base = std::chrono::milliseconds{5};
+    return std::make_shared<ConnectionsTransport>(s);
+}
+
+GatewaySettings api_gateway_settings() {
+    GatewaySettings g;
+    g.local_delivery_only = false;  // any process reaches every connection through @connections
+    g.router.topic_rules.push_back({"leaderboard:*", "read_leaderboard", ""});
+    return g;
+}
+
+class DenyAll final : public Authorizer {
+public:
+    AuthDecision authorize(const ConnectRequest&) override { return AuthDecision::deny(401, "missing_token"); }
+};
+
+}  // namespace
+
+TEST_CASE("WebSocket events drive the Gateway behind @connections", "[aws][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    const ConnectionId id = "RyhQHdzxIAMCKjA=";
+    server.add_connections({id});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto transport = transport_for(server);
+    Gateway gw{api_gateway_settings(), store, transport, std::make_shared<DenyAll>()};
+    WebSocketEventHandler handler{gw};
+
+    // $connect with the authorizer's context: the principal is taken from it, not re-authorized.
+    auto r = handler.handle(event_file("connect_authorized.json"));
+    CHECK(r.status_code == 200);
+    auto rec = store->get(id);
+    REQUIRE(rec);
+    CHECK(rec->principal.kind == PrincipalKind::public_device);
+    CHECK(rec->principal.device_id == "device-1700000000000-k3j9x2m1q");
+    CHECK(rec->principal.has_permission("read_leaderboard"));
+    CHECK(rec->source_ip == "203.0.113.10");
+
+    // $connect without a context goes through the Gateway's Authorizer (which denies here).
+    r = handler.handle(event_file("connect_plain.json"));
+    CHECK(r.status_code == 401);
+    CHECK(json::parse(r.body).at("error") == "missing_token");
+    CHECK_FALSE(store->get("Ryh_aeJ8IAMCJMw="));
+
+    // MESSAGE: subscribe (plain), then ping (base64): the replies are signed POSTs.
+    r = handler.handle(event_file("message.json"));
+    CHECK(r.status_code == 200);
+    CHECK(store->topics_of(id) == std::vector<std::string>{"leaderboard:42"});
+    r = handler.handle(event_file("message_base64.json"));
+    CHECK(r.status_code == 200);
+    auto posts = server.posts().at(id);
+    REQUIRE(posts.size() == 2);
+    CHECK(json::parse(posts[0].get<std::string>()).at("type") == "ack");
+    CHECK(json::parse(posts[1].get<std::string>()).at("type") == "pong");
+
+    // A broadcast to the topic reaches the connection.
+    const auto report = gw.publish(Envelope{"leaderboard_update"}.topic("leaderboard:42").data({{"top", 1}}),
+                                   Audience::topic("leaderboard:42"));
+    CHECK(report.delivered == 1);
+    CHECK(server.posts().at(id).size() == 3);
+
+    // Malformed events: a 400 response, state untouched.
+    for (const char* bad : {"", "{}", "[1,2]", R"({"requestContext":{"eventType":"MESSAGE"}})"}) {
+        INFO(bad);
+        CHECK(handler.handle(std::string_view{bad}).status_code == 400);
+    }
+    CHECK(store->count() == 1);
+
+    // A message for an unknown connection is refused without a post.
+    auto stray = json::parse(event_file("message.json"));
+    stray["requestContext"]["connectionId"] = "not-connected";
+    CHECK(handler.handle(stray.dump()).status_code == 410);
+
+    // $disconnect removes the record.
+    r = handler.handle(event_file("disconnect.json"));
+    CHECK(r.status_code == 200);
+    CHECK_FALSE(store->get(id));
+    CHECK(server.stats().at("bad_signatures") == 0);
+}
+
+TEST_CASE("fan-out to 1,000 connections, 10 % gone, removes exactly those", "[aws][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto transport = transport_for(server);
+    Gateway gw{api_gateway_settings(), store, transport, std::make_shared<AnonymousAuthorizer>()};
+
+    std::vector<ConnectionId> live;
+    std::set<ConnectionId> gone;
+    for (int i = 0; i < 1000; ++i) {
+        ConnectRequest req;
+        req.connection_id = "Conn" + std::to_string(i) + "xYz=";
+        Principal p;
+        p.kind = PrincipalKind::user;
+        p.user_id = "user-" + std::to_string(i);
+        REQUIRE(gw.on_connect(req, p).accepted);
+        if (i % 10 == 7) gone.insert(req.connection_id);
+        else live.push_back(req.connection_id);
+    }
+    server.add_connections(live);  // the other 100 have left API Gateway without a $disconnect
+    REQUIRE(store->count() == 1000);
+
+    const auto report = gw.publish(Envelope{"teams.locked"}.data({{"teams", 8}}), Audience::everyone());
+    CHECK(report.targets == 1000);
+    CHECK(report.delivered == 900);
+    CHECK(report.gone_removed == 100);
+    CHECK(report.failed == 0);
+    CHECK(store->count() == 900);
+    for (const auto& id : gone) CHECK_FALSE(store->get(id));
+    for (const auto& id : live) CHECK(store->get(id));
+
+    const auto posts = server.posts();
+    CHECK(posts.size() == 900);
+    for (const auto& id : live) {
+        REQUIRE(posts.contains(id));
+        REQUIRE(posts.at(id).size() == 1);
+        CHECK(json::parse(posts.at(id)[0].get<std::string>()).at("type") == "teams.locked");
+    }
+    const auto stats = server.stats();
+    CHECK(stats.at("bad_signatures") == 0);
+    CHECK(stats.at("gone") == 100);
+    CHECK(gw.metrics().gone_cleanups.load() == 100);
+
+    // A second publish touches only the survivors.
+    const auto again = gw.publish(Envelope{"workflow.started"}, Audience::everyone());
+    CHECK(again.targets == 900);
+    CHECK(again.delivered == 900);
+    CHECK(again.gone_removed == 0);
+}
+
+TEST_CASE("the reaper closes expired connections with a signed DELETE", "[aws][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    server.add_connections({"idle-1=", "kicked-1=", "fresh-1="});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto clock = std::make_shared<ManualClock>();
+    Gateway gw{api_gateway_settings(), store, transport_for(server), std::make_shared<AnonymousAuthorizer>(), clock};
+    for (const char* id : {"idle-1=", "kicked-1="}) {
+        ConnectRequest req;
+        req.connection_id = id;
+        REQUIRE(gw.on_connect(req).accepted);
+    }
+    CHECK(gw.end("kicked-1=", EndReason::kicked));
+    clock->advance(std::chrono::minutes{11});  // past the 10-minute idle timeout
+    ConnectRequest fresh;
+    fresh.connection_id = "fresh-1=";
+    REQUIRE(gw.on_connect(fresh).accepted);
+    const auto swept = gw.sweep();
+    CHECK(swept.idle == 1);
+    CHECK_FALSE(store->get("idle-1="));
+    CHECK(store->get("fresh-1="));
+    const auto stats = server.stats();
+    CHECK(stats.at("deleted") == json{"kicked-1=", "idle-1="});
+    CHECK(stats.at("bad_signatures") == 0);
+}
+
+TEST_CASE("a DynamoDB stream event feeds the change-stream processor", "[aws][dynamodb][gateway][integration]") {
+    test::FakeConnectionsServer server{secret};
+    server.add_connections({"watcher="});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto clock = std::make_shared<ManualClock>();
+    Gateway gw{api_gateway_settings(), store, transport_for(server), std::make_shared<AnonymousAuthorizer>(), clock};
+    ConnectRequest req;
+    req.connection_id = "watcher=";
+    REQUIRE(gw.on_connect(req).accepted);
+    REQUIRE_FALSE(gw.on_message("watcher=", R"({"type":"subscribe","topic":"entity:stream:stream-001"})"));
+
+    ChangeStreamSettings cs;
+    cs.coalesce = false;  // keep INSERT, MODIFY and REMOVE of the one item as three updates
+    ChangeStreamProcessor processor{clock, [&](const Envelope& e, const Audience& a) { gw.publish(e, a); }, cs};
+    const auto parsed = parse_dynamodb_stream_event(event_file("dynamodb_stream.json"));
+    REQUIRE(parsed.records.size() == 3);
+    for (const auto& r : parsed.records) {
+        std::error_code ec;
+        ChangeRecordFormat format;
+        format.default_entity_type = "stream";  // for records whose images lack `entity_type`
+        auto change = parse_change_record(r.to_change_json(), ec, format);
+        REQUIRE(change);
+        CHECK(change->entity_type == "stream");
+        CHECK(change->sequence_number == r.sequence_number);
+        CHECK(to_unix_seconds(change->timestamp) == *r.approximate_creation_time);
+        CHECK_FALSE(processor.push(std::move(*change)));
+    }
+    processor.flush();
+
+    const auto posts = server.posts().at("watcher=");
+    REQUIRE(posts.size() == 2);  // the subscribe ack, then one METRICS_UPDATE batch
+    const auto update = json::parse(posts[1].get<std::string>());
+    CHECK(update.at("type") == "METRICS_UPDATE");
+    CHECK(update.at("topic") == "entity:stream:stream-001");
+    const auto& updates = update.at("updates");
+    REQUIRE(updates.size() == 3);
+    CHECK(updates[0].at("data").at("value") == 1532);
+    CHECK(updates[1].at("data").at("value") == 1600);
+}

@@ -290,8 +290,11 @@ TEST_CASE("keep-alive pings hold a live peer; a silent one is ended by the idle 
 }
 
 TEST_CASE("coalesced writes keep every frame whole and in order", "[e2e][beast]") {
+    const std::size_t threads = GENERATE(1u, 3u);
+    INFO("io threads: " << threads);
     wb::ServerSettings ss;
     ss.queue_capacity = 8192;
+    ss.threads = threads;
     Rig rig(ss);
     constexpr int kEvents = 3000;
     std::vector<std::unique_ptr<wb::Client>> clients;

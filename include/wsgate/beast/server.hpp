@@ -107,8 +107,15 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * @endcode
  *
  * Upgrades to `ws_path` are authorized through Gateway::on_connect before the handshake is
- * answered: a denial gets its HTTP status (401/403/429/503), never an open socket. Each
- * connection has a bounded queue of shared payloads; send() only queues.
+ * answered: a denial gets its HTTP status (401/403/429/503), never an open socket. The
+ * connection's queue is registered under a pre-generated id (ConnectRequest::connection_id)
+ * before on_connect runs, so a publish racing the connect is queued, not lost. Each connection
+ * has a bounded queue of shared payloads; send() only queues, and frames waiting together leave
+ * in one socket write (`coalesce_writes`). Close codes: Transport::close() sends its code, an
+ * oversize message gets 1009, a text frame that is not UTF-8 gets 1007, stop() sends 1001; a
+ * peer silent for `idle_timeout` (pings at half of it) is ended with EndReason::heartbeat.
+ * With `threads == 1` everything runs on one io thread without strands; with more, each
+ * connection runs on its own strand.
  *
  * @par Thread Safety Safe: send(), close(), route() and stop() may be called from any thread.
  */

@@ -15,7 +15,7 @@ start=$(date +%s)
 stage() { echo; echo "=== $* ($(( $(date +%s) - start ))s) ==="; }
 
 stage "dev build"
-cmake --preset dev $LAUNCHER
+cmake --preset dev $LAUNCHER -DWSGATE_REQUIRE_BROWSER_TEST=ON
 cmake --build --preset dev -j "$JOBS"
 stage "dev tests"
 ctest --preset dev -j "$JOBS"

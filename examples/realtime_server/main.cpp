@@ -8,6 +8,9 @@
 #include <wsgate/gateway.hpp>
 #include <wsgate/random.hpp>
 #include <wsgate/store/memory_store.hpp>
+#ifdef WSGATE_DEMO_HAVE_STORES
+#include <wsgate/store/factory.hpp>
+#endif
 
 #include <openssl/crypto.h>
 
@@ -57,6 +60,9 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --idle-timeout-ms N       silence before the server gives up on a peer; pings at half (default 60000)
   --queue N                 frames queued per connection (default 1024)
   --backpressure drop|close what a full queue does (default drop)
+  --store SPEC              memory | sqlite:PATH | redis://HOST:PORT (env WSGATE_STORE, default memory)
+  --bus SPEC                none | redis://HOST:PORT: carry publishes to other nodes (env WSGATE_BUS)
+  --node-id ID              this node's id in shared stores (default random)
 )";
 
 Options parse(int argc, char** argv) {
@@ -175,9 +181,28 @@ int main(int argc, char** argv) {
     gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "publish"},
                              {"events:*", "read_events", "publish"}};
 
+    gs.node_id = opt.get("node-id", "WSGATE_NODE_ID");
+    const std::string store_spec = opt.get("store", "WSGATE_STORE", "memory");
+    const std::string bus_spec = opt.get("bus", "WSGATE_BUS", "none");
+    std::shared_ptr<wsgate::ConnectionStore> store;
+    std::shared_ptr<wsgate::Bus> bus;
+    try {
+#ifdef WSGATE_DEMO_HAVE_STORES
+        store = wsgate::make_store(store_spec);
+        bus = wsgate::make_bus(bus_spec);
+#else
+        if (store_spec != "memory" || (bus_spec != "none" && !bus_spec.empty()))
+            throw std::invalid_argument("this build has no durable or distributed backends (WSGATE_WITH_SQLITE/REDIS)");
+        store = std::make_shared<wsgate::InMemoryConnectionStore>();
+#endif
+    } catch (const std::exception& e) {
+        std::cerr << "realtime_server: --store " << store_spec << " / --bus " << bus_spec << ": " << e.what() << "\n";
+        return 2;
+    }
+
     auto server = std::make_shared<wsgate::beast::Server>(ss);
-    auto gateway = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(),
-                                                     server, auth.authorizer);
+    auto gateway = std::make_shared<wsgate::Gateway>(gs, store, server, auth.authorizer,
+                                                     std::make_shared<wsgate::SystemClock>(), bus);
     server->attach(gateway);
     RecentEvents recent;
 
@@ -262,6 +287,7 @@ int main(int argc, char** argv) {
     const std::string base = "http://" + host + ":" + std::to_string(port);
     std::cout << "wsgate realtime_server listening on " << base << " (WebSocket at ws://" << host << ":" << port
               << ss.ws_path << ")\n"
+              << "  store: " << store_spec << ", bus: " << bus_spec << ", node: " << gateway->node_id() << "\n"
               << "  auth: " << auth.description << (auth_cfg.allow_anonymous ? "; anonymous allowed" : "") << "\n";
     for (const auto& g : generated) std::cout << "  generated a development " << g << "\n";
     if (!generated.empty() && !opt.has("admin-key") && !std::getenv("WSGATE_ADMIN_KEY"))

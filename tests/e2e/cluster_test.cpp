@@ -1,0 +1,119 @@
+// The demo server with durable and distributed backends: --store sqlite:PATH, and two nodes
+// sharing one redis-server (--store redis:// --bus redis://), driven by real WebSocket clients.
+#include "catch.hpp"
+#include "process.hpp"
+#include "redis_server.hpp"
+
+#include <wsgate/beast/client.hpp>
+#include <wsgate/random.hpp>
+#include <wsgate/store/sqlite_store.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Node {
+    std::filesystem::path dir;
+    std::unique_ptr<wsgate::test::ChildProcess> proc;
+    unsigned short port = 0;
+
+    explicit Node(std::vector<std::string> extra) {
+        dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
+        std::filesystem::create_directories(dir);
+        std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port", "0", "--port-file", (dir / "port").string(),
+                                      "--allow-anonymous", "--admin-key", "k", "--session-secret", "s1s1s1s1s1s1s1s1",
+                                      "--public-secret", "p1p1p1p1p1p1p1p1"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        proc = std::make_unique<wsgate::test::ChildProcess>(argv, (dir / "server.log").string());
+        port = wsgate::test::wait_for_port_file((dir / "port").string(), 15s);
+    }
+    ~Node() {
+        proc.reset();
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+    std::string url() const { return "ws://127.0.0.1:" + std::to_string(port) + "/ws"; }
+    std::string log() const { return wsgate::test::slurp((dir / "server.log").string()); }
+};
+
+/// Receives until a frame of `type` arrives (skipping others) or the time is up.
+std::optional<nlohmann::json> receive_type(wsgate::beast::Client& c, const std::string& type,
+                                           std::chrono::milliseconds limit = 5s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        auto m = c.receive(100ms);
+        if (!m) continue;
+        auto j = nlohmann::json::parse(*m, nullptr, false);
+        if (!j.is_discarded() && j.value("type", "") == type) return j;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("two demo nodes over one redis-server deliver each other's publishes", "[e2e][redis][cluster]") {
+    wsgate::test::RedisServer redis;
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port());
+    Node a({"--store", spec, "--bus", spec, "--node-id", "node-a"});
+    Node b({"--store", spec, "--bus", spec, "--node-id", "node-b"});
+    REQUIRE(a.port != 0);
+    REQUIRE(b.port != 0);
+    INFO(a.log());
+    INFO(b.log());
+
+    wsgate::beast::Client on_a, on_b;
+    REQUIRE_FALSE(on_a.connect(a.url()));
+    REQUIRE_FALSE(on_b.connect(b.url()));
+    REQUIRE_FALSE(on_a.send(R"({"type":"subscribe","topic":"room"})"));
+    REQUIRE(receive_type(on_a, "ack"));
+    REQUIRE_FALSE(on_b.send(R"({"type":"subscribe","topic":"room"})"));
+    REQUIRE(receive_type(on_b, "ack"));
+
+    // A client on node B publishes; the subscriber on node A hears it exactly once.
+    REQUIRE_FALSE(on_b.send(R"({"type":"publish","topic":"room","event":"chat","data":"from b"})"));
+    auto got = receive_type(on_a, "chat");
+    REQUIRE(got);
+    CHECK((*got)["data"] == "from b");
+    CHECK_FALSE(receive_type(on_a, "chat", 500ms));
+
+    // And the other way round.
+    REQUIRE_FALSE(on_a.send(R"({"type":"publish","topic":"room","event":"chat","data":"from a"})"));
+    got = receive_type(on_b, "chat");
+    REQUIRE(got);
+    CHECK((*got)["data"] == "from a");
+}
+
+TEST_CASE("the demo keeps its connection table in SQLite with --store sqlite:PATH", "[e2e][sqlite]") {
+    auto db_dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / ("db-" + wsgate::random_token(6));
+    std::filesystem::create_directories(db_dir);
+    const auto db = (db_dir / "connections.db").string();
+    {
+        Node n({"--store", "sqlite:" + db});
+        REQUIRE(n.port != 0);
+        wsgate::beast::Client c;
+        REQUIRE_FALSE(c.connect(n.url()));
+        REQUIRE_FALSE(c.send(R"({"type":"subscribe","topic":"room"})"));
+        REQUIRE(receive_type(c, "ack"));
+        wsgate::SqliteConnectionStore view{db};
+        CHECK(view.count() == 1);
+        CHECK(view.subscribers("room").size() == 1);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(db_dir, ec);
+}
+
+TEST_CASE("the demo refuses a bad --store spec with a clear error", "[e2e]") {
+    auto dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
+    std::filesystem::create_directories(dir);
+    wsgate::test::ChildProcess p({WSGATE_REALTIME_SERVER, "--port", "0", "--store", "mongodb://nope"},
+                                 (dir / "log").string());
+    CHECK(p.wait(10s) == 2);
+    CHECK(wsgate::test::slurp((dir / "log").string()).find("--store mongodb://nope") != std::string::npos);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}

@@ -26,7 +26,9 @@ std::string RequestContext::callback_url() const {
     return "https://" + domain_name + (stage.empty() ? std::string{} : "/" + stage);
 }
 
-ConnectRequest WebSocketEvent::to_connect_request() const {
+ConnectRequest detail::connect_request(const RequestContext& context, const std::map<std::string, std::string>& query,
+                                       const std::map<std::string, std::vector<std::string>>& multi_value_query,
+                                       const std::map<std::string, std::string>& headers) {
     ConnectRequest r;
     r.path = "/" + context.stage;
     r.query = query;
@@ -40,6 +42,10 @@ ConnectRequest WebSocketEvent::to_connect_request() const {
         if (auto it = headers.find("user-agent"); it != headers.end()) r.user_agent = it->second;
     r.connection_id = context.connection_id;
     return r;
+}
+
+ConnectRequest WebSocketEvent::to_connect_request() const {
+    return detail::connect_request(context, query, multi_value_query, headers);
 }
 
 // ---- base64 ------------------------------------------------------------------------------

@@ -9,18 +9,7 @@ using nlohmann::json;
 using detail::FieldError;
 
 ConnectRequest AuthorizerEvent::to_connect_request() const {
-    ConnectRequest r;
-    r.path = "/" + context.stage;
-    r.query = query;
-    for (const auto& [k, vs] : multi_value_query)
-        if (!vs.empty() && !r.query.contains(k)) r.query[k] = vs.back();
-    r.headers = headers;
-    r.source_ip = context.source_ip;
-    r.user_agent = context.user_agent;
-    if (r.user_agent.empty())
-        if (auto it = headers.find("user-agent"); it != headers.end()) r.user_agent = it->second;
-    r.connection_id = context.connection_id;
-    return r;
+    return detail::connect_request(context, query, multi_value_query, headers);
 }
 
 Parsed<AuthorizerEvent> parse_authorizer_event(std::string_view text) noexcept {

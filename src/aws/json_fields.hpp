@@ -27,5 +27,9 @@ std::int64_t opt_int(const nlohmann::json& obj, const char* name);
 std::map<std::string, std::string> string_map(const nlohmann::json& obj, const char* name, bool lower_keys);
 std::map<std::string, std::vector<std::string>> multi_map(const nlohmann::json& obj, const char* name, bool lower_keys);
 RequestContext parse_context(const nlohmann::json& rc, bool require_connection);
+/// The ConnectRequest of a $connect or REQUEST-authorizer event (the last of repeated query values wins).
+ConnectRequest connect_request(const RequestContext& context, const std::map<std::string, std::string>& query,
+                               const std::map<std::string, std::vector<std::string>>& multi_value_query,
+                               const std::map<std::string, std::string>& headers);
 
 }  // namespace wsgate::aws::detail

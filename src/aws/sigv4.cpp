@@ -234,7 +234,9 @@ std::string HttpRequest::url() const {
     return u;
 }
 
-const std::string* HttpRequest::header(std::string_view name) const noexcept {
+namespace {
+template <class Headers>
+const std::string* find_header(const Headers& headers, std::string_view name) noexcept {
     for (const auto& h : headers) {
         if (h.first.size() == name.size() &&
             std::equal(h.first.begin(), h.first.end(), name.begin(), [](char a, char b) {
@@ -244,17 +246,11 @@ const std::string* HttpRequest::header(std::string_view name) const noexcept {
     }
     return nullptr;
 }
+}  // namespace
 
-const std::string* HttpResponse::header(std::string_view name) const noexcept {
-    for (const auto& h : headers) {
-        if (h.first.size() == name.size() &&
-            std::equal(h.first.begin(), h.first.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-            }))
-            return &h.second;
-    }
-    return nullptr;
-}
+const std::string* HttpRequest::header(std::string_view name) const noexcept { return find_header(headers, name); }
+
+const std::string* HttpResponse::header(std::string_view name) const noexcept { return find_header(headers, name); }
 
 void HttpRequest::set_header(std::string_view name, std::string value) {
     const auto lname = lower(name);

@@ -13,27 +13,39 @@ LAUNCHER=""
 command -v ccache >/dev/null && LAUNCHER="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 start=$(date +%s)
 stage() { echo; echo "=== $* ($(( $(date +%s) - start ))s) ==="; }
+# Runs ctest, keeps its output, and adds its test count to the total printed at the end
+# (ctest exits non-zero on any failure, which ends this script).
+PASSED=0
+CTEST_LOG="$(mktemp)"
+trap 'rm -f "$CTEST_LOG"' EXIT
+run_ctest() {
+  ctest "$@" | tee "$CTEST_LOG"
+  local n
+  n=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9][0-9]*\).*/\1/p' "$CTEST_LOG" | tail -n 1)
+  PASSED=$((PASSED + ${n:-0}))
+}
 
 stage "dev build"
 cmake --preset dev $LAUNCHER -DWSGATE_REQUIRE_BROWSER_TEST=ON
 cmake --build --preset dev -j "$JOBS"
 stage "dev tests"
-ctest --preset dev -j "$JOBS"
+run_ctest --preset dev -j "$JOBS"
 
 stage "ASan+UBSan build"
 cmake --preset asan-ubsan $LAUNCHER
 cmake --build --preset asan-ubsan -j "$JOBS"
 stage "ASan+UBSan tests"
-ctest --preset asan-ubsan -j "$JOBS"
+run_ctest --preset asan-ubsan -j "$JOBS"
 
 stage "TSan build (concurrency tests)"
 cmake --preset tsan $LAUNCHER
 cmake --build --preset tsan -j "$JOBS" --target wsgate_concurrency_tests
 stage "TSan tests"
-ctest --preset tsan
+run_ctest --preset tsan
 
 if [ -f tests/fuzz/run_fuzz.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-60}s per target)"
   bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 stage "all test suites passed"
+echo "ctest: ${PASSED} passed, 0 failed"

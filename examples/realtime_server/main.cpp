@@ -23,6 +23,8 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -65,7 +67,19 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --node-id ID              this node's id in shared stores (default random)
 )";
 
+// Every flag takes a value except --allow-anonymous. A value is the next argument or follows
+// '=': write --admin-key=VALUE when VALUE itself starts with "--", which is otherwise taken
+// for a forgotten value rather than silently swallowing the next flag.
 Options parse(int argc, char** argv) {
+    static const std::set<std::string> kValued{"address", "port", "port-file", "web-root", "admin-key",
+                                               "session-secret", "public-secret", "threads", "max-message-bytes",
+                                               "rate", "burst", "idle-timeout-ms", "queue", "backpressure",
+                                               "store", "bus", "node-id"};
+    static const std::set<std::string> kSwitches{"allow-anonymous"};
+    auto fail = [](const std::string& why) {
+        std::cerr << "realtime_server: " << why << "\n" << kUsage;
+        std::exit(2);
+    };
     Options o;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -73,20 +87,30 @@ Options parse(int argc, char** argv) {
             std::cout << kUsage;
             std::exit(0);
         }
-        if (a.rfind("--", 0) != 0) {
-            std::cerr << "unexpected argument: " << a << "\n" << kUsage;
-            std::exit(2);
-        }
+        if (a.rfind("--", 0) != 0) fail("unexpected argument: " + a);
         a = a.substr(2);
+        std::string name = a;
+        std::optional<std::string> value;
         if (auto eq = a.find('='); eq != std::string::npos) {
-            o.values[a.substr(0, eq)] = a.substr(eq + 1);
-        } else if (a == "allow-anonymous") {
-            o.values[a] = "1";
-        } else if (i + 1 < argc) {
-            o.values[a] = argv[++i];
+            name = a.substr(0, eq);
+            value = a.substr(eq + 1);
+        }
+        if (kSwitches.count(name) != 0) {
+            if (value) fail("--" + name + " takes no value");
+            o.values[name] = "1";
+        } else if (kValued.count(name) != 0) {
+            if (!value) {
+                if (i + 1 >= argc) fail("missing value for --" + name);
+                std::string next = argv[i + 1];
+                if (next.rfind("--", 0) == 0)
+                    fail("missing value for --" + name + " (for a value starting with \"--\", write --" + name +
+                         "=VALUE)");
+                value = next;
+                ++i;
+            }
+            o.values[name] = *value;
         } else {
-            std::cerr << "missing value for --" << a << "\n";
-            std::exit(2);
+            fail("unknown option: --" + name);
         }
     }
     return o;

@@ -25,9 +25,9 @@ struct Node {
     explicit Node(std::vector<std::string> extra) {
         dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
         std::filesystem::create_directories(dir);
-        std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port", "0", "--port-file", (dir / "port").string(),
-                                      "--allow-anonymous", "--admin-key", "k", "--session-secret", "s1s1s1s1s1s1s1s1",
-                                      "--public-secret", "p1p1p1p1p1p1p1p1"};
+        std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port=0", "--port-file=" + (dir / "port").string(),
+                                      "--allow-anonymous", "--admin-key=k", "--session-secret=s1s1s1s1s1s1s1s1",
+                                      "--public-secret=p1p1p1p1p1p1p1p1"};
         argv.insert(argv.end(), extra.begin(), extra.end());
         proc = std::make_unique<wsgate::test::ChildProcess>(argv, (dir / "server.log").string());
         port = wsgate::test::wait_for_port_file((dir / "port").string(), 15s);
@@ -114,6 +114,41 @@ TEST_CASE("the demo refuses a bad --store spec with a clear error", "[e2e]") {
                                  (dir / "log").string());
     CHECK(p.wait(10s) == 2);
     CHECK(wsgate::test::slurp((dir / "log").string()).find("--store mongodb://nope") != std::string::npos);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}
+
+TEST_CASE("the demo's flags: values that start with '-', unknown flags and forgotten values", "[e2e]") {
+    auto dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
+    std::filesystem::create_directories(dir);
+    const auto run = [&](std::vector<std::string> args, const std::string& name) {
+        args.insert(args.begin(), WSGATE_REALTIME_SERVER);
+        wsgate::test::ChildProcess p(args, (dir / name).string());
+        const int rc = p.wait(10s);
+        return std::pair{rc, wsgate::test::slurp((dir / name).string())};
+    };
+    // A secret starting with '-' (one random base64url token in 64) is a value, both as the
+    // next argument and after '='; the server starts and writes its port.
+    for (const auto& form : {std::vector<std::string>{"--admin-key", "-k-e-y"},
+                             std::vector<std::string>{"--admin-key=--k-e-y"}}) {
+        std::vector<std::string> args{WSGATE_REALTIME_SERVER, "--port=0", "--port-file=" + (dir / "port").string()};
+        args.insert(args.end(), form.begin(), form.end());
+        std::filesystem::remove(dir / "port");
+        wsgate::test::ChildProcess p(args, (dir / "started.log").string());
+        CHECK(wsgate::test::wait_for_port_file((dir / "port").string(), 10s) != 0);
+        p.kill(SIGTERM);
+        CHECK(p.wait(10s) == 0);
+    }
+    auto [rc_unknown, log_unknown] = run({"--port=0", "--admni-key=x"}, "unknown.log");
+    CHECK(rc_unknown == 2);
+    CHECK(log_unknown.find("unknown option: --admni-key") != std::string::npos);
+    // "--admin-key --port 0" would otherwise take "--port" as the key and leave "0" dangling.
+    auto [rc_swallow, log_swallow] = run({"--admin-key", "--port", "0"}, "swallow.log");
+    CHECK(rc_swallow == 2);
+    CHECK(log_swallow.find("missing value for --admin-key") != std::string::npos);
+    auto [rc_switch, log_switch] = run({"--allow-anonymous=no"}, "switch.log");
+    CHECK(rc_switch == 2);
+    CHECK(log_switch.find("--allow-anonymous takes no value") != std::string::npos);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
 }

@@ -23,10 +23,12 @@ struct ServerUnderTest {
     explicit ServerUnderTest(std::vector<std::string> extra = {}) {
         dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
         std::filesystem::create_directories(dir);
-        std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port", "0", "--port-file", (dir / "port").string(),
-                                      "--admin-key", admin_key, "--max-message-bytes", "65536",
-                                      "--rate", "20", "--burst", "40", "--session-secret", session_secret,
-                                      "--public-secret", public_secret};
+        // Values go as --flag=value: a random secret may start with '-' and must never be
+        // taken for an option by either side's argument parser.
+        std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port=0", "--port-file=" + (dir / "port").string(),
+                                      "--admin-key=" + admin_key, "--max-message-bytes=65536",
+                                      "--rate=20", "--burst=40", "--session-secret=" + session_secret,
+                                      "--public-secret=" + public_secret};
         argv.insert(argv.end(), extra.begin(), extra.end());
         proc = std::make_unique<wsgate::test::ChildProcess>(argv, (dir / "server.log").string());
         port = wsgate::test::wait_for_port_file((dir / "port").string(), 10s);
@@ -47,9 +49,9 @@ TEST_CASE("realtime_server passes the Python peer suite", "[e2e][beast][python]"
     REQUIRE(srv.port != 0);
     const auto out = (srv.dir / "python.log").string();
     wsgate::test::ChildProcess py({WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/realtime_server_e2e.py",
-                                   "--port", std::to_string(srv.port), "--admin-key", srv.admin_key,
-                                   "--burst", "40", "--max-message-bytes", "65536",
-                                   "--session-secret", srv.session_secret, "--public-secret", srv.public_secret},
+                                   "--port=" + std::to_string(srv.port), "--admin-key=" + srv.admin_key,
+                                   "--burst=40", "--max-message-bytes=65536",
+                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret},
                                   out);
     REQUIRE(py.started());
     const int rc = py.wait(240s);

@@ -101,15 +101,10 @@ private:
 
     static std::vector<std::string> arguments(const std::string& secret, const std::string& session_token,
                                               double delay_ms) {
-        std::vector<std::string> args{"--secret", secret, "--region", "us-east-1", "--stage", "prod"};
-        if (!session_token.empty()) {
-            args.emplace_back("--session-token");
-            args.push_back(session_token);
-        }
-        if (delay_ms > 0) {
-            args.emplace_back("--delay-ms");
-            args.push_back(std::to_string(delay_ms));
-        }
+        // --flag=value: a value starting with '-' must never be read as an option.
+        std::vector<std::string> args{"--secret=" + secret, "--region=us-east-1", "--stage=prod"};
+        if (!session_token.empty()) args.push_back("--session-token=" + session_token);
+        if (delay_ms > 0) args.push_back("--delay-ms=" + std::to_string(delay_ms));
         return args;
     }
 

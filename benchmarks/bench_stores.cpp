@@ -194,6 +194,7 @@ void BM_CrossNodePublishLatency(benchmark::State& state) {
     ga.node_id = "node-a";
     gb.node_id = "node-b";
     ga.rate_per_second = gb.rate_per_second = 0;
+    ga.router.topic_rules = gb.router.topic_rules = {{"*", "", "", /*anonymous_read=*/true}};
     Gateway a{ga, store, ta, std::make_shared<AnonymousAuthorizer>(), std::make_shared<SystemClock>(), bus_a};
     Gateway b{gb, std::make_shared<RedisConnectionStore>(st), tb, std::make_shared<AnonymousAuthorizer>(),
               std::make_shared<SystemClock>(), bus_b};

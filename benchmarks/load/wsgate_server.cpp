@@ -1,5 +1,5 @@
-// The load benchmark's wsgate server: wsgate::beast::Server + Gateway + in-memory store, anonymous
-// clients, no rate limit. Subscribers send {"type":"subscribe","topic":"bench"}; the publisher
+// The load benchmark's wsgate server: wsgate::beast::Server + Gateway + in-memory store, every
+// client the one benchmark user, no rate limit. Subscribers send {"type":"subscribe","topic":"bench"}; the publisher
 // sends {"type":"publish","topic":"bench","data":...} and the Gateway fans it out.
 //
 //   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024] [--coalesce 0|1]
@@ -12,6 +12,22 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+
+namespace {
+
+// Admits every client as the benchmark user holding "publish" (no token check: loopback only).
+class BenchAuthorizer final : public wsgate::Authorizer {
+public:
+    wsgate::AuthDecision authorize(const wsgate::ConnectRequest&) override {
+        wsgate::Principal p;
+        p.kind = wsgate::PrincipalKind::user;
+        p.user_id = "bench";
+        p.permissions = {"publish"};
+        return wsgate::AuthDecision::allow(std::move(p));
+    }
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
     wsgate::beast::ServerSettings ss;
@@ -27,6 +43,8 @@ int main(int argc, char** argv) {
     }
     wsgate::GatewaySettings gs;
     gs.rate_per_second = 0;
+    // Every client is the one benchmark user, which may read and publish `bench`.
+    gs.router.topic_rules = {{"bench", "", "publish"}};
     gs.max_connections_per_user = 0;
     gs.idle_timeout = std::chrono::seconds(0);
 
@@ -38,7 +56,7 @@ int main(int argc, char** argv) {
 
     auto server = std::make_shared<wsgate::beast::Server>(ss);
     auto gw = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(), server,
-                                                std::make_shared<wsgate::AnonymousAuthorizer>());
+                                                std::make_shared<BenchAuthorizer>());
     server->attach(gw);
     server->start();
     if (!port_file.empty()) {

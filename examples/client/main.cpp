@@ -37,16 +37,18 @@ struct Node {
         ss.port = port;
         ss.shutdown_timeout = 1s;
         server = std::make_shared<wsgate::beast::Server>(ss);
-        gateway = std::make_shared<wsgate::Gateway>(wsgate::GatewaySettings{}, std::make_shared<wsgate::InMemoryConnectionStore>(),
-                                                    server, std::make_shared<wsgate::AnonymousAuthorizer>());
+        wsgate::GatewaySettings gs;
+        gs.router.topic_rules = {{"events", "", "", /*anonymous_read=*/true}};  // anonymous clients read `events`
+        gateway = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(), server,
+                                                    std::make_shared<wsgate::AnonymousAuthorizer>());
         // A frozen server still holds the socket but answers nothing: only a heartbeat notices.
         gateway->router().on("ping", [this](wsgate::MessageContext& ctx) {
             if (!frozen) ctx.reply(wsgate::Envelope{"pong"});
-        });
+        }, wsgate::RouteAccess::include_anonymous);  // host routes are closed to anonymous clients unless opened
         gateway->router().on("note", [this](wsgate::MessageContext& ctx) {
             ++notes;
             ctx.ack({{"note", ctx.message().value("n", 0)}});
-        });
+        }, wsgate::RouteAccess::include_anonymous);
         server->attach(gateway);
         server->start();
     }

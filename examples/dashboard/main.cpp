@@ -22,7 +22,10 @@ int main(int argc, char** argv) {
     auto clock = std::make_shared<wsgate::ManualClock>(wsgate::from_unix_ms(1'704'110'400'000));
     auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
     auto transport = std::make_shared<wsgate::InMemoryTransport>();
-    wsgate::Gateway gateway{{}, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
+    wsgate::GatewaySettings settings;
+    // The dashboards are anonymous readers of the entity topics; nobody publishes from a client.
+    settings.router.topic_rules = {{"entity:*", "", "", /*anonymous_read=*/true}};
+    wsgate::Gateway gateway{settings, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
 
     auto connect = [&](const char* ip, const char* agent) {
         wsgate::ConnectRequest req;

@@ -15,7 +15,14 @@ public:
     explicit AnonymousFallback(std::shared_ptr<wsgate::Authorizer> inner) : inner_(std::move(inner)) {}
     wsgate::AuthDecision authorize(const wsgate::ConnectRequest& req) override {
         wsgate::DualTokenSettings s;
-        if (!wsgate::DualTokenAuthorizer::extract_token(req, s)) return wsgate::AuthDecision::allow({});
+        if (!wsgate::DualTokenAuthorizer::extract_token(req, s)) {
+            // An anonymous reader: the status board's read permissions, nothing else (the
+            // topic rules name the topics anonymous principals may read).
+            wsgate::Principal p;
+            p.kind = wsgate::PrincipalKind::anonymous;
+            p.permissions = public_permissions();
+            return wsgate::AuthDecision::allow(std::move(p));
+        }
         return inner_->authorize(req);
     }
 

@@ -55,7 +55,8 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --admin-key KEY           key for POST /publish (env WSGATE_ADMIN_KEY)
   --session-secret S        user session token secret (env WSGATE_SESSION_SECRET)
   --public-secret S         public device token secret (env WSGATE_PUBLIC_TOKEN_SECRET)
-  --allow-anonymous         let clients without a token connect (read-only topics only)
+  --allow-anonymous         let clients without a token connect: they read the leaderboard:* and
+                            events:* topics, publish nothing, at most 8 per source IP
   --threads N               io threads (env WSGATE_THREADS, default 1)
   --max-message-bytes N     larger client frames are closed with 1009 (default 65536)
   --rate R --burst B        per-connection message rate limit (default 20/s, burst 40)
@@ -201,9 +202,10 @@ int main(int argc, char** argv) {
     gs.max_message_bytes = ss.max_message_bytes;
     gs.rate_per_second = to_double(opt.get("rate", nullptr), 20.0);
     gs.rate_burst = to_double(opt.get("burst", nullptr), 40.0);
-    // Status boards read leaderboards and events; only users (or the server) publish there.
-    gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "publish"},
-                             {"events:*", "read_events", "publish"}};
+    // Status boards (public tokens, and anonymous readers when allowed) read leaderboards and
+    // events; users holding "publish" may publish events; every other topic is closed.
+    gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "", /*anonymous_read=*/true},
+                             {"events:*", "read_events", "publish", /*anonymous_read=*/true}};
 
     gs.node_id = opt.get("node-id", "WSGATE_NODE_ID");
     const std::string store_spec = opt.get("store", "WSGATE_STORE", "memory");
@@ -256,9 +258,29 @@ int main(int argc, char** argv) {
         auto issued = auth.issue_public_token(device_id);
         return HttpResponse::json(issued.value("success", false) ? 200 : 400, issued.dump());
     });
+    // The recent feed for pages polling while disconnected: a token is required (as for the
+    // WebSocket), and only events of topics that token may read are returned.
     server->route("GET", "/public/recent", [&](const HttpRequest& req) {
-        auto* topic = req.query.count("topic") ? &req.query.at("topic") : nullptr;
-        return HttpResponse::json(200, nlohmann::json{{"events", recent.since(topic ? *topic : "")}}.dump());
+        wsgate::ConnectRequest cr;
+        cr.path = req.path;
+        cr.query = req.query;
+        cr.headers = req.headers;
+        cr.source_ip = req.source_ip;
+        wsgate::AuthDecision d;
+        try {
+            d = auth.authorizer->authorize(cr);
+        } catch (const std::exception&) {
+            d = wsgate::AuthDecision::deny(401, "auth_error");
+        }
+        if (!d.allowed)
+            return HttpResponse::json(d.status == 403 ? 403 : 401,
+                                      nlohmann::json{{"success", false}, {"error", d.reason}}.dump());
+        const auto* topic = req.query.count("topic") ? &req.query.at("topic") : nullptr;
+        auto readable = nlohmann::json::array();
+        for (auto& e : recent.since(topic ? *topic : "")) {
+            if (gateway->router().may_read(d.principal, e.value("topic", ""))) readable.push_back(std::move(e));
+        }
+        return HttpResponse::json(200, nlohmann::json{{"events", std::move(readable)}}.dump());
     });
     // Server-side publish: {"topic", "type", "data"?, "fields"?: {extra top-level fields}}.
     server->route("POST", "/publish", [&](const HttpRequest& req) {

@@ -197,7 +197,10 @@ class WsgateClient {
     if (want && !this.timers.poll) {
       const poll = async () => {
         try {
-          const res = await fetch(this.opts.pollUrl, { cache: 'no-store' });
+          // The poll endpoint answers only what the same token may read.
+          const token = await this.opts.getToken(false);
+          const res = await fetch(this.opts.pollUrl,
+            { cache: 'no-store', headers: { Authorization: 'Bearer ' + token } });
           if (res.ok) this.opts.onPoll(await res.json());
         } catch (e) { /* the server is down; keep polling */ }
       };

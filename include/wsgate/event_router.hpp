@@ -23,39 +23,68 @@ namespace wsgate {
 class Gateway;
 
 /**
- * A topic permission rule: topics matching `pattern` (exact, or a prefix ending in `*`) need
- * `read_permission` to subscribe or receive and `publish_permission` to publish from a client.
- * An empty permission means "any non-public principal".
+ * A topic permission rule: who may subscribe to (and receive) topics matching `pattern`, and
+ * who may publish to them from a client.
+ *
+ * | principal | subscribe / receive | client publish |
+ * |---|---|---|
+ * | user      | holds `read_permission` (empty: any user) | holds `publish_permission`; empty: nobody |
+ * | public    | holds a non-empty `read_permission` | never |
+ * | anonymous | `anonymous_read` and holds `read_permission` | never |
+ *
+ * A topic no rule matches is closed to everyone unless RouterSettings::open_topics lets users
+ * read it; no client ever publishes to it. Server publishes (Gateway::publish) need no rule.
  */
 struct TopicRule {
     std::string pattern;             ///< `leaderboard:*`, `game:42`, `*`
-    std::string read_permission;     ///< e.g. `read_leaderboard`
-    std::string publish_permission;  ///< e.g. `publish_game`
+    std::string read_permission;     ///< e.g. `read_leaderboard`; empty: any user (never public/anonymous)
+    std::string publish_permission;  ///< e.g. `publish_game`; empty: no client may publish
+    bool anonymous_read = false;     ///< anonymous principals may read (holding `read_permission`)
 
     [[nodiscard]] bool matches(std::string_view topic) const noexcept;
 };
 
 /// What to answer a message whose route has no handler.
 enum class UnknownRoutePolicy {
-    ack,    ///< `{"type":"ack","message":"Message received"}` (seed 000)
-    error,  ///< `{"type":"error","status":400,...}` (seed 003)
+    ack,    ///< `{"type":"ack","message":"Message received"}`
+    error,  ///< `{"type":"error","status":400,...}`
 };
 
-/// EventRouter settings; every field has a working default.
+/// How a client-originated delivery names its sender (`"from":{"userId":…,"deviceId":…}`).
+struct SenderStamp {
+    std::string field = "from";    ///< top-level envelope field; never empty
+    bool user_id = true;           ///< include `userId`
+    bool device_id = true;         ///< include `deviceId` (when the principal has one)
+    bool nickname = false;         ///< include `nickname` (when the principal has one)
+};
+
+/// Who may call a host route.
+enum class RouteAccess {
+    authenticated,      ///< user and public principals (default); anonymous ones get 403
+    include_anonymous,  ///< anonymous principals too
+};
+
+/// EventRouter settings; every field has a working default, and the defaults are closed.
 struct RouterSettings {
     /// The field naming the route: a top-level name (`type`, `action`) or a JSON pointer (`/meta/kind`).
     std::string route_key = "type";
-    /// Second-level key for handlers registered with on(route, action, handler) (seed 003).
+    /// Second-level key for handlers registered with on(route, action, handler).
     std::string action_key = "action";
     UnknownRoutePolicy unknown_route = UnknownRoutePolicy::ack;
     /// First matching rule wins.
     std::vector<TopicRule> topic_rules;
-    /// Topics no rule matches: may user/anonymous principals subscribe? (public never may)
-    bool open_topics = true;
-    /// Topics no rule matches: may user/anonymous principals publish from the client?
-    bool open_publish = true;
+    /// Topics no rule matches: may user principals subscribe? Public and anonymous principals
+    /// never may. Off by default: a topic is readable only where a rule says so.
+    bool open_topics = false;
+    /// Event names a client may not choose in a publish (400), besides the server's own
+    /// `ack`, `error` and `pong`, which are always refused.
+    std::vector<std::string> reserved_event_types{"token_expiring", "unsubscribed"};
+    /// How client publishes are marked with their sender; server publishes are never marked.
+    SenderStamp sender;
     /// Maximum topic name length accepted from a client.
     std::size_t max_topic_length = 256;
+    /// Maximum event name length accepted in a client publish.
+    std::size_t max_event_length = 128;
     /// Maximum subscriptions per connection (0 = unlimited).
     std::size_t max_subscriptions = 100;
 };
@@ -114,16 +143,19 @@ class EventRouter {
 public:
     using Handler = std::function<void(MessageContext&)>;
 
-    /// @throws std::invalid_argument if `route_key` is an invalid JSON pointer.
+    /// @throws std::invalid_argument if `route_key` is an invalid JSON pointer or `sender.field`
+    /// is empty or an envelope field of its own (`type`, `timestamp`, `id`, `topic`, `data`).
     explicit EventRouter(RouterSettings s = {});
     EventRouter(const EventRouter&) = delete;
     EventRouter& operator=(const EventRouter&) = delete;
     virtual ~EventRouter() = default;
 
     /// Registers (or replaces) the handler for `route`. Host handlers may override built-ins.
-    void on(const std::string& route, Handler h);
+    /// Anonymous principals get 403 unless `access` lets them in.
+    void on(const std::string& route, Handler h, RouteAccess access = RouteAccess::authenticated);
     /// Registers the handler for `route` + `action` (the `action_key` field).
-    void on(const std::string& route, const std::string& action, Handler h);
+    void on(const std::string& route, const std::string& action, Handler h,
+            RouteAccess access = RouteAccess::authenticated);
 
     [[nodiscard]] const RouterSettings& settings() const noexcept { return settings_; }
 
@@ -133,8 +165,11 @@ public:
     [[nodiscard]] const TopicRule* rule_for(std::string_view topic) const noexcept;
     /// May `p` subscribe to (and receive) `topic`?
     [[nodiscard]] bool may_read(const Principal& p, std::string_view topic) const noexcept;
-    /// May `p` publish to `topic` from a client?
+    /// May `p` publish to `topic` from a client? Only a user holding the matching rule's
+    /// non-empty `publish_permission`.
     [[nodiscard]] bool may_publish(const Principal& p, std::string_view topic) const noexcept;
+    /// Is `type` an event name a client may not publish (the server's own and the reserved list)?
+    [[nodiscard]] bool reserved_event(std::string_view type) const noexcept;
     /// The permission a topic's audience must hold ("" if none).
     [[nodiscard]] std::string read_permission(std::string_view topic) const;
 
@@ -153,8 +188,12 @@ private:
     RouterSettings settings_;
     std::optional<nlohmann::json::json_pointer> route_pointer_;
     mutable std::shared_mutex mu_;
-    std::map<std::string, Handler, std::less<>> handlers_;
-    std::map<std::string, std::map<std::string, Handler, std::less<>>, std::less<>> action_handlers_;
+    struct Route {
+        Handler fn;
+        RouteAccess access = RouteAccess::authenticated;
+    };
+    std::map<std::string, Route, std::less<>> handlers_;
+    std::map<std::string, std::map<std::string, Route, std::less<>>, std::less<>> action_handlers_;
 };
 
 }  // namespace wsgate

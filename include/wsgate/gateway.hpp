@@ -63,6 +63,9 @@ struct GatewaySettings {
     LimitPolicy rate_policy = LimitPolicy::reply_error;
     std::size_t max_connections_per_user = 20;  ///< 0 = unlimited (seed 003 connection limits)
     std::size_t max_connections = 0;            ///< per node; 0 = unlimited
+    /// Anonymous connections per source IP on this node (429 beyond it); 0 = unlimited.
+    /// Connections without a source IP (in-process hosts) are not counted.
+    std::size_t max_anonymous_per_ip = 8;
     /// Deliver only to connections this node accepted (true when the store is shared and a bus
     /// carries publishes to the others). False for API Gateway, where any process reaches all.
     std::optional<bool> local_delivery_only;
@@ -166,6 +169,8 @@ private:
     std::shared_ptr<Local> local_of(const ConnectionId& id) const;
     Audience with_topic_permission(const Audience& a) const;
     ConnectResult admit(const ConnectRequest& request, Principal principal);
+    /// Gives back one of `ip`'s anonymous connection slots; the caller holds local_mu_.
+    void release_anonymous_slot(const std::string& ip);
     void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
                 std::optional<CloseCode> code = {});
 
@@ -182,6 +187,7 @@ private:
     std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;
     std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
+    std::unordered_map<std::string, std::size_t> anonymous_per_ip_;  ///< guarded by local_mu_
     mutable std::mutex hook_mu_;
     EndHook end_hook_;
 };

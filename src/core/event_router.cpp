@@ -39,6 +39,10 @@ BroadcastReport MessageContext::publish(const Envelope& e, const Audience& a) { 
 
 EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
     if (settings_.route_key.empty()) throw std::invalid_argument("wsgate::RouterSettings::route_key is empty");
+    const auto& f = settings_.sender.field;
+    if (f.empty() || f == "type" || f == "timestamp" || f == "id" || f == "topic" || f == "data")
+        throw std::invalid_argument("wsgate::RouterSettings::sender.field must name a field of its own, not '" + f +
+                                    "'");
     if (settings_.route_key.front() == '/') {
         try {
             route_pointer_.emplace(settings_.route_key);
@@ -49,14 +53,14 @@ EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
     }
 }
 
-void EventRouter::on(const std::string& route, Handler h) {
+void EventRouter::on(const std::string& route, Handler h, RouteAccess access) {
     std::unique_lock lock(mu_);
-    handlers_[route] = std::move(h);
+    handlers_[route] = Route{std::move(h), access};
 }
 
-void EventRouter::on(const std::string& route, const std::string& action, Handler h) {
+void EventRouter::on(const std::string& route, const std::string& action, Handler h, RouteAccess access) {
     std::unique_lock lock(mu_);
-    action_handlers_[route][action] = std::move(h);
+    action_handlers_[route][action] = Route{std::move(h), access};
 }
 
 std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& route) const {
@@ -80,16 +84,30 @@ const TopicRule* EventRouter::rule_for(std::string_view topic) const noexcept {
 
 bool EventRouter::may_read(const Principal& p, std::string_view topic) const noexcept {
     const TopicRule* rule = rule_for(topic);
-    if (rule == nullptr) return settings_.open_topics && p.kind != PrincipalKind::public_device;
-    if (rule->read_permission.empty()) return p.kind != PrincipalKind::public_device;
-    return p.has_permission(rule->read_permission);
+    switch (p.kind) {
+        case PrincipalKind::user:
+            if (rule == nullptr) return settings_.open_topics;
+            return p.has_permission(rule->read_permission);
+        case PrincipalKind::public_device:
+            // A public device token reads exactly what its permissions name.
+            return rule != nullptr && !rule->read_permission.empty() && p.has_permission(rule->read_permission);
+        case PrincipalKind::anonymous:
+            return rule != nullptr && rule->anonymous_read && p.has_permission(rule->read_permission);
+    }
+    return false;
 }
 
 bool EventRouter::may_publish(const Principal& p, std::string_view topic) const noexcept {
-    if (p.kind == PrincipalKind::public_device) return false;  // public tokens read, never act
+    // Public and anonymous principals read, never act; a user needs a rule's explicit grant.
+    if (p.kind != PrincipalKind::user) return false;
     const TopicRule* rule = rule_for(topic);
-    if (rule == nullptr) return settings_.open_publish;
-    return p.has_permission(rule->publish_permission);
+    return rule != nullptr && !rule->publish_permission.empty() && p.has_permission(rule->publish_permission);
+}
+
+bool EventRouter::reserved_event(std::string_view type) const noexcept {
+    if (type == "ack" || type == "error" || type == "pong") return true;
+    return std::any_of(settings_.reserved_event_types.begin(), settings_.reserved_event_types.end(),
+                       [&](const std::string& r) { return r == type; });
 }
 
 std::string EventRouter::read_permission(std::string_view topic) const {
@@ -164,10 +182,32 @@ void EventRouter::builtin_publish(MessageContext& ctx) {
             return;
         }
         type = it->get<std::string>();
+        if (type.size() > settings_.max_event_length) {
+            ctx.reply_error(400, "'event' is too long");
+            return;
+        }
+        for (unsigned char c : type)
+            if (c < 0x20 || c == 0x7f) {
+                ctx.reply_error(400, "'event' contains control characters");
+                return;
+            }
+    }
+    // A client may not speak with the server's voice: its own replies and reserved names.
+    if (reserved_event(type)) {
+        ctx.reply_error(400, "'event' names a reserved server event type");
+        return;
     }
     Envelope e{type};
     e.topic(topic);
     if (auto it = msg.find("data"); it != msg.end()) e.data(*it);
+    // Every client-originated delivery names its sender, so receivers can tell it from a
+    // server event.
+    const auto& p = ctx.principal();
+    nlohmann::json from = nlohmann::json::object();
+    if (settings_.sender.user_id) from["userId"] = p.user_id;
+    if (settings_.sender.device_id && !p.device_id.empty()) from["deviceId"] = p.device_id;
+    if (settings_.sender.nickname && !p.nickname.empty()) from["nickname"] = p.nickname;
+    e.field(settings_.sender.field, std::move(from));
     auto audience = Audience::topic(topic);
     // The sender gets an ack, not its own event, unless it asks for an echo.
     const bool echo = msg.value("echo", false);
@@ -177,28 +217,34 @@ void EventRouter::builtin_publish(MessageContext& ctx) {
 }
 
 void EventRouter::dispatch(MessageContext& ctx) {
-    Handler handler;
+    const Route* found = nullptr;
+    Route route;
     {
         std::shared_lock lock(mu_);
         if (auto a = action_handlers_.find(ctx.route()); a != action_handlers_.end()) {
             auto it = ctx.message().find(settings_.action_key);
             if (it != ctx.message().end() && it->is_string())
                 if (auto h = a->second.find(it->get_ref<const std::string&>()); h != a->second.end())
-                    handler = h->second;
-            if (!handler) {
-                if (auto h = handlers_.find(ctx.route()); h != handlers_.end()) handler = h->second;
+                    found = &h->second;
+            if (found == nullptr) {
+                if (auto h = handlers_.find(ctx.route()); h != handlers_.end()) found = &h->second;
             }
-            if (!handler) {
+            if (found == nullptr) {
                 lock.unlock();
                 ctx.reply_error(400, "unknown action for '" + ctx.route().substr(0, 64) + "'");
                 return;
             }
         } else if (auto h = handlers_.find(ctx.route()); h != handlers_.end()) {
-            handler = h->second;
+            found = &h->second;
         }
+        if (found != nullptr) route = *found;
     }
-    if (handler) {
-        handler(ctx);
+    if (route.fn) {
+        if (ctx.principal().kind == PrincipalKind::anonymous && route.access != RouteAccess::include_anonymous) {
+            ctx.reply_error(403, "anonymous connections may not call '" + ctx.route().substr(0, 64) + "'");
+            return;
+        }
+        route.fn(ctx);
         return;
     }
     const auto& r = ctx.route();

@@ -49,6 +49,7 @@ struct Gateway::Local {
     TimePoint connected_at{};
     TimePoint expires_at{};
     TimePoint last_seen{};
+    std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
 };
 
 Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
@@ -155,6 +156,17 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
     local->connected_at = now;
     local->expires_at = rec.expires_at;
     local->last_seen = now;
+    // Only a known address is counted: a socket server always knows its peer's.
+    const bool anonymous = rec.principal.kind == PrincipalKind::anonymous && !rec.source_ip.empty();
+    if (anonymous) local->anonymous_ip = rec.source_ip;
+    // Undoes the local registration when the store refuses the record.
+    bool registered = false;
+    auto unregister = [&] {
+        if (!registered) return;
+        std::unique_lock lock(local_mu_);
+        local_.erase(rec.id);
+        if (anonymous) release_anonymous_slot(rec.source_ip);
+    };
 
     try {
         // The per-user cap is checked and the record written under one lock, so two racing
@@ -168,13 +180,19 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
         }
         {
             std::unique_lock lock(local_mu_);
+            if (anonymous && settings_.max_anonymous_per_ip > 0) {
+                auto it = anonymous_per_ip_.find(rec.source_ip);
+                if (it != anonymous_per_ip_.end() && it->second >= settings_.max_anonymous_per_ip)
+                    return deny(429, "too_many_anonymous_connections");
+            }
             if (!local_.try_emplace(rec.id, local).second) return deny(409, "duplicate_connection_id");
+            registered = true;
+            if (anonymous) ++anonymous_per_ip_[rec.source_ip];
         }
         store_->put(rec);
     } catch (const std::exception&) {
         bump(metrics_.store_errors);
-        std::unique_lock lock(local_mu_);
-        local_.erase(rec.id);
+        unregister();
         return deny(503, "store_unavailable");
     }
     bump(metrics_.connects);
@@ -184,6 +202,12 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
     result.id = rec.id;
     result.principal = std::move(rec.principal);
     return result;
+}
+
+void Gateway::release_anonymous_slot(const std::string& ip) {
+    auto it = anonymous_per_ip_.find(ip);
+    if (it == anonymous_per_ip_.end()) return;
+    if (--it->second == 0) anonymous_per_ip_.erase(it);
 }
 
 // ---- messages ---------------------------------------------------------------------------
@@ -374,7 +398,10 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
                      std::optional<CloseCode> code) {
     if (was_local) {
         std::unique_lock lock(local_mu_);
-        local_.erase(rec.id);
+        if (auto it = local_.find(rec.id); it != local_.end()) {
+            if (it->second->anonymous_ip) release_anonymous_slot(*it->second->anonymous_ip);
+            local_.erase(it);
+        }
         metrics_.active_connections.fetch_sub(1, std::memory_order_relaxed);
     }
     // A socket that closed or reported Gone has nobody to send a close frame to.

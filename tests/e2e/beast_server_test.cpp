@@ -51,6 +51,8 @@ struct Rig {
     explicit Rig(wb::ServerSettings ss = {}, wsgate::GatewaySettings gs = {}) {
         ss.port = 0;
         gs.rate_per_second = 0;
+        // The test principal holds "*": it may read and publish every topic these rules cover.
+        if (gs.router.topic_rules.empty()) gs.router.topic_rules = {{"*", "", "publish"}};
         server = std::make_shared<wb::Server>(ss);
         gw = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(), server, auth);
         server->attach(gw);

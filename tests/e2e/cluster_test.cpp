@@ -5,6 +5,8 @@
 #include "redis_server.hpp"
 
 #include <wsgate/beast/client.hpp>
+#include <wsgate/auth/jwt.hpp>
+#include <wsgate/clock.hpp>
 #include <wsgate/random.hpp>
 #include <wsgate/store/sqlite_store.hpp>
 
@@ -17,6 +19,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+const std::string& session_secret() {
+    static const std::string s = "cluster-session-secret-0123456789abcdef";
+    return s;
+}
+
+// A user session token the demo accepts, holding the demo's "publish" and read permissions.
+std::string user_token(const std::string& user) {
+    const auto now = wsgate::to_unix_seconds(wsgate::SystemClock{}.now());
+    return wsgate::jwt::sign({{"sub", user}, {"permissions", {"publish", "read_events"}}, {"iat", now}, {"exp", now + 600}},
+                             wsgate::jwt::hs256_signing_key(session_secret()));
+}
+
 struct Node {
     std::filesystem::path dir;
     std::unique_ptr<wsgate::test::ChildProcess> proc;
@@ -26,8 +40,8 @@ struct Node {
         dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
         std::filesystem::create_directories(dir);
         std::vector<std::string> argv{WSGATE_REALTIME_SERVER, "--port=0", "--port-file=" + (dir / "port").string(),
-                                      "--allow-anonymous", "--admin-key=k", "--session-secret=s1s1s1s1s1s1s1s1",
-                                      "--public-secret=p1p1p1p1p1p1p1p1"};
+                                      "--allow-anonymous", "--admin-key=k", "--session-secret=" + session_secret(),
+                                      "--public-secret=p1p1p1p1p1p1p1p1p1p1p1p1p1p1p1p1"};
         argv.insert(argv.end(), extra.begin(), extra.end());
         proc = std::make_unique<wsgate::test::ChildProcess>(argv, (dir / "server.log").string());
         port = wsgate::test::wait_for_port_file((dir / "port").string(), 15s);
@@ -67,22 +81,23 @@ TEST_CASE("two demo nodes over one redis-server deliver each other's publishes",
     INFO(b.log());
 
     wsgate::beast::Client on_a, on_b;
-    REQUIRE_FALSE(on_a.connect(a.url()));
-    REQUIRE_FALSE(on_b.connect(b.url()));
-    REQUIRE_FALSE(on_a.send(R"({"type":"subscribe","topic":"room"})"));
+    REQUIRE_FALSE(on_a.connect(a.url() + "?token=" + user_token("ann")));
+    REQUIRE_FALSE(on_b.connect(b.url() + "?token=" + user_token("bob")));
+    REQUIRE_FALSE(on_a.send(R"({"type":"subscribe","topic":"events:room"})"));
     REQUIRE(receive_type(on_a, "ack"));
-    REQUIRE_FALSE(on_b.send(R"({"type":"subscribe","topic":"room"})"));
+    REQUIRE_FALSE(on_b.send(R"({"type":"subscribe","topic":"events:room"})"));
     REQUIRE(receive_type(on_b, "ack"));
 
-    // A client on node B publishes; the subscriber on node A hears it exactly once.
-    REQUIRE_FALSE(on_b.send(R"({"type":"publish","topic":"room","event":"chat","data":"from b"})"));
+    // A client on node B publishes; the subscriber on node A hears it exactly once, from bob.
+    REQUIRE_FALSE(on_b.send(R"({"type":"publish","topic":"events:room","event":"chat","data":"from b"})"));
     auto got = receive_type(on_a, "chat");
     REQUIRE(got);
     CHECK((*got)["data"] == "from b");
+    CHECK((*got)["from"]["userId"] == "bob");
     CHECK_FALSE(receive_type(on_a, "chat", 500ms));
 
     // And the other way round.
-    REQUIRE_FALSE(on_a.send(R"({"type":"publish","topic":"room","event":"chat","data":"from a"})"));
+    REQUIRE_FALSE(on_a.send(R"({"type":"publish","topic":"events:room","event":"chat","data":"from a"})"));
     got = receive_type(on_b, "chat");
     REQUIRE(got);
     CHECK((*got)["data"] == "from a");
@@ -97,11 +112,11 @@ TEST_CASE("the demo keeps its connection table in SQLite with --store sqlite:PAT
         REQUIRE(n.port != 0);
         wsgate::beast::Client c;
         REQUIRE_FALSE(c.connect(n.url()));
-        REQUIRE_FALSE(c.send(R"({"type":"subscribe","topic":"room"})"));
+        REQUIRE_FALSE(c.send(R"({"type":"subscribe","topic":"events:room"})"));
         REQUIRE(receive_type(c, "ack"));
         wsgate::SqliteConnectionStore view{db};
         CHECK(view.count() == 1);
-        CHECK(view.subscribers("room").size() == 1);
+        CHECK(view.subscribers("events:room").size() == 1);
     }
     std::error_code ec;
     std::filesystem::remove_all(db_dir, ec);

@@ -19,7 +19,7 @@ struct World {
         wsgate::GatewaySettings s;
         s.max_message_bytes = 4096;
         s.rate_per_second = 0;
-        s.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "admin"}};
+        s.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "admin"}, {"room:*", "", "", /*anonymous_read=*/true}};
         s.router.max_subscriptions = 8;
         gw = std::make_unique<wsgate::Gateway>(s, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(),
                                                clock);

@@ -9,12 +9,12 @@ build="${2:-$src/build-fuzz}"
 cmake -S "$src" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DWSGATE_BUILD_FUZZERS=ON -DWSGATE_BUILD_TESTS=OFF -DWSGATE_BUILD_EXAMPLES=OFF -DWSGATE_BUILD_BENCHMARKS=OFF \
-  -DWSGATE_WITH_SQLITE=OFF -DWSGATE_WITH_REDIS=OFF -DWSGATE_WITH_BEAST=OFF -DWSGATE_WITH_AWS=OFF \
+  -DWSGATE_WITH_SQLITE=OFF -DWSGATE_WITH_REDIS=OFF -DWSGATE_WITH_BEAST=OFF -DWSGATE_WITH_AWS=ON \
   -DBUILD_SHARED_LIBS=OFF
-cmake --build "$build" --target fuzz_jwt fuzz_message
+cmake --build "$build" --target fuzz_jwt fuzz_message fuzz_apigw
 
 # New inputs go to a scratch corpus; the shipped seeds stay untouched.
-for target in jwt message; do
+for target in jwt message apigw; do
   work="$build/fuzz-corpus-$target"
   mkdir -p "$work"
   echo "--- fuzz_$target for ${seconds}s"

@@ -5,7 +5,9 @@
 int main() {
     auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
     auto transport = std::make_shared<wsgate::InMemoryTransport>();
-    wsgate::Gateway gw{{}, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>()};
+    wsgate::GatewaySettings settings;
+    settings.router.topic_rules = {{"news", "", "", /*anonymous_read=*/true}};
+    wsgate::Gateway gw{settings, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>()};
     wsgate::ConnectRequest req;
     req.connection_id = wsgate::make_connection_id();
     transport->open(req.connection_id);

@@ -41,6 +41,7 @@ GatewaySettings api_gateway_settings() {
     GatewaySettings g;
     g.local_delivery_only = false;  // any process reaches every connection through @connections
     g.router.topic_rules.push_back({"leaderboard:*", "read_leaderboard", ""});
+    g.router.topic_rules.push_back({"entity:*", "", "", /*anonymous_read=*/true});
     return g;
 }
 

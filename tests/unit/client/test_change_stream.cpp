@@ -548,7 +548,9 @@ TEST_CASE("a client subscribed to entity:orders:42 hears only order 42", "[strea
     auto clock = std::make_shared<wsgate::ManualClock>();
     auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
     auto transport = std::make_shared<wsgate::InMemoryTransport>();
-    wsgate::Gateway gw{{}, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
+    wsgate::GatewaySettings gs;
+    gs.router.topic_rules = {{"entity:*", "", "", /*anonymous_read=*/true}};
+    wsgate::Gateway gw{gs, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
 
     auto join = [&](const std::string& topic) {
         auto c = gw.on_connect({});

@@ -23,7 +23,13 @@ struct Loop {
     std::shared_ptr<wsgate::ManualClock> clock = std::make_shared<wsgate::ManualClock>();
     std::shared_ptr<wsgate::InMemoryConnectionStore> store = std::make_shared<wsgate::InMemoryConnectionStore>();
     std::shared_ptr<wsgate::InMemoryTransport> transport = std::make_shared<wsgate::InMemoryTransport>();
-    wsgate::Gateway gw{{}, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
+    wsgate::Gateway gw{settings(), store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
+
+    static wsgate::GatewaySettings settings() {
+        wsgate::GatewaySettings s;
+        s.router.topic_rules = {{"news", "", "", /*anonymous_read=*/true}};
+        return s;
+    }
     wsgate::client::ClientStateMachine m{clock, {}, [] { return std::uint64_t{0}; }};
 
     wsgate::ConnectionId conn;  // the socket, if open

@@ -11,6 +11,7 @@ TEST_CASE("concurrent connect, subscribe, publish and disconnect", "[gateway][co
     GatewaySettings s;
     s.rate_per_second = 0;
     s.max_connections_per_user = 0;
+    s.router.topic_rules = {{"room", "", "chat"}};
     GatewayFixture f{s, 100000};
     constexpr int threads = 4;
     constexpr int per_thread = 200;
@@ -20,7 +21,7 @@ TEST_CASE("concurrent connect, subscribe, publish and disconnect", "[gateway][co
         pool.emplace_back([&, t] {
             std::vector<ConnectionId> mine;
             for (int i = 0; i < per_thread; ++i) {
-                auto id = f.connect("user:u" + std::to_string(t) + ":d" + std::to_string(i % 3));
+                auto id = f.connect("user:u" + std::to_string(t) + ":d" + std::to_string(i % 3) + ":chat");
                 if (id.empty()) continue;
                 mine.push_back(id);
                 f.gw->on_message(id, R"({"type":"subscribe","topic":"room"})");

@@ -163,7 +163,9 @@ TEST_CASE("host handlers by route and by action; a throwing handler is contained
 }
 
 TEST_CASE("subscribe and unsubscribe, with topic validation", "[router][subscribe]") {
-    GatewayFixture f;
+    RouterSettings r;
+    r.open_topics = true;  // users may read topics no rule covers
+    GatewayFixture f{with_router(r)};
     auto id = f.connect("user:u1:d1");
     auto out = f.say(id, R"({"type":"subscribe","topic":"game:42"})");
     REQUIRE(out.size() == 1);
@@ -193,8 +195,9 @@ TEST_CASE("subscribe and unsubscribe, with topic validation", "[router][subscrib
 TEST_CASE("subscriptions per connection are capped", "[router][limits]") {
     RouterSettings r;
     r.max_subscriptions = 2;
+    r.open_topics = true;
     GatewayFixture f{with_router(r)};
-    auto id = f.connect();
+    auto id = f.connect("user:u1:d1");
     CHECK(f.say(id, R"({"type":"subscribe","topic":"a"})")[0]["type"] == "ack");
     CHECK(f.say(id, R"({"type":"subscribe","topic":"b"})")[0]["type"] == "ack");
     CHECK(f.say(id, R"({"type":"subscribe","topic":"a"})")[0]["type"] == "ack");  // already held
@@ -258,4 +261,146 @@ TEST_CASE("permission is checked per publish, not only at subscribe", "[router][
     CHECK(rep.delivered == 0);
     CHECK(rep.filtered == 1);
     CHECK(f.frames(kiosk).empty());
+}
+
+// ---- least privilege -------------------------------------------------------------------
+
+TEST_CASE("a client publishes nowhere by default: no rule, or a rule without a publish permission", "[router][permissions][security]") {
+    RouterSettings r;
+    r.open_topics = true;
+    r.topic_rules = {{"chat:*", "", ""}};
+    GatewayFixture f{with_router(r)};
+    auto reader = f.connect("user:u2:d2");
+    auto writer = f.connect("user:u1:d1:*");  // even a principal holding every permission
+    REQUIRE(f.say(reader, R"({"type":"subscribe","topic":"auction:7"})")[0]["type"] == "ack");
+    REQUIRE(f.say(reader, R"({"type":"subscribe","topic":"chat:1"})")[0]["type"] == "ack");
+    for (auto topic : {"auction:7", "chat:1"}) {
+        INFO(topic);
+        auto out = f.say(writer, std::string{R"({"type":"publish","topic":")"} + topic + R"(","event":"bid_placed"})");
+        REQUIRE(out.size() == 1);
+        CHECK(out[0]["type"] == "error");
+        CHECK(out[0]["status"] == 403);
+    }
+    CHECK(f.frames(reader).empty());
+    // the server itself publishes anywhere
+    CHECK(f.gw->publish(Envelope{"bid_placed"}, Audience::topic("auction:7")).delivered == 1);
+}
+
+TEST_CASE("topics no rule covers are closed to subscribers unless the host opens them", "[router][permissions][security]") {
+    GatewayFixture closed;
+    auto u = closed.connect("user:u1:d1:*");
+    CHECK(closed.say(u, R"({"type":"subscribe","topic":"private:bob"})")[0]["status"] == 403);
+    RouterSettings r;
+    r.open_topics = true;
+    GatewayFixture open{with_router(r)};
+    auto v = open.connect("user:u1:d1");
+    CHECK(open.say(v, R"({"type":"subscribe","topic":"private:bob"})")[0]["type"] == "ack");
+    auto kiosk = open.connect("public:k:*");
+    CHECK(open.say(kiosk, R"({"type":"subscribe","topic":"private:bob"})")[0]["status"] == 403);
+    auto anon = open.connect("anon");
+    CHECK(open.say(anon, R"({"type":"subscribe","topic":"private:bob"})")[0]["status"] == 403);
+}
+
+TEST_CASE("a client may not publish the server's own event types", "[router][permissions][security]") {
+    RouterSettings r;
+    r.topic_rules = {{"room:*", "", "chat"}};
+    r.reserved_event_types.push_back("leaderboard_update");
+    GatewayFixture f{with_router(r)};
+    auto reader = f.connect("user:u2:d2");
+    auto writer = f.connect("user:u1:d1:chat");
+    REQUIRE(f.say(reader, R"({"type":"subscribe","topic":"room:1"})")[0]["type"] == "ack");
+    for (auto ev : {"ack", "error", "pong", "token_expiring", "unsubscribed", "leaderboard_update"}) {
+        INFO(ev);
+        auto out = f.say(writer, std::string{R"({"type":"publish","topic":"room:1","event":")"} + ev + R"("})");
+        REQUIRE(out.size() == 1);
+        CHECK(out[0]["status"] == 400);
+    }
+    CHECK(f.say(writer, R"({"type":"publish","topic":"room:1","event":")" + std::string(200, 'e') + "\"}")[0]["status"] == 400);
+    CHECK(f.say(writer, "{\"type\":\"publish\",\"topic\":\"room:1\",\"event\":\"a\\u0007\"}")[0]["status"] == 400);
+    CHECK(f.frames(reader).empty());
+    CHECK(f.say(writer, R"({"type":"publish","topic":"room:1","event":"said"})")[0]["type"] == "ack");
+    CHECK(f.frames(reader).size() == 1);
+}
+
+TEST_CASE("client publishes carry their sender; server publishes never do", "[router][security]") {
+    RouterSettings r;
+    r.topic_rules = {{"room:*", "", "chat"}};
+    GatewayFixture f{with_router(r)};
+    auto reader = f.connect("user:u2:d2");
+    auto writer = f.connect("user:u1:phone:chat");
+    REQUIRE(f.say(reader, R"({"type":"subscribe","topic":"room:1"})")[0]["type"] == "ack");
+    // A client cannot forge the field: only "data" is copied from its message.
+    REQUIRE(f.say(writer, R"({"type":"publish","topic":"room:1","event":"said","data":1,"from":{"userId":"admin"}})")[0]["type"] == "ack");
+    auto got = f.frames(reader);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0]["from"] == nlohmann::json{{"userId", "u1"}, {"deviceId", "phone"}});
+    f.gw->publish(Envelope{"said"}.data(2), Audience::topic("room:1"));
+    got = f.frames(reader);
+    REQUIRE(got.size() == 1);
+    CHECK_FALSE(got[0].contains("from"));
+
+    RouterSettings named = r;
+    named.sender.field = "sender";
+    named.sender.device_id = false;
+    named.sender.nickname = true;
+    GatewayFixture g{with_router(named)};
+    auto rd = g.connect("user:u2:d2");
+    auto wr = g.connect("user:u1:phone:chat");
+    REQUIRE(g.say(rd, R"({"type":"subscribe","topic":"room:1"})")[0]["type"] == "ack");
+    REQUIRE(g.say(wr, R"({"type":"publish","topic":"room:1","data":1})")[0]["type"] == "ack");
+    got = g.frames(rd);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0]["sender"] == nlohmann::json{{"userId", "u1"}});
+    RouterSettings bad = r;
+    bad.sender.field = "type";
+    CHECK_THROWS_AS(EventRouter{bad}, std::invalid_argument);
+}
+
+TEST_CASE("anonymous principals read only topics whose rule names them, and never act", "[router][anonymous][security]") {
+    RouterSettings r;
+    r.open_topics = true;
+    r.topic_rules = {{"board:*", "", "", /*anonymous_read=*/true}, {"events:*", "read_events", "publish"}};
+    GatewayFixture f{with_router(r)};
+    int calls = 0;
+    f.gw->router().on("get_board", [&](MessageContext& ctx) {
+        ++calls;
+        ctx.ack();
+    });
+    f.gw->router().on("whoami", [&](MessageContext& ctx) { ctx.ack(); }, RouteAccess::include_anonymous);
+    auto anon = f.connect("anon");
+    CHECK(f.say(anon, R"({"type":"subscribe","topic":"board:1"})")[0]["type"] == "ack");
+    CHECK(f.say(anon, R"({"type":"subscribe","topic":"events:1"})")[0]["status"] == 403);   // rule does not name it
+    CHECK(f.say(anon, R"({"type":"subscribe","topic":"anything"})")[0]["status"] == 403);   // open_topics is for users
+    CHECK(f.say(anon, R"({"type":"publish","topic":"board:1","data":1})")[0]["status"] == 403);
+    CHECK(f.say(anon, R"({"type":"get_board"})")[0]["status"] == 403);
+    CHECK(calls == 0);
+    CHECK(f.say(anon, R"({"type":"whoami"})")[0]["type"] == "ack");
+    CHECK(f.say(anon, R"({"type":"ping"})")[0]["type"] == "pong");
+    // and it receives what it subscribed to
+    CHECK(f.gw->publish(Envelope{"moved"}, Audience::topic("board:1")).delivered == 1);
+}
+
+TEST_CASE("anonymous connections are capped per source IP", "[gateway][anonymous][limits][security]") {
+    GatewaySettings s;
+    s.max_anonymous_per_ip = 2;
+    GatewayFixture f{s};
+    auto connect_from = [&](const std::string& ip, const std::string& as = "anon") {
+        ConnectRequest req;
+        req.query["as"] = as;
+        req.source_ip = ip;
+        return f.gw->on_connect(req);
+    };
+    auto a = connect_from("10.0.0.1");
+    auto b = connect_from("10.0.0.1");
+    REQUIRE(a.accepted);
+    REQUIRE(b.accepted);
+    auto c = connect_from("10.0.0.1");
+    CHECK_FALSE(c.accepted);
+    CHECK(c.status == 429);
+    CHECK(c.reason == "too_many_anonymous_connections");
+    CHECK(connect_from("10.0.0.2").accepted);              // another address has its own count
+    CHECK(connect_from("10.0.0.1", "user:u1:d1").accepted);  // users are not anonymous
+    f.gw->on_disconnect(a.id);                             // a slot frees when one ends
+    CHECK(connect_from("10.0.0.1").accepted);
+    CHECK_FALSE(connect_from("10.0.0.1").accepted);
 }

@@ -77,6 +77,7 @@ struct Node {
         GatewaySettings gs;
         gs.node_id = std::move(node_id);
         gs.rate_per_second = 0;
+        gs.router.topic_rules = {{"*", "", "", /*anonymous_read=*/true}};
         gw = std::make_unique<Gateway>(gs, store, transport, std::make_shared<AnonymousAuthorizer>(),
                                        std::make_shared<SystemClock>(), bus);
     }

@@ -64,6 +64,25 @@ TEST_CASE("realtime_server passes the Python peer suite", "[e2e][beast][python]"
     CHECK(report.find("ok   case_jwt_tokens") != std::string::npos);  // the server runs the JWT authorizer
 }
 
+TEST_CASE("realtime_server holds the permission model against hostile clients", "[e2e][beast][python][security]") {
+    ServerUnderTest srv({"--allow-anonymous"});
+    REQUIRE(srv.port != 0);
+    const auto out = (srv.dir / "security.log").string();
+    wsgate::test::ChildProcess py({WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/security_e2e.py",
+                                   "--port=" + std::to_string(srv.port), "--admin-key=" + srv.admin_key,
+                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret},
+                                  out);
+    REQUIRE(py.started());
+    const int rc = py.wait(240s);
+    const std::string report = wsgate::test::slurp(out);
+    std::cout << report;
+    INFO(report);
+    INFO(srv.log());
+    CHECK(rc == 0);
+    CHECK(report.find("FAIL") == std::string::npos);
+    CHECK(report.find("cases passed") != std::string::npos);
+}
+
 TEST_CASE("realtime_server exits cleanly on SIGTERM", "[e2e][beast]") {
     ServerUnderTest srv;
     REQUIRE(srv.port != 0);

@@ -108,6 +108,11 @@ async def case_http_endpoints(a):
     assert status == 400, status
     status, _ = http(a.port, "GET", "/../../etc/passwd")
     assert status == 404, status
+    # The recent feed answers only a token, and only with what that token may read.
+    status, _ = http(a.port, "GET", "/public/recent")
+    assert status == 401, status
+    status, text = http(a.port, "GET", "/public/recent", None, {"Authorization": "Bearer " + public_token(a.port)})
+    assert status == 200 and isinstance(json.loads(text)["events"], list), (status, text)
 
 
 async def case_ping_pong(a):

@@ -223,7 +223,7 @@ TEST_CASE("send to a user's devices except the sending device", "[gateway][fanou
 TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock", "[gateway][sweep]") {
     GatewaySettings s;
     s.ttl = 1h;
-    s.idle_timeout = 10min;
+    s.inactivity_timeout = 10min;
     s.max_age = 2h;
     s.extend_ttl_on_message = true;
     s.rate_per_second = 0;
@@ -261,7 +261,7 @@ TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock"
 
 TEST_CASE("TTL expiry (seed 000: one hour)", "[gateway][sweep][ttl]") {
     GatewaySettings s;
-    s.idle_timeout = 0ms;
+    s.inactivity_timeout = 0ms;
     s.max_age = 0ms;
     GatewayFixture f{s};
     auto a = f.connect();

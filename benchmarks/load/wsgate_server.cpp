@@ -41,12 +41,15 @@ int main(int argc, char** argv) {
         else if (a == "--queue") ss.queue_capacity = std::stoul(argv[i + 1]);
         else if (a == "--coalesce") ss.coalesce_writes = std::string{argv[i + 1]} != "0";
     }
+    // The load generator opens every connection from one address.
+    ss.max_connections = 0;
+    ss.max_connections_per_address = 0;
     wsgate::GatewaySettings gs;
     gs.rate_per_second = 0;
     // Every client is the one benchmark user, which may read and publish `bench`.
     gs.router.topic_rules = {{"bench", "", "publish"}};
     gs.max_connections_per_user = 0;
-    gs.idle_timeout = std::chrono::seconds(0);
+    gs.inactivity_timeout = std::chrono::seconds(0);
 
     sigset_t sigs;
     sigemptyset(&sigs);

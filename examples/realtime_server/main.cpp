@@ -60,7 +60,10 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --threads N               io threads (env WSGATE_THREADS, default 1)
   --max-message-bytes N     larger client frames are closed with 1009 (default 65536)
   --rate R --burst B        per-connection message rate limit (default 20/s, burst 40)
-  --idle-timeout-ms N       silence before the server gives up on a peer; pings at half (default 60000)
+  --heartbeat-timeout-ms N  no frame (not even a pong) for this long ends a peer; pings at half (default 60000)
+  --max-connections N       open WebSockets on this node, then 503; 0 = unlimited (default 10000)
+  --max-connections-per-address N
+                            open WebSockets per client address, then 503; 0 = unlimited (default 64)
   --queue N                 frames queued per connection (default 1024)
   --backpressure drop|close what a full queue does (default drop)
   --store SPEC              memory | sqlite:PATH | redis://HOST:PORT (env WSGATE_STORE, default memory)
@@ -74,8 +77,9 @@ const char* const kUsage = R"(usage: realtime_server [options]
 Options parse(int argc, char** argv) {
     static const std::set<std::string> kValued{"address", "port", "port-file", "web-root", "admin-key",
                                                "session-secret", "public-secret", "threads", "max-message-bytes",
-                                               "rate", "burst", "idle-timeout-ms", "queue", "backpressure",
-                                               "store", "bus", "node-id"};
+                                               "rate", "burst", "heartbeat-timeout-ms", "queue", "backpressure",
+                                               "store", "bus", "node-id", "max-connections",
+                                               "max-connections-per-address"};
     static const std::set<std::string> kSwitches{"allow-anonymous"};
     auto fail = [](const std::string& why) {
         std::cerr << "realtime_server: " << why << "\n" << kUsage;
@@ -192,7 +196,9 @@ int main(int argc, char** argv) {
     ss.port = static_cast<unsigned short>(to_size(opt.get("port", "WSGATE_PORT", "8080"), 8080));
     ss.threads = to_size(opt.get("threads", "WSGATE_THREADS", "1"), 1);
     ss.max_message_bytes = to_size(opt.get("max-message-bytes", nullptr), 64 * 1024);
-    ss.idle_timeout = std::chrono::milliseconds(to_size(opt.get("idle-timeout-ms", nullptr), 60'000));
+    ss.heartbeat_timeout = std::chrono::milliseconds(to_size(opt.get("heartbeat-timeout-ms", nullptr), 60'000));
+    ss.max_connections = to_size(opt.get("max-connections", nullptr), ss.max_connections);
+    ss.max_connections_per_address = to_size(opt.get("max-connections-per-address", nullptr), ss.max_connections_per_address);
     ss.queue_capacity = to_size(opt.get("queue", nullptr), 1024);
     ss.backpressure = opt.get("backpressure", nullptr, "drop") == "close" ? wsgate::beast::BackpressurePolicy::close
                                                                          : wsgate::beast::BackpressurePolicy::drop_newest;
@@ -243,7 +249,7 @@ int main(int argc, char** argv) {
     server->route("GET", "/metrics", [&](const HttpRequest&) {
         HttpResponse r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        r.body = gateway->metrics().prometheus_text();
+        r.body = gateway->metrics().prometheus_text() + server->prometheus_text();
         return r;
     });
     server->route("POST", "/public/token", [&](const HttpRequest& req) {
@@ -286,7 +292,11 @@ int main(int argc, char** argv) {
     server->route("POST", "/publish", [&](const HttpRequest& req) {
         if (!admin_ok(req, admin_key)) return HttpResponse::json(401, R"({"success":false,"error":"admin key required"})");
         auto body = nlohmann::json::parse(req.body, nullptr, false);
-        if (body.is_discarded() || !body.is_object() || !body.contains("topic") || !body["topic"].is_string())
+        // Every field is type-checked here: a wrong type is the client's error (400), not a 500.
+        const auto field_is = [&](const char* k, auto pred) { return !body.contains(k) || pred(body[k]); };
+        if (body.is_discarded() || !body.is_object() || !body.contains("topic") || !body["topic"].is_string() ||
+            !field_is("type", [](const nlohmann::json& v) { return v.is_string(); }) ||
+            !field_is("fields", [](const nlohmann::json& v) { return v.is_object(); }))
             return HttpResponse::json(400, R"({"success":false,"error":"expected {\"topic\":string,\"type\":string,...}"})");
         std::string topic = body["topic"];
         std::string type = body.value("type", "event");

@@ -14,6 +14,9 @@ class WsgateClient {
     this.opts = Object.assign({
       url: null,                    // ws://host/ws (without token)
       getToken: null,               // async (forceFresh) => token string
+      // 'query' sends ?token=...; 'subprotocol' offers ["wsgate", token] (Sec-WebSocket-Protocol),
+      // which keeps the token out of URLs and access logs; the server echoes "wsgate".
+      tokenIn: 'query',
       topics: [],
       initialReconnectDelay: 1000,
       maxReconnectDelay: 30000,
@@ -93,7 +96,9 @@ class WsgateClient {
     }
     this.tokenRejected = false;
     const sep = this.opts.url.includes('?') ? '&' : '?';
-    const ws = new WebSocket(this.opts.url + sep + 'token=' + encodeURIComponent(token));
+    const ws = this.opts.tokenIn === 'subprotocol'
+      ? new WebSocket(this.opts.url, ['wsgate', token])
+      : new WebSocket(this.opts.url + sep + 'token=' + encodeURIComponent(token));
     this.ws = ws;
     let opened = false;
     this.timers.connect = setTimeout(() => {

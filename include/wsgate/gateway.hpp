@@ -30,7 +30,7 @@ enum class EndReason {
     client_closed,  ///< the client (or the socket server) closed
     gone,           ///< a send reported Gone (410)
     ttl_expired,    ///< `expires_at` passed
-    idle,           ///< no message for `idle_timeout`
+    idle,           ///< no message and no touch() for `inactivity_timeout`
     max_age,        ///< connected longer than `max_age`
     heartbeat,      ///< the transport saw no pong
     backpressure,   ///< its queue overflowed under the `close` policy
@@ -53,7 +53,9 @@ struct GatewaySettings {
     /// This node's id (stored on every record). Random by default.
     std::string node_id;
     Duration ttl = std::chrono::hours{1};                 ///< record TTL (seed 000)
-    Duration idle_timeout = std::chrono::minutes{10};     ///< 0 = off (API Gateway: 10 min)
+    /// No message and no touch() (a pong the transport saw) for this long ends the connection
+    /// (EndReason::idle) at the next sweep. 0 = off (API Gateway: 10 min).
+    Duration inactivity_timeout = std::chrono::minutes{10};
     Duration max_age = std::chrono::hours{2};             ///< 0 = off (API Gateway: 2 h)
     bool extend_ttl_on_message = false;                   ///< slide `expires_at` on each message
     std::size_t max_message_bytes = 128 * 1024;
@@ -126,6 +128,12 @@ public:
     std::error_code on_message(const ConnectionId& id, std::string_view text);
     /// The client or socket closed.
     void on_disconnect(const ConnectionId& id);
+    /**
+     * Notes activity that is not a message (a WebSocket pong): restarts the connection's
+     * `inactivity_timeout`. Cheap enough for every pong: updates this node's copy only, no store
+     * call. Returns false if this node does not hold `id`.
+     */
+    bool touch(const ConnectionId& id);
     /// Publishes to an audience on every node (through the bus, if any) and delivers locally.
     BroadcastReport publish(const Envelope& e, const Audience& a);
     /// Sends `e` to one connection.

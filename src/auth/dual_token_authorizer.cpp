@@ -96,13 +96,15 @@ std::optional<std::string> DualTokenAuthorizer::extract_token(const ConnectReque
     }
     if (settings.accept_subprotocol) {
         if (const std::string* h = request.header("sec-websocket-protocol"); h != nullptr) {
+            // The entry after the first marker is the token; a bare token is not taken, because
+            // the server could echo no protocol for it and browsers fail such a handshake.
             std::string_view rest = *h;
+            bool after_marker = false;
             while (!rest.empty()) {
                 auto comma = rest.find(',');
                 auto entry = trim(rest.substr(0, comma));
-                bool marker = false;
-                for (const auto& m : settings.marker_subprotocols) marker = marker || iequals(entry, m);
-                if (!marker && entry.find('.') != std::string_view::npos) return std::string(entry);
+                if (after_marker) return entry.empty() ? std::nullopt : std::optional<std::string>(entry);
+                for (const auto& m : settings.marker_subprotocols) after_marker = after_marker || iequals(entry, m);
                 if (comma == std::string_view::npos) break;
                 rest.remove_prefix(comma + 1);
             }

@@ -2,6 +2,8 @@
 // Gateway, and the Transport (bounded per-connection queues of shared payloads).
 #include <wsgate/beast/server.hpp>
 
+#include "http_handling.hpp"
+
 #include <wsgate/authorizer.hpp>
 #include <wsgate/gateway.hpp>
 
@@ -9,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -16,14 +19,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -37,69 +37,9 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out{s};
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-std::vector<std::string> split_list(std::string_view v) {
-    std::vector<std::string> out;
-    while (!v.empty()) {
-        auto comma = v.find(',');
-        auto item = trim(v.substr(0, comma));
-        if (!item.empty()) out.emplace_back(item);
-        if (comma == std::string_view::npos) break;
-        v.remove_prefix(comma + 1);
-    }
-    return out;
-}
-
-std::string json_error(int status, std::string_view reason) {
-    nlohmann::json j{{"type", "error"}, {"status", status}, {"error", std::string{reason}}};
-    return j.dump();
-}
-
-std::string_view mime_type(std::string_view path) {
-    auto dot = path.rfind('.');
-    auto ext = dot == std::string_view::npos ? std::string{} : lower(path.substr(dot));
-    if (ext == ".html" || ext == ".htm") return "text/html; charset=utf-8";
-    if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
-    if (ext == ".css") return "text/css; charset=utf-8";
-    if (ext == ".json") return "application/json";
-    if (ext == ".svg") return "image/svg+xml";
-    if (ext == ".png") return "image/png";
-    if (ext == ".ico") return "image/x-icon";
-    if (ext == ".txt") return "text/plain; charset=utf-8";
-    return "application/octet-stream";
-}
-
-template <class Body, class Fields>
-void split_target(const http::request<Body, Fields>& req, std::string& path,
-                  std::map<std::string, std::string>& query) {
-    std::string_view target{req.target().data(), req.target().size()};
-    auto q = target.find('?');
-    path = percent_decode(target.substr(0, q), false);
-    if (q != std::string_view::npos) query = parse_query_string(target.substr(q + 1));
-}
-
-template <class Body, class Fields>
-std::map<std::string, std::string> lower_headers(const http::request<Body, Fields>& req) {
-    std::map<std::string, std::string> out;
-    for (const auto& f : req) {
-        auto name = lower(std::string_view{f.name_string().data(), f.name_string().size()});
-        std::string value{f.value()};
-        auto [it, fresh] = out.emplace(name, value);
-        if (!fresh) it->second += ", " + value;  // RFC 9110 §5.3: repeated fields join with commas
-    }
-    return out;
-}
+using detail::json_error;
+using detail::lower_headers;
+using detail::split_list;
 
 std::string remote_ip(const tcp::socket& s) {
     boost::system::error_code ec;
@@ -272,9 +212,18 @@ class WsSession;
 struct Server::Impl {
     explicit Impl(ServerSettings s)
         : settings(std::move(s)), ioc(static_cast<int>(std::max<std::size_t>(1, settings.threads))),
-          acceptor(net::make_strand(ioc)) {}
+          acceptor(net::make_strand(ioc)), accept_timer(acceptor.get_executor()) {}
 
     ServerSettings settings;
+    // Declared before `ioc`: sessions that handlers still hold give their slot back when the
+    // io_context is destroyed, so the caps must outlive it.
+    std::mutex caps_mu;
+    std::size_t open_sessions = 0;
+    std::unordered_map<std::string, std::size_t> open_per_address;
+    enum class Refusal { none, node_cap, address_cap };
+    Refusal take_slot(const std::string& address);
+    void release_slot(const std::string& address);
+
     net::io_context ioc;
     tcp::acceptor acceptor;
     std::weak_ptr<Gateway> gateway;
@@ -284,6 +233,10 @@ struct Server::Impl {
     std::atomic<std::uint64_t> dropped{0};
     std::atomic<std::uint64_t> coalesced{0};
     std::atomic<bool> accepting{false};
+    ServerMetrics metrics;
+    // acceptor's strand only
+    net::steady_timer accept_timer;
+    std::chrono::milliseconds accept_delay{0};
 
     mutable std::shared_mutex sessions_mu;
     std::unordered_map<ConnectionId, std::shared_ptr<WsSession>> sessions;
@@ -305,7 +258,6 @@ struct Server::Impl {
 
     void do_accept();
     void on_accept(boost::system::error_code ec, tcp::socket socket);
-    HttpResponse handle_http(const HttpRequest& req);
     std::shared_ptr<WsSession> find(const ConnectionId& id) const {
         std::shared_lock lk(sessions_mu);
         auto it = sessions.find(id);
@@ -320,6 +272,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 public:
     WsSession(Server::Impl& srv, bb::tcp_stream&& stream, ConnectionId id)
         : srv_(srv), ws_(std::move(stream)), id_(std::move(id)) {}
+    ~WsSession() { release_slot(); }
+    WsSession(const WsSession&) = delete;
+    WsSession& operator=(const WsSession&) = delete;
+
+    /// Takes over a place under the caps, taken by Server::Impl::take_slot for `address`.
+    void hold_slot(std::string address) {
+        slot_address_ = std::move(address);
+        slot_held_ = true;
+    }
+    /// Gives the place back once (the session ended or was denied).
+    void release_slot() {
+        if (slot_held_.exchange(false)) srv_.release_slot(slot_address_);
+    }
 
     const ConnectionId& id() const noexcept { return id_; }
     void set_id(ConnectionId id) { id_ = std::move(id); }
@@ -365,6 +330,7 @@ public:
 
     // Answers a denied upgrade with an HTTP status and ends the socket.
     void deny(int status, const std::string& reason, unsigned version) {
+        release_slot();
         auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), version);
         res->set(http::field::server, srv_.settings.server_name);
         res->set(http::field::content_type, "application/json");
@@ -386,11 +352,18 @@ public:
         ws_.next_layer().set_owner(weak_from_this());
         websocket::stream_base::timeout t{};
         t.handshake_timeout = s.handshake_timeout;
-        t.idle_timeout = s.idle_timeout.count() > 0 ? bb::websocket::stream_base::duration(s.idle_timeout)
-                                                    : websocket::stream_base::none();
+        t.idle_timeout = s.heartbeat_timeout.count() > 0 ? bb::websocket::stream_base::duration(s.heartbeat_timeout)
+                                                         : websocket::stream_base::none();
         t.keep_alive_pings = s.keep_alive_pings;
         ws_.set_option(t);
         ws_.read_message_max(s.max_message_bytes);
+        // A pong shows a live peer even when it sends no messages (a read-only viewer): tell the
+        // Gateway, whose inactivity timeout would otherwise end it. Runs on this session's strand.
+        ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
+            if (kind != websocket::frame_type::pong) return;
+            if (auto gw = srv_.gateway.lock()) gw->touch(id_);
+            srv_.metrics.pongs.fetch_add(1, std::memory_order_release);
+        });
         std::string chosen;
         if (auto offered = req.find(http::field::sec_websocket_protocol); offered != req.end()) {
             auto list = split_list(std::string_view{offered->value().data(), offered->value().size()});
@@ -540,6 +513,7 @@ private:
             closing_ = true;
             queue_.clear();
         }
+        release_slot();
         srv_.erase(id_, this);
         auto gw = srv_.gateway.lock();
         if (!gw) return;
@@ -571,6 +545,9 @@ private:
     bool writing_ = false;
     bool close_started_ = false;
     std::unique_ptr<websocket::close_reason> pending_close_;  // heap: a close_reason is ~130 bytes
+
+    std::string slot_address_;
+    std::atomic<bool> slot_held_{false};
 };
 
 void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
@@ -621,8 +598,7 @@ public:
 private:
     void do_read() {
         parser_.emplace();
-        parser_->body_limit(srv_.settings.max_http_body_bytes);
-        parser_->header_limit(16 * 1024);
+        detail::limit_parser(*parser_, srv_.settings);
         stream_.expires_after(std::chrono::seconds(30));
         http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
             self->on_read(ec);
@@ -631,34 +607,28 @@ private:
 
     void on_read(boost::system::error_code ec) {
         if (ec == http::error::end_of_stream) return shutdown();
-        if (ec == http::error::body_limit) {
-            HttpResponse r = HttpResponse::json(413, json_error(413, "body too large"));
-            return write(r, 11, false);
+        if (ec) {
+            const int status = detail::status_for_read_error(ec);
+            if (status == 0) return;
+            if (status == 431) srv_.metrics.header_too_large.fetch_add(1, std::memory_order_relaxed);
+            if (status == 400) srv_.metrics.bad_requests.fetch_add(1, std::memory_order_relaxed);
+            const char* reason = status == 413 ? "body too large"
+                                 : status == 431 ? "request header fields too large"
+                                                 : "bad request";
+            // The rest of the request was not read: answer and close.
+            return write(HttpResponse::json(status, json_error(status, reason)), 11, false);
         }
-        if (ec) return;
         auto req = parser_->release();
         if (websocket::is_upgrade(req)) return upgrade(std::move(req));
 
-        HttpRequest hr;
-        hr.method = std::string{req.method_string()};
-        hr.target = std::string{req.target()};
-        split_target(req, hr.path, hr.query);
-        hr.headers = lower_headers(req);
-        hr.body = std::move(req.body());
-        hr.source_ip = remote_ip(stream_.socket());
-        HttpResponse r = srv_.handle_http(hr);
-        write(r, req.version(), req.keep_alive());
+        HttpRequest hr = detail::to_http_request(req, remote_ip(stream_.socket()));
+        HttpResponse r = detail::route_request(srv_.routes, srv_.settings, hr);
+        write(r, req.version(), req.keep_alive(), req.method() == http::verb::head);
     }
 
-    void write(const HttpResponse& r, unsigned version, bool keep_alive) {
-        auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version);
-        res->set(http::field::server, srv_.settings.server_name);
-        res->set(http::field::content_type, r.content_type);
-        res->set(http::field::cache_control, "no-store");
-        for (const auto& [k, v] : r.headers) res->set(k, v);
-        res->keep_alive(keep_alive);
-        res->body() = r.body;
-        res->prepare_payload();
+    void write(const HttpResponse& r, unsigned version, bool keep_alive, bool head = false) {
+        auto res = std::make_shared<http::response<http::string_body>>(
+            detail::make_response(r, srv_.settings, version, keep_alive, head));
         http::async_write(stream_, *res, [self = shared_from_this(), res](boost::system::error_code ec, std::size_t) {
             if (ec) return;
             if (!res->keep_alive()) return self->shutdown();
@@ -668,25 +638,44 @@ private:
 
     void upgrade(http::request<http::string_body> req) {
         ConnectRequest cr;
-        split_target(req, cr.path, cr.query);
+        detail::split_target(std::string_view{req.target().data(), req.target().size()}, cr.path, cr.query);
         if (cr.path != srv_.settings.ws_path) {
             return write(HttpResponse::json(404, json_error(404, "not_found")), req.version(), false);
         }
         cr.headers = lower_headers(req);
         cr.source_ip = remote_ip(stream_.socket());
         if (auto* ua = cr.header("user-agent")) cr.user_agent = *ua;
-        // `Sec-WebSocket-Protocol: wsgate, <token>` carries the token for browsers that cannot
-        // set headers; it is used only when the query has none.
-        if (auto* proto = cr.header("sec-websocket-protocol"); proto && !cr.query_param("token")) {
+        // The token convention for clients that cannot set headers: `Sec-WebSocket-Protocol:
+        // wsgate, <token>`; the token is the entry after the first accepted name, and only that
+        // name is echoed. An offer without an accepted name (a bare token) is refused here: no
+        // name could be echoed, and a browser fails such a handshake after the server accepted it.
+        if (auto* proto = cr.header("sec-websocket-protocol")) {
             auto list = split_list(*proto);
             const auto& known = srv_.settings.subprotocols;
-            if (list.size() >= 2 && std::find(known.begin(), known.end(), list[0]) != known.end())
-                cr.query["token"] = list[1];
+            auto name = std::find_if(list.begin(), list.end(), [&](const std::string& e) {
+                return std::find(known.begin(), known.end(), e) != known.end();
+            });
+            if (name == list.end()) {
+                return write(HttpResponse::json(400, json_error(400, "unsupported_subprotocol")), req.version(), false);
+            }
+            if (std::next(name) != list.end() && !cr.query_param("token")) cr.query["token"] = *std::next(name);
+        }
+        // The caps come before the token check: a full node spends nothing on verifying it.
+        switch (srv_.take_slot(cr.source_ip)) {
+            case Server::Impl::Refusal::node_cap:
+                srv_.metrics.refused_node_cap.fetch_add(1, std::memory_order_relaxed);
+                return write(HttpResponse::json(503, json_error(503, "server_full")), req.version(), false);
+            case Server::Impl::Refusal::address_cap:
+                srv_.metrics.refused_address_cap.fetch_add(1, std::memory_order_relaxed);
+                return write(HttpResponse::json(503, json_error(503, "too_many_connections_from_address")),
+                             req.version(), false);
+            case Server::Impl::Refusal::none: break;
         }
         cr.connection_id = make_connection_id();
 
         auto gw = srv_.gateway.lock();
         auto session = std::make_shared<WsSession>(srv_, std::move(stream_), cr.connection_id);
+        session->hold_slot(cr.source_ip);
         if (!gw) return session->deny(503, "not_ready", req.version());
         // Register the queue first: the Gateway may publish to the id before on_connect returns.
         {
@@ -731,45 +720,47 @@ void Server::Impl::do_accept() {
 void Server::Impl::on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (!accepting.load()) return;
     if (!ec) {
+        accept_delay = std::chrono::milliseconds{0};
         boost::system::error_code nd;
         socket.set_option(tcp::no_delay(true), nd);
         std::make_shared<HttpSession>(*this, std::move(socket))->run();
-    } else if (ec == net::error::operation_aborted) {
-        return;
+        return do_accept();
     }
-    do_accept();
+    if (ec == net::error::operation_aborted) return;
+    metrics.accept_errors.fetch_add(1, std::memory_order_relaxed);
+    // A peer that gave up before accept() says nothing about this process: accept the next one.
+    if (ec == net::error::connection_aborted || ec == net::error::connection_reset) return do_accept();
+    // Out of descriptors (EMFILE/ENFILE) or kernel memory: an immediate retry fails the same way
+    // and spins a core. Wait, doubling the delay; waiting clients stay in the listen backlog and
+    // are accepted once descriptors are free again.
+    accept_delay = accept_delay.count() == 0 ? settings.accept_retry_min
+                                             : std::min(accept_delay * 2, settings.accept_retry_max);
+    accept_delay = std::max(accept_delay, std::chrono::milliseconds{1});
+    accept_timer.expires_after(accept_delay);
+    accept_timer.async_wait([this](boost::system::error_code wait_ec) {
+        if (wait_ec || !accepting.load()) return;
+        do_accept();
+    });
 }
 
-HttpResponse Server::Impl::handle_http(const HttpRequest& req) {
-    auto it = routes.find(req.method + " " + req.path);
-    if (it != routes.end()) {
-        try {
-            return it->second(req);
-        } catch (const std::exception&) {
-            return HttpResponse::json(500, json_error(500, "internal_error"));
-        }
+Server::Impl::Refusal Server::Impl::take_slot(const std::string& address) {
+    std::lock_guard lk(caps_mu);
+    if (settings.max_connections > 0 && open_sessions >= settings.max_connections) return Refusal::node_cap;
+    auto& n = open_per_address[address];
+    if (settings.max_connections_per_address > 0 && n >= settings.max_connections_per_address) {
+        if (n == 0) open_per_address.erase(address);
+        return Refusal::address_cap;
     }
-    bool path_known = std::any_of(routes.begin(), routes.end(), [&](const auto& kv) {
-        return kv.first.substr(kv.first.find(' ') + 1) == req.path;
-    });
-    if (path_known) return HttpResponse::json(405, json_error(405, "method_not_allowed"));
-    if ((req.method == "GET" || req.method == "HEAD") && !settings.static_root.empty()) {
-        std::string rel = req.path;
-        if (rel.empty() || rel.back() == '/') rel += "index.html";
-        // No traversal: reject any `..` segment and NULs.
-        if (rel.find("..") == std::string::npos && rel.find('\0') == std::string::npos && rel.front() == '/') {
-            std::ifstream f(settings.static_root + rel, std::ios::binary);
-            if (f) {
-                std::ostringstream ss;
-                ss << f.rdbuf();
-                HttpResponse r;
-                r.content_type = std::string{mime_type(rel)};
-                r.body = std::move(ss).str();
-                return r;
-            }
-        }
-    }
-    return HttpResponse::json(404, json_error(404, "not_found"));
+    ++n;
+    ++open_sessions;
+    return Refusal::none;
+}
+
+void Server::Impl::release_slot(const std::string& address) {
+    std::lock_guard lk(caps_mu);
+    --open_sessions;
+    auto it = open_per_address.find(address);
+    if (it != open_per_address.end() && --it->second == 0) open_per_address.erase(it);
 }
 
 Server::Server(ServerSettings settings) : impl_(std::make_shared<Impl>(std::move(settings))) {}
@@ -840,6 +831,7 @@ void Server::stop() {
     net::post(im.acceptor.get_executor(), [&im] {
         boost::system::error_code ec;
         im.acceptor.close(ec);
+        im.accept_timer.cancel();
     });
     std::vector<ConnectionId> ids;
     {
@@ -884,6 +876,29 @@ std::size_t Server::connection_count() const {
 std::uint64_t Server::dropped_frames() const noexcept { return impl_->dropped.load(); }
 
 std::uint64_t Server::coalesced_frames() const noexcept { return impl_->coalesced.load(); }
+
+const ServerMetrics& Server::metrics() const noexcept { return impl_->metrics; }
+
+std::string Server::prometheus_text() const {
+    const auto& m = impl_->metrics;
+    std::string out;
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+        out += std::string{"# HELP wsgate_"} + name + ' ' + help + "\n# TYPE wsgate_" + name + " counter\nwsgate_" +
+               name + ' ' + std::to_string(v) + '\n';
+    };
+    auto get = [](const ServerMetrics::Counter& c) { return c.load(std::memory_order_relaxed); };
+    counter("accept_errors_total", "Failed accept() calls (out of descriptors, ...).", get(m.accept_errors));
+    out += "# HELP wsgate_upgrades_refused_total WebSocket upgrades answered 503 by a connection cap.\n"
+           "# TYPE wsgate_upgrades_refused_total counter\n"
+           "wsgate_upgrades_refused_total{reason=\"node_cap\"} " + std::to_string(get(m.refused_node_cap)) + "\n"
+           "wsgate_upgrades_refused_total{reason=\"address_cap\"} " + std::to_string(get(m.refused_address_cap)) + "\n";
+    counter("http_header_too_large_total", "Requests answered 431.", get(m.header_too_large));
+    counter("http_bad_requests_total", "Requests that did not parse, answered 400.", get(m.bad_requests));
+    counter("pongs_total", "Pongs received from clients.", get(m.pongs));
+    counter("dropped_frames_total", "Frames dropped because a connection's queue was full.", dropped_frames());
+    counter("coalesced_frames_total", "Frames sent in a socket write shared with other frames.", coalesced_frames());
+    return out;
+}
 
 SendStatus Server::send(const ConnectionId& id, const Payload& payload) {
     if (!payload) return SendStatus::error;

@@ -362,6 +362,16 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
 
 void Gateway::on_disconnect(const ConnectionId& id) { end(id, EndReason::client_closed); }
 
+bool Gateway::touch(const ConnectionId& id) {
+    auto local = local_of(id);
+    if (!local) return false;
+    const auto now = clock_->now();
+    std::lock_guard lock(local->mu);
+    // sweep() reads this copy; the store's last_seen moves with messages only (no remote write per pong).
+    local->last_seen = std::max(local->last_seen, now);
+    return true;
+}
+
 // ---- the reaper -------------------------------------------------------------------------
 
 bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text, std::optional<CloseCode> code) {
@@ -449,7 +459,7 @@ SweepReport Gateway::sweep(TimePoint now) {
             if (local->expires_at <= now) due.emplace_back(id, EndReason::ttl_expired);
             else if (settings_.max_age.count() > 0 && now - local->connected_at >= settings_.max_age)
                 due.emplace_back(id, EndReason::max_age);
-            else if (settings_.idle_timeout.count() > 0 && now - local->last_seen >= settings_.idle_timeout)
+            else if (settings_.inactivity_timeout.count() > 0 && now - local->last_seen >= settings_.inactivity_timeout)
                 due.emplace_back(id, EndReason::idle);
         }
     }

@@ -21,12 +21,13 @@ struct DualTokenSettings {
     /// Accept `Authorization: Bearer <token>`.
     bool accept_bearer_header = true;
     /**
-     * Accept the token as an entry of `Sec-WebSocket-Protocol` (browsers cannot set headers):
-     * the first entry that is not one of `marker_subprotocols` and contains a `.`. The server
-     * should echo a marker entry (e.g. `bearer`), never the token, as the selected subprotocol.
+     * Accept the token from `Sec-WebSocket-Protocol` (browsers cannot set headers) as the entry
+     * right after the first of `marker_subprotocols`: `wsgate, <token>` or `bearer, <token>`.
+     * A bare token is not taken. The server echoes the marker, never the token, as the selected
+     * subprotocol (beast::Server and aws::WebSocketEventHandler do).
      */
     bool accept_subprotocol = true;
-    std::vector<std::string> marker_subprotocols{"bearer", "access_token", "jwt"};
+    std::vector<std::string> marker_subprotocols{"wsgate", "bearer", "access_token", "jwt"};
 };
 
 /**

@@ -96,11 +96,19 @@ struct Parsed {
 /// Inverse of to_authorizer_context(); unknown keys are kept in `claims`. Never throws.
 [[nodiscard]] Principal principal_from_authorizer_context(const std::map<std::string, std::string>& context);
 
-/// A Lambda proxy response `{"statusCode": …, "body": …}`.
+/**
+ * A Lambda proxy response `{"statusCode": …, "body": …, "headers"?: {…}}`. On `$connect`, API
+ * Gateway passes `headers` into the handshake response (the selected `Sec-WebSocket-Protocol`).
+ */
 struct LambdaResponse {
     int status_code = 200;
     std::string body;
-    [[nodiscard]] nlohmann::json to_json() const { return {{"statusCode", status_code}, {"body", body}}; }
+    std::map<std::string, std::string> headers;  ///< omitted from the JSON when empty
+    [[nodiscard]] nlohmann::json to_json() const {
+        nlohmann::json j{{"statusCode", status_code}, {"body", body}};
+        if (!headers.empty()) j["headers"] = headers;
+        return j;
+    }
     [[nodiscard]] std::string dump() const { return to_json().dump(); }
 };
 
@@ -109,6 +117,14 @@ struct EventHandlerSettings {
     /// On $connect, trust a non-empty authorizer context (the REQUEST authorizer ran upstream) and
     /// register its principal; otherwise (or with no context) run the Gateway's Authorizer.
     bool trust_authorizer_context = true;
+    /**
+     * Subprotocol names accepted on $connect, in preference order; the first one the client
+     * offered is echoed in the response's `Sec-WebSocket-Protocol` header (browsers fail a
+     * handshake that offered protocols and got none back). The token convention is
+     * `Sec-WebSocket-Protocol: wsgate, <token>`: the name is echoed, never the token. A $connect
+     * that offers none of these is refused with 400 `unsupported_subprotocol`.
+     */
+    std::vector<std::string> subprotocols{"wsgate", "bearer"};
 };
 
 /**

@@ -4,8 +4,10 @@
 #include <wsgate/error.hpp>
 #include <wsgate/transport.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,19 +43,61 @@ struct ServerSettings {
     /// Largest inbound WebSocket message; a bigger one is closed with 1009.
     std::size_t max_message_bytes = 1024 * 1024;
     std::size_t max_http_body_bytes = 64 * 1024;  ///< larger HTTP bodies get 413
+    /// Largest request line plus header fields; a bigger request gets 431 (upgrades included).
+    std::size_t max_http_header_bytes = 16 * 1024;
+    /**
+     * Open WebSocket sessions this server holds at most; an upgrade beyond it gets 503 before
+     * the token is checked. 0 = unlimited. The default keeps a node below a typical raised
+     * descriptor limit with room for HTTP requests and outbound connections (store, bus).
+     */
+    std::size_t max_connections = 10'000;
+    /**
+     * Open WebSocket sessions from one remote address at most; an upgrade beyond it gets 503.
+     * 0 = unlimited. On by default so that one host cannot take a public node's whole capacity;
+     * 64 leaves room for a household or office behind one NAT address. Behind a reverse proxy
+     * every client has the proxy's address: raise it or set 0 there.
+     */
+    std::size_t max_connections_per_address = 64;
+    /// After a failed accept (out of descriptors: EMFILE/ENFILE), wait this long before the next
+    /// one, doubling up to `accept_retry_max`; a success resets it.
+    std::chrono::milliseconds accept_retry_min{10};
+    std::chrono::milliseconds accept_retry_max{1'000};
     std::chrono::milliseconds handshake_timeout{10'000};
-    /// No traffic from the peer for this long ends the connection (EndReason::heartbeat).
-    std::chrono::milliseconds idle_timeout{60'000};
-    /// Send a ping frame after half of `idle_timeout` without traffic.
+    /**
+     * No frame at all from the peer (no message, no pong) for this long ends the connection
+     * (EndReason::heartbeat). 0 = off. Distinct from GatewaySettings::inactivity_timeout, which
+     * counts only messages and the pongs this server reports through Gateway::touch().
+     */
+    std::chrono::milliseconds heartbeat_timeout{60'000};
+    /// Send a ping frame after half of `heartbeat_timeout` without traffic.
     bool keep_alive_pings = true;
-    /// Subprotocols the server may echo, in preference order. A client that offers
-    /// `Sec-WebSocket-Protocol: wsgate, <token>` gets `wsgate` back (RFC 6455 §4.2.2).
+    /**
+     * Subprotocol names the server accepts and echoes, in preference order. The token convention
+     * for clients that cannot set headers (browsers): offer `Sec-WebSocket-Protocol: wsgate,
+     * <token>` (or `bearer, <token>`); the entry after the first accepted name is the token, and
+     * the server echoes the name, never the token (RFC 6455 §4.2.2). An upgrade that offers
+     * subprotocols but none of these gets 400: a browser would refuse the handshake anyway.
+     */
     std::vector<std::string> subprotocols{"wsgate", "bearer"};
     /// Files under this directory are served for GET requests no handler claims (empty = off).
     std::string static_root;
     /// How long stop() waits for close handshakes before cutting sockets.
     std::chrono::milliseconds shutdown_timeout{3'000};
     std::string server_name = "wsgate";  ///< the `Server` header
+};
+
+/**
+ * Counters of the socket layer (the Gateway's Metrics count the rest).
+ * @par Thread Safety Safe: relaxed atomics.
+ */
+struct ServerMetrics {
+    using Counter = std::atomic<std::uint64_t>;
+    Counter accept_errors{0};         ///< failed accept() calls (out of descriptors, ...)
+    Counter refused_node_cap{0};      ///< upgrades answered 503: `max_connections` reached
+    Counter refused_address_cap{0};   ///< upgrades answered 503: `max_connections_per_address` reached
+    Counter header_too_large{0};      ///< requests answered 431
+    Counter bad_requests{0};          ///< requests that did not parse, answered 400
+    Counter pongs{0};                 ///< pongs received (each one reported to Gateway::touch)
 };
 
 /// A plain HTTP request as a handler sees it.
@@ -106,14 +150,19 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * server->wait();   // until stop()
  * @endcode
  *
- * Upgrades to `ws_path` are authorized through Gateway::on_connect before the handshake is
- * answered: a denial gets its HTTP status (401/403/429/503), never an open socket. The
+ * Upgrades to `ws_path` are checked against `max_connections` and `max_connections_per_address`
+ * (503 when full, before any token is checked), then authorized through Gateway::on_connect
+ * before the handshake is answered: a denial gets its HTTP status (401/403/429/503), never an
+ * open socket. The
  * connection's queue is registered under a pre-generated id (ConnectRequest::connection_id)
  * before on_connect runs, so a publish racing the connect is queued, not lost. Each connection
  * has a bounded queue of shared payloads; send() only queues, and frames waiting together leave
  * in one socket write (`coalesce_writes`). Close codes: Transport::close() sends its code, an
  * oversize message gets 1009, a text frame that is not UTF-8 gets 1007, stop() sends 1001; a
- * peer silent for `idle_timeout` (pings at half of it) is ended with EndReason::heartbeat.
+ * peer silent for `heartbeat_timeout` (pings at half of it) is ended with EndReason::heartbeat;
+ * each pong is reported to Gateway::touch(). A failed accept (out of descriptors) is counted and
+ * retried after a doubling delay (`accept_retry_min` to `accept_retry_max`), never at once.
+ * HEAD is answered like GET without a body; a HEAD without its own route uses the GET route.
  * With `threads == 1` everything runs on one io thread without strands; with more, each
  * connection runs on its own strand.
  *
@@ -149,6 +198,11 @@ public:
     [[nodiscard]] std::uint64_t dropped_frames() const noexcept;
     /// Frames that left in a socket write shared with other frames (coalesced writes).
     [[nodiscard]] std::uint64_t coalesced_frames() const noexcept;
+    /// The socket layer's counters.
+    [[nodiscard]] const ServerMetrics& metrics() const noexcept;
+    /// The socket layer's counters as Prometheus text (`wsgate_accept_errors_total`,
+    /// `wsgate_upgrades_refused_total{reason}`, ...), to append to Metrics::prometheus_text().
+    [[nodiscard]] std::string prometheus_text() const;
 
     SendStatus send(const ConnectionId& id, const Payload& payload) override;
     void send_many(std::span<const ConnectionId> ids, const Payload& payload,

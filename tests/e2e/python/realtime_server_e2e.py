@@ -113,6 +113,16 @@ async def case_http_endpoints(a):
     assert status == 401, status
     status, text = http(a.port, "GET", "/public/recent", None, {"Authorization": "Bearer " + public_token(a.port)})
     assert status == 200 and isinstance(json.loads(text)["events"], list), (status, text)
+    # a wrong JSON type is the client's error, never a 500
+    for bad in ({"topic": "events:x", "type": 5}, {"topic": "events:x", "fields": [1]}, {"topic": 7}):
+        status, _ = http(a.port, "POST", "/publish", bad, {"X-Admin-Key": a.admin_key})
+        assert status == 400, (bad, status)
+    status, body = http(a.port, "HEAD", "/healthz")
+    assert status == 200 and body == "", (status, body)
+    status, _ = http(a.port, "GET", "/.")
+    assert status == 404, status
+    status, text = http(a.port, "GET", "/metrics")
+    assert "wsgate_accept_errors_total" in text and "wsgate_upgrades_refused_total" in text, text[-400:]
 
 
 async def case_ping_pong(a):
@@ -130,6 +140,14 @@ async def case_token_in_subprotocol(a):
         assert ws.subprotocol == "wsgate", ws.subprotocol
         await ws.send(json.dumps({"type": "ping"}))
         assert (await recv_json(ws))["type"] == "pong"
+    # a bare token names no protocol the server could echo: refused, not half-accepted
+    try:
+        async with websockets.connect(ws_url(a.port), subprotocols=[token], open_timeout=TIMEOUT):
+            pass
+    except websockets.exceptions.InvalidStatusCode as e:
+        assert e.status_code == 400, e.status_code
+    else:
+        raise AssertionError("a bare-token subprotocol was accepted")
 
 
 async def case_fan_out(a, n=40):

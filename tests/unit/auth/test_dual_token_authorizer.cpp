@@ -98,9 +98,14 @@ TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-P
     ConnectRequest proto;
     proto.headers["sec-websocket-protocol"] = "bearer, " + token;
     CHECK(f.auth.authorize(proto).allowed);
-    proto.headers["sec-websocket-protocol"] = "chat.v1.x";  // looks like a token, is not one
-    CHECK(f.auth.authorize(proto).reason == "malformed_token");
+    proto.headers["sec-websocket-protocol"] = "wsgate, " + token;
+    CHECK(f.auth.authorize(proto).allowed);
     proto.headers["sec-websocket-protocol"] = "bearer, chat";
+    CHECK(f.auth.authorize(proto).reason == "malformed_token");
+    // A bare token has no protocol name the server could echo: it is not taken.
+    proto.headers["sec-websocket-protocol"] = token;
+    CHECK(f.auth.authorize(proto).reason == "missing_token");
+    proto.headers["sec-websocket-protocol"] = "chat.v1, " + token;
     CHECK(f.auth.authorize(proto).reason == "missing_token");
 
     // The query parameter wins over headers.

@@ -113,6 +113,41 @@ TEST_CASE("WebSocket events drive the Gateway behind @connections", "[aws][gatew
     CHECK(server.stats().at("bad_signatures") == 0);
 }
 
+TEST_CASE("$connect echoes the offered subprotocol name, never the token, and refuses a bare token",
+          "[aws][gateway][subprotocol]") {
+    test::FakeConnectionsServer server{secret};
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    Gateway gw{api_gateway_settings(), store, transport_for(server), std::make_shared<DenyAll>()};
+    WebSocketEventHandler handler{gw};
+
+    auto offered = json::parse(event_file("connect_authorized.json"));
+    offered["headers"]["Sec-WebSocket-Protocol"] = "wsgate, eyJhbGciOiJIUzI1NiJ9.e30.sig";
+    auto r = handler.handle(offered.dump());
+    CHECK(r.status_code == 200);
+    REQUIRE(r.headers.count("Sec-WebSocket-Protocol") == 1);
+    CHECK(r.headers.at("Sec-WebSocket-Protocol") == "wsgate");
+    CHECK(r.to_json().at("headers").at("Sec-WebSocket-Protocol") == "wsgate");
+    CHECK(store->count() == 1);
+
+    // No subprotocol offered: no header, and none in the JSON.
+    auto plain = json::parse(event_file("connect_authorized.json"));
+    plain["requestContext"]["connectionId"] = "second-connection=";
+    r = handler.handle(plain.dump());
+    CHECK(r.status_code == 200);
+    CHECK(r.headers.empty());
+    CHECK_FALSE(r.to_json().contains("headers"));
+
+    // A bare token names no protocol that could be echoed: refused before it is registered.
+    auto bare = json::parse(event_file("connect_authorized.json"));
+    bare["requestContext"]["connectionId"] = "third-connection=";
+    bare["headers"]["Sec-WebSocket-Protocol"] = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
+    r = handler.handle(bare.dump());
+    CHECK(r.status_code == 400);
+    CHECK(json::parse(r.body).at("error") == "unsupported_subprotocol");
+    CHECK_FALSE(store->get("third-connection="));
+    CHECK(store->count() == 2);
+}
+
 TEST_CASE("fan-out to 1,000 connections, 10 % gone, removes exactly those", "[aws][gateway][integration]") {
     test::FakeConnectionsServer server{secret};
     auto store = std::make_shared<InMemoryConnectionStore>();

@@ -42,7 +42,7 @@ TEST_CASE("the runtime loop answers each invocation and reports handler errors",
             auto ev = parse_websocket_event(inv.event);
             if (!ev) throw std::runtime_error("bad event");
             if (ev.value->context.event_type == EventType::message) throw std::runtime_error("cannot handle messages");
-            return LambdaResponse{200, std::string{to_string(ev.value->context.event_type)}}.dump();
+            return LambdaResponse{200, std::string{to_string(ev.value->context.event_type)}, {}}.dump();
         },
         settings);
     CHECK(handled == 3);  // then the fake answers 410 to `next` and the loop returns

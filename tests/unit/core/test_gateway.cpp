@@ -223,7 +223,7 @@ TEST_CASE("send to a user's devices except the sending device", "[gateway][fanou
 TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock", "[gateway][sweep]") {
     GatewaySettings s;
     s.ttl = 1h;
-    s.idle_timeout = 10min;
+    s.inactivity_timeout = 10min;
     s.max_age = 2h;
     s.extend_ttl_on_message = true;
     s.rate_per_second = 0;
@@ -259,9 +259,32 @@ TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock"
     CHECK(f.gw->metrics().active_connections == 0);
 }
 
+TEST_CASE("touch() restarts the inactivity clock without a message or a store write", "[gateway][sweep]") {
+    GatewaySettings s;
+    s.inactivity_timeout = 10min;
+    s.rate_per_second = 0;
+    GatewayFixture f{s};
+    auto viewer = f.connect();
+    auto silent = f.connect();
+    const auto seen_in_store = f.store->get(viewer)->last_seen;
+
+    f.clock->advance(9min);
+    CHECK(f.gw->touch(viewer));  // a pong the transport saw
+    CHECK_FALSE(f.gw->touch("not-a-connection"));
+    f.clock->advance(2min);
+    auto rep = f.gw->sweep();
+    CHECK(rep.idle == 1);
+    CHECK_FALSE(f.store->get(silent));
+    REQUIRE(f.store->get(viewer));
+    CHECK(f.store->get(viewer)->last_seen == seen_in_store);
+    f.clock->advance(9min);
+    CHECK(f.gw->sweep().idle == 1);
+    CHECK_FALSE(f.store->get(viewer));
+}
+
 TEST_CASE("TTL expiry (seed 000: one hour)", "[gateway][sweep][ttl]") {
     GatewaySettings s;
-    s.idle_timeout = 0ms;
+    s.inactivity_timeout = 0ms;
     s.max_age = 0ms;
     GatewayFixture f{s};
     auto a = f.connect();

@@ -1,7 +1,9 @@
 """Cross-implementation checks between wsgate and PyJWT (with python3-cryptography).
 
-  jwt_interop.py mint DIR      generate fresh HS256/RS256/ES256 keys, write the verification keys
-                               and PyJWT-minted tokens to DIR (secret.bin, rsa.pub, ec.pub, tokens.json)
+  jwt_interop.py mint DIR      generate fresh HMAC, RSA, P-256, P-521 and Ed25519 keys, write the
+                               verification keys and PyJWT-minted tokens (HS256, RS256, ES256,
+                               PS256/384/512, ES512, EdDSA) to DIR (secret.bin, rsa.pub, ec.pub,
+                               ec521.pub, ed25519.pub, tokens.json)
   jwt_interop.py verify ALG KEYFILE TOKENFILE SUB AUD
                                verify a token with PyJWT; exit 0 if valid and sub matches, 1 otherwise
 """
@@ -12,7 +14,7 @@ import time
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 
 def pem_public(key):
@@ -24,6 +26,8 @@ def mint(out_dir):
     secret = os.urandom(32)
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec521_key = ec.generate_private_key(ec.SECP521R1())
+    ed_key = ed25519.Ed25519PrivateKey.generate()
     now = int(time.time())
     claims = {
         "sub": "py-user", "iss": "pyjwt", "aud": ["other", "wsgate"], "iat": now, "exp": now + 600,
@@ -34,6 +38,11 @@ def mint(out_dir):
         "RS256": jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "py-rsa"}),
         "ES256": jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "py-ec"}),
         "HS256-expired": jwt.encode(dict(claims, exp=now - 3600, iat=now - 7200), secret, algorithm="HS256"),
+        "PS256": jwt.encode(claims, rsa_key, algorithm="PS256", headers={"kid": "py-ps256"}),
+        "PS384": jwt.encode(claims, rsa_key, algorithm="PS384", headers={"kid": "py-ps384"}),
+        "PS512": jwt.encode(claims, rsa_key, algorithm="PS512", headers={"kid": "py-ps512"}),
+        "ES512": jwt.encode(claims, ec521_key, algorithm="ES512", headers={"kid": "py-ec521"}),
+        "EdDSA": jwt.encode(claims, ed_key, algorithm="EdDSA", headers={"kid": "py-ed25519"}),
     }
     with open(os.path.join(out_dir, "secret.bin"), "wb") as f:
         f.write(secret)
@@ -41,6 +50,10 @@ def mint(out_dir):
         f.write(pem_public(rsa_key))
     with open(os.path.join(out_dir, "ec.pub"), "wb") as f:
         f.write(pem_public(ec_key))
+    with open(os.path.join(out_dir, "ec521.pub"), "wb") as f:
+        f.write(pem_public(ec521_key))
+    with open(os.path.join(out_dir, "ed25519.pub"), "wb") as f:
+        f.write(pem_public(ed_key))
     with open(os.path.join(out_dir, "tokens.json"), "w") as f:
         json.dump(tokens, f)
     return 0

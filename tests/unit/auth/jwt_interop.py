@@ -7,19 +7,33 @@
   jwt_interop.py verify ALG KEYFILE TOKENFILE SUB AUD
                                verify a token with PyJWT; exit 0 if valid and sub matches, 1 otherwise
 """
+import base64
 import json
 import os
 import sys
 import time
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 
 def pem_public(key):
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pss256_token(key, claims, salt_length, kid):
+    """A PS256 JWS built by hand, so the PSS salt length can differ from RFC 7518's (32)."""
+    header = {"alg": "PS256", "typ": "JWT", "kid": kid}
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    sig = key.sign(signing_input.encode(),
+                   padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_length), hashes.SHA256())
+    return signing_input + "." + b64url(sig)
 
 
 def mint(out_dir):
@@ -43,6 +57,8 @@ def mint(out_dir):
         "PS512": jwt.encode(claims, rsa_key, algorithm="PS512", headers={"kid": "py-ps512"}),
         "ES512": jwt.encode(claims, ec521_key, algorithm="ES512", headers={"kid": "py-ec521"}),
         "EdDSA": jwt.encode(claims, ed_key, algorithm="EdDSA", headers={"kid": "py-ed25519"}),
+        "PS256-salt32": pss256_token(rsa_key, claims, 32, "py-ps256"),
+        "PS256-salt0": pss256_token(rsa_key, claims, 0, "py-ps256"),
     }
     with open(os.path.join(out_dir, "secret.bin"), "wb") as f:
         f.write(secret)

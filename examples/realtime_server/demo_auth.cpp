@@ -6,8 +6,21 @@
 #include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/clock.hpp>
 
+#include <stdexcept>
+#include <string>
+
 namespace demo {
 namespace {
+
+// The HS256 key for a secret given by `flag`; a secret too short for HS256 is reported with the
+// flag's name so the operator knows which one to fix.
+wsgate::jwt::SigningKey hs256_for(const std::string& secret, const char* flag) {
+    try {
+        return wsgate::jwt::hs256_signing_key(secret);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("--") + flag + ": " + e.what());
+    }
+}
 
 // Lets token-less clients in as anonymous readers; everything else goes to `inner`.
 class AnonymousFallback final : public wsgate::Authorizer {
@@ -35,8 +48,10 @@ private:
 DemoAuth make_demo_auth(const AuthConfig& cfg) {
     wsgate::PublicTokenSettings pts;
     pts.default_permissions = public_permissions();
-    auto issuer = std::make_shared<wsgate::PublicTokenIssuer>(wsgate::jwt::hs256_signing_key(cfg.public_secret), pts);
-    auto session = wsgate::jwt::Verifier{}.allow(wsgate::jwt::hs256_key(cfg.session_secret)).require_claim("exp");
+    auto issuer = std::make_shared<wsgate::PublicTokenIssuer>(hs256_for(cfg.public_secret, "public-secret"), pts);
+    auto session = wsgate::jwt::Verifier{}
+                       .allow(hs256_for(cfg.session_secret, "session-secret").verification_key())
+                       .require_claim("exp");
     std::shared_ptr<wsgate::Authorizer> authz =
         std::make_shared<wsgate::DualTokenAuthorizer>(std::move(session), issuer->verifier());
     if (cfg.allow_anonymous) authz = std::make_shared<AnonymousFallback>(std::move(authz));

@@ -38,6 +38,7 @@ inline const std::vector<std::string>& public_permissions() {
     return p;
 }
 
+/// Throws std::invalid_argument (naming the flag) if a secret is too short for HS256 (32 bytes).
 DemoAuth make_demo_auth(const AuthConfig& cfg);
 
 }  // namespace demo

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -53,8 +54,8 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --port-file PATH          write the bound port to PATH once listening
   --web-root DIR            static files for the page (env WSGATE_WEB_ROOT)
   --admin-key KEY           key for POST /publish (env WSGATE_ADMIN_KEY)
-  --session-secret S        user session token secret (env WSGATE_SESSION_SECRET)
-  --public-secret S         public device token secret (env WSGATE_PUBLIC_TOKEN_SECRET)
+  --session-secret S        user session token secret, at least 32 bytes (env WSGATE_SESSION_SECRET)
+  --public-secret S         public device token secret, at least 32 bytes (env WSGATE_PUBLIC_TOKEN_SECRET)
   --allow-anonymous         let clients without a token connect: they read the leaderboard:* and
                             events:* topics, publish nothing, at most 8 per source IP
   --threads N               io threads (env WSGATE_THREADS, default 1)
@@ -189,7 +190,13 @@ int main(int argc, char** argv) {
     auth_cfg.session_secret = secret("session-secret", "WSGATE_SESSION_SECRET", "session token secret");
     auth_cfg.public_secret = secret("public-secret", "WSGATE_PUBLIC_TOKEN_SECRET", "public token secret");
     auth_cfg.allow_anonymous = opt.has("allow-anonymous");
-    demo::DemoAuth auth = demo::make_demo_auth(auth_cfg);
+    demo::DemoAuth auth;
+    try {
+        auth = demo::make_demo_auth(auth_cfg);
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "realtime_server: " << e.what() << "\n";
+        return 2;
+    }
 
     wsgate::beast::ServerSettings ss;
     ss.address = opt.get("address", "WSGATE_ADDRESS", "127.0.0.1");

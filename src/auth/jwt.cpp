@@ -29,6 +29,8 @@ public:
             case jwt_errc::missing_claim: return "required claim missing";
             case jwt_errc::too_long: return "token too long";
             case jwt_errc::invalid_claim: return "claim of the wrong type";
+            case jwt_errc::invalid_claims_set: return "claims set is not a JSON object";
+            case jwt_errc::too_deep: return "token JSON nested too deeply";
         }
         return "unknown jwt error";
     }
@@ -55,6 +57,8 @@ std::string_view reason_code(std::error_code ec) noexcept {
         case jwt_errc::missing_claim: return "missing_claim";
         case jwt_errc::too_long: return "token_too_long";
         case jwt_errc::invalid_claim: return "invalid_claim";
+        case jwt_errc::invalid_claims_set: return "invalid_claims_set";
+        case jwt_errc::too_deep: return "token_too_deep";
     }
     return "invalid_token";
 }
@@ -90,11 +94,18 @@ bool split(std::string_view token, Segments& s) noexcept {
     return !s.header.empty() && !s.payload.empty();
 }
 
-// Number of members of the top-level object in `text`, which must be valid JSON (counts the
-// `:` separators at nesting depth 1 outside strings).
-std::size_t count_top_level_members(std::string_view text) noexcept {
-    std::size_t count = 0;
-    int depth = 0;
+struct JsonShape {
+    std::size_t top_level_members = 0;  // meaningful only if the text is valid JSON
+    bool too_deep = false;
+};
+
+// One pass over `text` outside strings: the `:` separators at nesting depth 1 (the members of
+// the top-level object when the text is valid JSON), and whether any container opens deeper
+// than `max_depth`. Runs before the parser so deep nesting costs no parser work at all.
+JsonShape scan_json(std::string_view text, std::size_t max_depth) noexcept {
+    JsonShape shape;
+    std::size_t& count = shape.top_level_members;
+    std::size_t depth = 0;
     bool in_string = false;
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
@@ -107,21 +118,42 @@ std::size_t count_top_level_members(std::string_view text) noexcept {
         }
         switch (c) {
             case '"': in_string = true; break;
-            case '{': case '[': ++depth; break;
-            case '}': case ']': --depth; break;
+            case '{': case '[':
+                if (++depth > max_depth) {
+                    shape.too_deep = true;
+                    return shape;
+                }
+                break;
+            case '}': case ']': if (depth > 0) --depth; break;
             case ':': if (depth == 1) ++count; break;
             default: break;
         }
     }
-    return count;
+    return shape;
 }
+
+enum class ParseResult { ok, not_object, too_deep };
 
 // Parses a JSON object, refusing duplicate top-level members (RFC 7515 §5.2 allows refusing them,
 // and a duplicate `alg` or `exp` is how parser-differential attacks start). The parser keeps one
 // of the duplicates, so a member count below the separator count reveals them.
-bool parse_object(std::string_view text, nlohmann::json& out) {
+ParseResult parse_object(std::string_view text, std::size_t max_depth, nlohmann::json& out) {
+    const JsonShape shape = scan_json(text, max_depth);
+    if (shape.too_deep) return ParseResult::too_deep;
     out = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-    return !out.is_discarded() && out.is_object() && out.size() == count_top_level_members(text);
+    if (out.is_discarded() || !out.is_object() || out.size() != shape.top_level_members) return ParseResult::not_object;
+    return ParseResult::ok;
+}
+
+// The payload is authenticated (or, in decode(), merely framed) by now: a bad claims set is not
+// broken framing and gets its own code.
+std::error_code parse_claims(std::string_view text, std::size_t max_depth, nlohmann::json& out) {
+    switch (parse_object(text, max_depth, out)) {
+        case ParseResult::ok: return {};
+        case ParseResult::too_deep: return jwt_errc::too_deep;
+        case ParseResult::not_object: break;
+    }
+    return jwt_errc::invalid_claims_set;
 }
 
 std::error_code check_header(const nlohmann::json& header) {
@@ -134,13 +166,17 @@ std::error_code check_header(const nlohmann::json& header) {
     return {};
 }
 
-std::error_code decode_frame(std::string_view token, std::size_t max_length, Segments& seg, nlohmann::json& header,
-                             std::string& payload_raw, std::string& signature) {
+std::error_code decode_frame(std::string_view token, std::size_t max_length, std::size_t max_depth, Segments& seg,
+                             nlohmann::json& header, std::string& payload_raw, std::string& signature) {
     if (token.size() > max_length) return jwt_errc::too_long;
     if (!split(token, seg)) return jwt_errc::malformed;
     thread_local std::string header_raw;
     if (!base64url_decode(seg.header, header_raw)) return jwt_errc::malformed;
-    if (!parse_object(header_raw, header)) return jwt_errc::malformed;
+    switch (parse_object(header_raw, max_depth, header)) {
+        case ParseResult::ok: break;
+        case ParseResult::too_deep: return jwt_errc::too_deep;
+        case ParseResult::not_object: return jwt_errc::malformed;
+    }
     if (auto ec = check_header(header)) return ec;
     if (!base64url_decode(seg.payload, payload_raw)) return jwt_errc::malformed;
     if (!base64url_decode(seg.signature, signature)) return jwt_errc::malformed;
@@ -251,14 +287,14 @@ std::vector<std::string> Token::audience() const {
     return out;
 }
 
-std::error_code decode(std::string_view token, Token& out, std::size_t max_length) noexcept {
+std::error_code decode(std::string_view token, Token& out, std::size_t max_length, std::size_t max_depth) noexcept {
     try {
         Segments seg;
         nlohmann::json header;
         std::string payload_raw, signature;
-        if (auto ec = decode_frame(token, max_length, seg, header, payload_raw, signature)) return ec;
+        if (auto ec = decode_frame(token, max_length, max_depth, seg, header, payload_raw, signature)) return ec;
         nlohmann::json claims;
-        if (!parse_object(payload_raw, claims)) return jwt_errc::malformed;
+        if (auto ec = parse_claims(payload_raw, max_depth, claims)) return ec;
         out.header = std::move(header);
         out.claims = std::move(claims);
         return {};
@@ -269,12 +305,31 @@ std::error_code decode(std::string_view token, Token& out, std::size_t max_lengt
 
 Verifier::Verifier() = default;
 
+namespace {
+
+// Kids select exactly one key, so two keys may not share one: with a duplicate, which key a
+// token is checked with would depend on the order keys were added.
+void check_unique_kid(const std::vector<Key>& existing, const Key& key) {
+    if (key.kid().empty()) return;
+    for (const Key& k : existing)
+        if (k.kid() == key.kid())
+            throw std::invalid_argument("wsgate::jwt: duplicate key id \"" + key.kid() + "\" in Verifier::allow");
+}
+
+}  // namespace
+
 Verifier& Verifier::allow(Key key) {
+    check_unique_kid(keys_, key);
     keys_.push_back(std::move(key));
     return *this;
 }
 Verifier& Verifier::allow(const std::vector<Key>& keys) {
-    keys_.insert(keys_.end(), keys.begin(), keys.end());
+    std::vector<Key> merged = keys_;
+    for (const Key& k : keys) {
+        check_unique_kid(merged, k);
+        merged.push_back(k);
+    }
+    keys_ = std::move(merged);
     return *this;
 }
 Verifier& Verifier::with_issuer(std::string issuer) {
@@ -298,6 +353,15 @@ Verifier& Verifier::max_length(std::size_t bytes) {
     max_length_ = bytes;
     return *this;
 }
+Verifier& Verifier::max_depth(std::size_t depth) {
+    if (depth == 0) throw std::invalid_argument("wsgate::jwt: max_depth must be at least 1");
+    max_depth_ = depth;
+    return *this;
+}
+Verifier& Verifier::kidless_keys_match_any_kid(bool on) {
+    kidless_any_kid_ = on;
+    return *this;
+}
 Verifier& Verifier::with_clock(std::shared_ptr<const Clock> clock) {
     clock_ = std::move(clock);
     return *this;
@@ -309,7 +373,7 @@ std::error_code Verifier::verify(std::string_view token, Token& out) const noexc
         nlohmann::json header;
         // Scratch buffers reused per thread: the hot path allocates only the JSON values.
         thread_local std::string payload_raw, signature;
-        if (auto ec = decode_frame(token, max_length_, seg, header, payload_raw, signature)) return ec;
+        if (auto ec = decode_frame(token, max_length_, max_depth_, seg, header, payload_raw, signature)) return ec;
 
         const auto& alg_name = header.find("alg")->get_ref<const std::string&>();
         const std::optional<Algorithm> alg = algorithm_from_string(alg_name);
@@ -317,15 +381,30 @@ std::error_code Verifier::verify(std::string_view token, Token& out) const noexc
         std::string_view kid;
         if (auto k = header.find("kid"); k != header.end()) kid = k->get_ref<const std::string&>();
 
+        // Candidates: a token with a kid gets the one key of that kid, or, only if none has it and
+        // the host opted in, the keys without a kid; a kid never reaches a key with another kid.
+        // A token without kid cannot select, so every key is a candidate (each still pinned to
+        // its algorithm).
         bool kid_known = false, alg_known = false, verified = false;
-        for (const Key& key : keys_) {
-            if (!kid.empty() && !key.kid().empty() && key.kid() != kid) continue;
+        auto try_key = [&](const Key& key) {
             kid_known = true;
-            if (key.algorithm() != *alg) continue;  // the key, not the token, decides the algorithm
+            if (key.algorithm() != *alg) return;  // the key, not the token, decides the algorithm
             alg_known = true;
-            if (key.material().verify(seg.signing_input, signature)) {
-                verified = true;
-                break;
+            verified = key.material().verify(seg.signing_input, signature);
+        };
+        if (!kid.empty()) {
+            for (const Key& key : keys_) {
+                if (key.kid() == kid) {
+                    try_key(key);
+                    break;
+                }
+            }
+        }
+        if (!kid_known && (kid.empty() || kidless_any_kid_)) {
+            for (const Key& key : keys_) {
+                if (!kid.empty() && !key.kid().empty()) continue;
+                try_key(key);
+                if (verified) break;
             }
         }
         if (!kid_known) return jwt_errc::unknown_key;
@@ -334,7 +413,7 @@ std::error_code Verifier::verify(std::string_view token, Token& out) const noexc
 
         // Only authenticated bytes reach the claims parser.
         nlohmann::json claims;
-        if (!parse_object(payload_raw, claims)) return jwt_errc::malformed;
+        if (auto ec = parse_claims(payload_raw, max_depth_, claims)) return ec;
 
         const Clock& clock = clock_ ? *clock_ : system_clock_instance();
         const double now = static_cast<double>(to_unix_ms(clock.now())) / 1000.0;

@@ -1,4 +1,4 @@
-// wsgate::jwt keys on OpenSSL 3: HMAC via EVP_MAC, RSA/EC via EVP_PKEY + EVP_DigestVerify.
+// wsgate::jwt keys on OpenSSL 3: HMAC via EVP_MAC, RSA/EC/Ed25519 via EVP_PKEY + EVP_DigestVerify.
 
 #include "key_material.hpp"
 
@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <array>
 #include <stdexcept>
@@ -25,9 +26,10 @@ EVP_MAC* hmac_algorithm() noexcept {
 
 const char* digest_name(Algorithm a) noexcept {
     switch (a) {
-        case Algorithm::hs256: case Algorithm::rs256: case Algorithm::es256: return "SHA256";
-        case Algorithm::hs384: case Algorithm::rs384: case Algorithm::es384: return "SHA384";
-        case Algorithm::hs512: case Algorithm::rs512: return "SHA512";
+        case Algorithm::hs256: return "SHA256";
+        case Algorithm::hs384: return "SHA384";
+        case Algorithm::hs512: return "SHA512";
+        default: break;
     }
     return "SHA256";
 }
@@ -82,6 +84,19 @@ bool der_to_jose(const unsigned char* der, std::size_t len, std::size_t n, std::
     return ok;
 }
 
+// RFC 7518 §6.3.1: RSA public exponents are odd and greater than 1; an exponent of 1 makes the
+// "signature" equal to the encoded message, so anyone could forge one.
+bool rsa_exponent_ok(EVP_PKEY* pkey) {
+    BIGNUM* e = nullptr;
+    if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) != 1 || e == nullptr) {
+        ERR_clear_error();
+        return false;
+    }
+    const bool ok = BN_is_odd(e) && !BN_is_one(e);
+    BN_free(e);
+    return ok;
+}
+
 std::string ec_group_name(EVP_PKEY* pkey) {
     std::array<char, 64> name{};
     std::size_t len = 0;
@@ -95,22 +110,45 @@ std::string ec_group_name(EVP_PKEY* pkey) {
 Family family_of(Algorithm a) noexcept {
     switch (a) {
         case Algorithm::hs256: case Algorithm::hs384: case Algorithm::hs512: return Family::hmac;
-        case Algorithm::rs256: case Algorithm::rs384: case Algorithm::rs512: return Family::rsa;
-        case Algorithm::es256: case Algorithm::es384: return Family::ec;
+        case Algorithm::rs256: case Algorithm::rs384: case Algorithm::rs512:
+        case Algorithm::ps256: case Algorithm::ps384: case Algorithm::ps512: return Family::rsa;
+        case Algorithm::es256: case Algorithm::es384: case Algorithm::es512: return Family::ec;
+        case Algorithm::eddsa: return Family::okp;
     }
     return Family::hmac;
 }
 
+bool is_pss(Algorithm a) noexcept { return a == Algorithm::ps256 || a == Algorithm::ps384 || a == Algorithm::ps512; }
+
 const EVP_MD* digest_of(Algorithm a) noexcept {
     switch (a) {
-        case Algorithm::hs256: case Algorithm::rs256: case Algorithm::es256: return EVP_sha256();
-        case Algorithm::hs384: case Algorithm::rs384: case Algorithm::es384: return EVP_sha384();
-        case Algorithm::hs512: case Algorithm::rs512: return EVP_sha512();
+        case Algorithm::hs256: case Algorithm::rs256: case Algorithm::es256: case Algorithm::ps256: return EVP_sha256();
+        case Algorithm::hs384: case Algorithm::rs384: case Algorithm::es384: case Algorithm::ps384: return EVP_sha384();
+        case Algorithm::hs512: case Algorithm::rs512: case Algorithm::es512: case Algorithm::ps512: return EVP_sha512();
+        case Algorithm::eddsa: return nullptr;
     }
     return EVP_sha256();
 }
 
-std::size_t ec_coordinate_size(Algorithm a) noexcept { return a == Algorithm::es384 ? 48 : 32; }
+std::size_t ec_coordinate_size(Algorithm a) noexcept {
+    switch (a) {
+        case Algorithm::es384: return 48;
+        case Algorithm::es512: return 66;
+        default: return 32;
+    }
+}
+
+namespace {
+
+// RFC 7518 §3.5: PSS with MGF1 over the same hash and a salt as long as the hash output. The
+// salt length is pinned on verification too, so only the JOSE parameters verify.
+bool configure_pss(EVP_PKEY_CTX* pctx, const EVP_MD* md) noexcept {
+    return pctx != nullptr && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+}
+
+}  // namespace
 
 KeyMaterial::~KeyMaterial() {
     for (EVP_MAC_CTX* c : pool) EVP_MAC_CTX_free(c);
@@ -167,8 +205,11 @@ bool KeyMaterial::verify(std::string_view data, std::string_view signature) cons
             sig = der;
         }
         MdCtxPtr ctx{EVP_MD_CTX_new()};
+        EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+        const EVP_MD* md = digest_of(alg);
         const bool ok =
-            ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) == 1 &&
+            ctx && EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, pkey.get()) == 1 &&
+            (!is_pss(alg) || configure_pss(pctx, md)) &&
             EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
                              reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
         // A refused signature leaves entries in the thread's OpenSSL error queue; other users of
@@ -190,7 +231,10 @@ std::string KeyMaterial::sign(std::string_view data) const {
     if (!has_private) throw std::invalid_argument("wsgate::jwt: key has no private part");
     MdCtxPtr ctx{EVP_MD_CTX_new()};
     std::size_t len = 0;
-    if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, digest_of(alg), nullptr, pkey.get()) != 1 ||
+    EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+    const EVP_MD* md = digest_of(alg);
+    if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, md, nullptr, pkey.get()) != 1 ||
+        (is_pss(alg) && !configure_pss(pctx, md)) ||
         EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1)
         throw std::runtime_error("wsgate::jwt: signing failed");
     std::string out(len, '\0');
@@ -209,7 +253,12 @@ std::string KeyMaterial::sign(std::string_view data) const {
 
 std::shared_ptr<KeyMaterial> make_hmac_material(Algorithm alg, std::string_view secret) {
     if (family_of(alg) != Family::hmac) throw std::invalid_argument("wsgate::jwt: algorithm is not HMAC");
-    if (secret.empty()) throw std::invalid_argument("wsgate::jwt: empty HMAC secret");
+    // RFC 7518 §3.2: a key shorter than the hash output weakens the MAC; an issuer's short
+    // secret is a configuration error to fix, not something to run with.
+    if (secret.size() < min_hmac_secret_bytes(alg))
+        throw std::invalid_argument("wsgate::jwt: " + std::string(to_string(alg)) + " secret is " +
+                                    std::to_string(secret.size()) + " bytes; at least " +
+                                    std::to_string(min_hmac_secret_bytes(alg)) + " are required (RFC 7518 §3.2)");
     auto m = std::make_shared<KeyMaterial>();
     m->alg = alg;
     m->family = Family::hmac;
@@ -231,16 +280,26 @@ std::shared_ptr<KeyMaterial> make_pkey_material(Algorithm alg, EvpPkeyPtr pkey, 
     if (f == Family::hmac) throw std::invalid_argument("wsgate::jwt: HMAC algorithm needs a secret, not a public key");
     if (f == Family::rsa) {
         if (EVP_PKEY_is_a(pkey.get(), "RSA") != 1)
-            throw std::invalid_argument("wsgate::jwt: RS* algorithm needs an RSA key");
+            throw std::invalid_argument("wsgate::jwt: RS* and PS* algorithms need an RSA key");
         if (EVP_PKEY_get_bits(pkey.get()) < 2048)
             throw std::invalid_argument("wsgate::jwt: RSA key shorter than 2048 bits");
-    } else {
+        if (!rsa_exponent_ok(pkey.get()))
+            throw std::invalid_argument("wsgate::jwt: RSA public exponent must be odd and at least 3");
+    } else if (f == Family::ec) {
         if (EVP_PKEY_is_a(pkey.get(), "EC") != 1)
             throw std::invalid_argument("wsgate::jwt: ES* algorithm needs an EC key");
         std::string group = ec_group_name(pkey.get());
-        bool ok = alg == Algorithm::es256 ? (group == "prime256v1" || group == "P-256")
-                                          : (group == "secp384r1" || group == "P-384");
+        bool ok = false;
+        switch (alg) {
+            case Algorithm::es256: ok = group == "prime256v1" || group == "P-256"; break;
+            case Algorithm::es384: ok = group == "secp384r1" || group == "P-384"; break;
+            case Algorithm::es512: ok = group == "secp521r1" || group == "P-521"; break;
+            default: break;
+        }
         if (!ok) throw std::invalid_argument("wsgate::jwt: EC key is not on the algorithm's curve");
+    } else {
+        if (EVP_PKEY_is_a(pkey.get(), "ED25519") != 1)
+            throw std::invalid_argument("wsgate::jwt: EdDSA needs an Ed25519 key");
     }
     auto m = std::make_shared<KeyMaterial>();
     m->alg = alg;
@@ -337,16 +396,32 @@ std::string_view to_string(Algorithm a) noexcept {
         case Algorithm::rs512: return "RS512";
         case Algorithm::es256: return "ES256";
         case Algorithm::es384: return "ES384";
+        case Algorithm::ps256: return "PS256";
+        case Algorithm::ps384: return "PS384";
+        case Algorithm::ps512: return "PS512";
+        case Algorithm::es512: return "ES512";
+        case Algorithm::eddsa: return "EdDSA";
     }
     return "";
 }
 
 std::optional<Algorithm> algorithm_from_string(std::string_view s) noexcept {
     static constexpr Algorithm all[] = {Algorithm::hs256, Algorithm::hs384, Algorithm::hs512, Algorithm::rs256,
-                                        Algorithm::rs384, Algorithm::rs512, Algorithm::es256, Algorithm::es384};
+                                        Algorithm::rs384, Algorithm::rs512, Algorithm::es256, Algorithm::es384,
+                                        Algorithm::ps256, Algorithm::ps384, Algorithm::ps512, Algorithm::es512,
+                                        Algorithm::eddsa};
     for (Algorithm a : all)
         if (to_string(a) == s) return a;
     return std::nullopt;
+}
+
+std::size_t min_hmac_secret_bytes(Algorithm alg) noexcept {
+    switch (alg) {
+        case Algorithm::hs256: return 32;
+        case Algorithm::hs384: return 48;
+        case Algorithm::hs512: return 64;
+        default: return 0;
+    }
 }
 
 Key Key::hmac(Algorithm alg, std::string_view secret) { return Key{detail::make_hmac_material(alg, secret)}; }
@@ -367,19 +442,38 @@ struct JwkKey {
     std::string kid;
 };
 
+// RFC 7517 §4.2/§4.3: a key published for encryption, or for operations other than the one
+// wanted, must not be used to verify (or make) signatures.
+void check_jwk_purpose(const nlohmann::json& jwk, const char* op) {
+    if (auto use = jwk.find("use"); use != jwk.end()) {
+        if (!use->is_string()) throw std::invalid_argument("wsgate::jwt: JWK use is not a string");
+        if (*use != "sig") throw std::invalid_argument("wsgate::jwt: JWK use is not \"sig\"");
+    }
+    if (auto ops = jwk.find("key_ops"); ops != jwk.end()) {
+        if (!ops->is_array()) throw std::invalid_argument("wsgate::jwt: JWK key_ops is not an array");
+        bool found = false;
+        for (const auto& o : *ops) {
+            if (!o.is_string()) throw std::invalid_argument("wsgate::jwt: JWK key_ops entry is not a string");
+            found = found || o == op;
+        }
+        if (!found) throw std::invalid_argument(std::string("wsgate::jwt: JWK key_ops does not include \"") + op + "\"");
+    }
+}
+
 // One JWK → key material; with `want_private` the private members (`d`, CRT values) are required.
 JwkKey material_from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg, bool want_private) {
     if (!jwk.is_object()) throw std::invalid_argument("wsgate::jwt: JWK is not an object");
     auto kty_it = jwk.find("kty");
     if (kty_it == jwk.end() || !kty_it->is_string()) throw std::invalid_argument("wsgate::jwt: JWK without kty");
     const std::string& kty = kty_it->get_ref<const std::string&>();
-    if (!alg) {
-        auto a = jwk.find("alg");
-        if (a != jwk.end()) {
-            if (!a->is_string()) throw std::invalid_argument("wsgate::jwt: JWK alg is not a string");
-            alg = algorithm_from_string(a->get_ref<const std::string&>());
-            if (!alg) throw std::invalid_argument("wsgate::jwt: JWK alg is not supported");
-        }
+    check_jwk_purpose(jwk, want_private ? "sign" : "verify");
+    if (auto a = jwk.find("alg"); a != jwk.end()) {
+        if (!a->is_string()) throw std::invalid_argument("wsgate::jwt: JWK alg is not a string");
+        auto named = algorithm_from_string(a->get_ref<const std::string&>());
+        if (!named) throw std::invalid_argument("wsgate::jwt: JWK alg is not supported");
+        // A key is bound to one algorithm (RFC 8725 §3.1); its own `alg` is that binding.
+        if (alg && *alg != *named) throw std::invalid_argument("wsgate::jwt: JWK alg differs from the algorithm asked for");
+        alg = named;
     }
     JwkKey out;
     const int selection = want_private ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY;
@@ -420,6 +514,9 @@ JwkKey material_from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg
         } else if (crv == "P-384") {
             def = Algorithm::es384;
             group = "secp384r1";
+        } else if (crv == "P-521") {
+            def = Algorithm::es512;
+            group = "secp521r1";
         } else {
             throw std::invalid_argument("wsgate::jwt: EC curve not supported");
         }
@@ -440,6 +537,38 @@ JwkKey material_from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg
                 throw std::runtime_error("wsgate::jwt: OSSL_PARAM_BLD failed");
         }
         out.material = detail::make_pkey_material(a, pkey_from_params("EC", bld.get(), selection), want_private);
+    } else if (kty == "OKP") {
+        // RFC 8037 §2: Ed25519 only; Ed448 and the X* (key agreement) curves are not signature keys here.
+        auto crv_it = jwk.find("crv");
+        if (crv_it == jwk.end() || !crv_it->is_string()) throw std::invalid_argument("wsgate::jwt: OKP JWK without crv");
+        if (*crv_it != "Ed25519") throw std::invalid_argument("wsgate::jwt: OKP curve not supported");
+        std::string x = jwk_bytes(jwk, "x");
+        if (x.size() != 32) throw std::invalid_argument("wsgate::jwt: Ed25519 public key of wrong length");
+        EVP_PKEY* k = nullptr;
+        if (want_private) {
+            std::string d = jwk_bytes(jwk, "d");
+            if (d.size() != 32) throw std::invalid_argument("wsgate::jwt: Ed25519 private key of wrong length");
+            k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(d.data()),
+                                             d.size());
+            OPENSSL_cleanse(d.data(), d.size());
+            // The public half is derived from d; a JWK whose x does not match it is inconsistent.
+            std::array<unsigned char, 32> derived{};
+            std::size_t derived_len = derived.size();
+            if (k != nullptr && (EVP_PKEY_get_raw_public_key(k, derived.data(), &derived_len) != 1 ||
+                                 derived_len != 32 || CRYPTO_memcmp(derived.data(), x.data(), 32) != 0)) {
+                EVP_PKEY_free(k);
+                ERR_clear_error();
+                throw std::invalid_argument("wsgate::jwt: Ed25519 JWK x does not match d");
+            }
+        } else {
+            k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(x.data()),
+                                            x.size());
+        }
+        if (k == nullptr) {
+            ERR_clear_error();
+            throw std::invalid_argument("wsgate::jwt: invalid Ed25519 JWK");
+        }
+        out.material = detail::make_pkey_material(alg.value_or(Algorithm::eddsa), EvpPkeyPtr{k}, want_private);
     } else {
         throw std::invalid_argument("wsgate::jwt: JWK kty not supported");
     }
@@ -473,6 +602,11 @@ Key rs384_key(std::string_view pem) { return Key::public_key_pem(Algorithm::rs38
 Key rs512_key(std::string_view pem) { return Key::public_key_pem(Algorithm::rs512, pem); }
 Key es256_key(std::string_view pem) { return Key::public_key_pem(Algorithm::es256, pem); }
 Key es384_key(std::string_view pem) { return Key::public_key_pem(Algorithm::es384, pem); }
+Key es512_key(std::string_view pem) { return Key::public_key_pem(Algorithm::es512, pem); }
+Key ps256_key(std::string_view pem) { return Key::public_key_pem(Algorithm::ps256, pem); }
+Key ps384_key(std::string_view pem) { return Key::public_key_pem(Algorithm::ps384, pem); }
+Key ps512_key(std::string_view pem) { return Key::public_key_pem(Algorithm::ps512, pem); }
+Key eddsa_key(std::string_view pem) { return Key::public_key_pem(Algorithm::eddsa, pem); }
 
 SigningKey SigningKey::hmac(Algorithm alg, std::string_view secret) {
     return SigningKey{detail::make_hmac_material(alg, secret)};

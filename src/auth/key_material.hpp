@@ -14,11 +14,14 @@
 
 namespace wsgate::jwt::detail {
 
-enum class Family { hmac, rsa, ec };
+enum class Family { hmac, rsa, ec, okp };
 
 [[nodiscard]] Family family_of(Algorithm a) noexcept;
+/// True for PS256/384/512 (RSASSA-PSS; RSA family).
+[[nodiscard]] bool is_pss(Algorithm a) noexcept;
+/// The digest of `a`; nullptr for EdDSA, which hashes internally.
 [[nodiscard]] const EVP_MD* digest_of(Algorithm a) noexcept;
-/// Bytes of r (and of s) in a JOSE ECDSA signature: 32 for ES256, 48 for ES384.
+/// Bytes of r (and of s) in a JOSE ECDSA signature: 32, 48, 66 for ES256, ES384, ES512.
 [[nodiscard]] std::size_t ec_coordinate_size(Algorithm a) noexcept;
 
 struct EvpPkeyDeleter {
@@ -35,7 +38,7 @@ struct KeyMaterial {
     Algorithm alg{};
     Family family{};
     bool has_private = false;
-    EvpPkeyPtr pkey;  // RSA / EC
+    EvpPkeyPtr pkey;  // RSA / EC / Ed25519
 
     KeyMaterial() = default;
     KeyMaterial(const KeyMaterial&) = delete;
@@ -44,9 +47,9 @@ struct KeyMaterial {
 
     /// HMAC over `data` into `out` (size = digest size). False if OpenSSL fails.
     bool hmac(std::string_view data, unsigned char* out, std::size_t& out_len) const noexcept;
-    /// Verifies a JOSE signature (raw MAC, PKCS#1 v1.5, or r||s) over `data`.
+    /// Verifies a JOSE signature (raw MAC, PKCS#1 v1.5, PSS, r||s, or Ed25519) over `data`.
     [[nodiscard]] bool verify(std::string_view data, std::string_view signature) const noexcept;
-    /// Signs `data`; JOSE form (raw MAC, PKCS#1 v1.5, or r||s). Throws std::runtime_error.
+    /// Signs `data`; JOSE form (raw MAC, PKCS#1 v1.5, PSS, r||s, or Ed25519). Throws std::runtime_error.
     [[nodiscard]] std::string sign(std::string_view data) const;
 
     // HMAC state.

@@ -167,3 +167,23 @@ TEST_CASE("the demo's flags: values that start with '-', unknown flags and forgo
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
 }
+
+TEST_CASE("the demo refuses a session or public secret shorter than 32 bytes at start", "[e2e]") {
+    auto dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / wsgate::random_token(6);
+    std::filesystem::create_directories(dir);
+    const std::string ok_secret(32, 'k'), short_secret(31, 's');
+    for (const bool short_session : {true, false}) {
+        const std::string flag = short_session ? "--session-secret" : "--public-secret";
+        INFO(flag);
+        wsgate::test::ChildProcess p({WSGATE_REALTIME_SERVER, "--port=0",
+                                      "--session-secret=" + (short_session ? short_secret : ok_secret),
+                                      "--public-secret=" + (short_session ? ok_secret : short_secret)},
+                                     (dir / "short.log").string());
+        CHECK(p.wait(10s) == 2);
+        const auto log = wsgate::test::slurp((dir / "short.log").string());
+        CHECK(log.find(flag) != std::string::npos);
+        CHECK(log.find("at least 32") != std::string::npos);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}

@@ -1,7 +1,7 @@
 #pragma once
 /**
- * @file jwt.hpp JSON Web Tokens: strict compact-JWS decoding, verification (HS256/384/512,
- * RS256/384/512, ES256/384) and signing (HS*, RS*, ES*), on OpenSSL.
+ * @file jwt.hpp JSON Web Tokens: strict compact-JWS decoding, verification and signing
+ * (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA with Ed25519), on OpenSSL.
  *
  * @code
  * auto verifier = wsgate::jwt::Verifier{}
@@ -34,16 +34,25 @@
 
 namespace wsgate::jwt {
 
-/// The signature algorithms wsgate implements (RFC 7518 §3.1 names).
-enum class Algorithm { hs256, hs384, hs512, rs256, rs384, rs512, es256, es384 };
+/// The signature algorithms wsgate implements (RFC 7518 §3.1 and RFC 8037 §3.1 names).
+/// `eddsa` is EdDSA with Ed25519 keys only.
+enum class Algorithm { hs256, hs384, hs512, rs256, rs384, rs512, es256, es384, ps256, ps384, ps512, es512, eddsa };
 
-/// `"HS256"`, `"RS384"`, `"ES256"`, ...
+/// `"HS256"`, `"RS384"`, `"ES256"`, `"PS512"`, `"EdDSA"`, ...
 [[nodiscard]] std::string_view to_string(Algorithm a) noexcept;
 /// Exact (case-sensitive) inverse of to_string(); `none` and anything unknown give nullopt.
 [[nodiscard]] std::optional<Algorithm> algorithm_from_string(std::string_view s) noexcept;
 
 /// The default maximum token length a Verifier accepts (8 KiB).
 inline constexpr std::size_t default_max_token_length = 8 * 1024;
+
+/// The default maximum nesting depth of the header and claims JSON (the top-level object is
+/// depth 1). Checked before parsing and independent of the length limit.
+inline constexpr std::size_t default_max_json_depth = 32;
+
+/// The shortest HMAC secret accepted for `alg`: the hash output size (RFC 7518 §3.2), i.e. 32,
+/// 48 and 64 bytes for HS256, HS384 and HS512; 0 for other algorithms.
+[[nodiscard]] std::size_t min_hmac_secret_bytes(Algorithm alg) noexcept;
 
 namespace detail {
 struct KeyMaterial;
@@ -53,22 +62,28 @@ struct KeyMaterial;
  * A verification key bound to exactly one algorithm: a token is checked with a key only when
  * its `alg` header names that key's algorithm, so the algorithm never comes from the token alone.
  *
- * Construction throws `std::invalid_argument` on misconfiguration (empty secret, unreadable PEM,
- * an RSA key shorter than 2048 bits, an EC key on the wrong curve, a key type that does not fit
- * the algorithm); exception texts never contain key material.
+ * Construction throws `std::invalid_argument` on misconfiguration; exception texts never contain
+ * key material. Refused: an HMAC secret shorter than the hash output (min_hmac_secret_bytes());
+ * an unreadable PEM; an RSA key with a modulus below 2048 bits or a public exponent that is
+ * even or below 3; an EC key on a curve other than the algorithm's (P-256, P-384, P-521); an
+ * EdDSA key that is not Ed25519; a key type that does not fit the algorithm; a JWK whose `use`
+ * is not `sig` or whose `key_ops` lacks `verify`, or whose `alg` differs from the one asked for.
  * @par Thread Safety Immutable; copies share the key and may be used from any thread.
  */
 class Key {
 public:
-    /// An HMAC key (`alg` must be HS256, HS384 or HS512).
+    /// An HMAC key (`alg` must be HS256, HS384 or HS512; the secret at least the hash size).
     [[nodiscard]] static Key hmac(Algorithm alg, std::string_view secret);
     /// A public key from PEM (`BEGIN PUBLIC KEY`, or a private key whose public half is used);
-    /// `alg` must be RS* or ES*.
+    /// `alg` must be RS*, PS*, ES* or EdDSA.
     [[nodiscard]] static Key public_key_pem(Algorithm alg, std::string_view pem);
     /**
-     * A key from one JWK (RFC 7517): `kty` `oct` (`k`), `RSA` (`n`, `e`) or `EC` (`crv`, `x`, `y`).
-     * The algorithm is `alg` if given, else the JWK's `alg` member, else HS256 / RS256 / ES256
-     * or ES384 by key type and curve. The JWK's `kid` becomes the key's kid.
+     * A key from one JWK (RFC 7517, RFC 8037): `kty` `oct` (`k`), `RSA` (`n`, `e`), `EC` (`crv`
+     * P-256/P-384/P-521, `x`, `y`) or `OKP` (`crv` Ed25519, `x`). The algorithm is `alg` if given,
+     * else the JWK's `alg` member, else HS256 / RS256 / ES256, ES384, ES512 / EdDSA by key type
+     * and curve; when both are given they must agree. A `use` other than `sig`, or `key_ops`
+     * without `verify`, marks a key that is not for verifying signatures: refused. The JWK's
+     * `kid` becomes the key's kid.
      */
     [[nodiscard]] static Key from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg = std::nullopt);
 
@@ -76,7 +91,8 @@ public:
     [[nodiscard]] Key with_kid(std::string kid) const;
 
     [[nodiscard]] Algorithm algorithm() const noexcept;
-    /// The key id; empty if the key has none (it then matches tokens with any or no `kid`).
+    /// The key id; empty if the key has none (it then matches only tokens without a `kid`,
+    /// unless the Verifier opts in with Verifier::kidless_keys_match_any_kid()).
     [[nodiscard]] const std::string& kid() const noexcept { return kid_; }
 
     /// Internal: the OpenSSL side of the key.
@@ -98,6 +114,12 @@ private:
 [[nodiscard]] Key rs512_key(std::string_view public_pem);
 [[nodiscard]] Key es256_key(std::string_view public_pem);
 [[nodiscard]] Key es384_key(std::string_view public_pem);
+[[nodiscard]] Key es512_key(std::string_view public_pem);
+[[nodiscard]] Key ps256_key(std::string_view public_pem);
+[[nodiscard]] Key ps384_key(std::string_view public_pem);
+[[nodiscard]] Key ps512_key(std::string_view public_pem);
+/// An Ed25519 public key for `EdDSA`.
+[[nodiscard]] Key eddsa_key(std::string_view public_pem);
 
 /**
  * A signing key bound to one algorithm, so hosts can issue tokens.
@@ -106,12 +128,14 @@ private:
  */
 class SigningKey {
 public:
-    /// An HMAC signing key (HS256/384/512).
+    /// An HMAC signing key (HS256/384/512; the secret at least the hash size).
     [[nodiscard]] static SigningKey hmac(Algorithm alg, std::string_view secret);
-    /// A private key from PEM (PKCS#8 `BEGIN PRIVATE KEY`, or traditional RSA/EC PEM); RS* or ES*.
+    /// A private key from PEM (PKCS#8 `BEGIN PRIVATE KEY`, or traditional RSA/EC PEM); RS*, PS*,
+    /// ES* or EdDSA (Ed25519).
     [[nodiscard]] static SigningKey private_key_pem(Algorithm alg, std::string_view pem);
-    /// A private JWK: `oct` (`k`), `RSA` (`n`,`e`,`d`,`p`,`q`,`dp`,`dq`,`qi`) or `EC` (`crv`,`x`,`y`,`d`);
-    /// algorithm and kid as Key::from_jwk.
+    /// A private JWK: `oct` (`k`), `RSA` (`n`,`e`,`d`,`p`,`q`,`dp`,`dq`,`qi`), `EC` (`crv`,`x`,`y`,`d`)
+    /// or `OKP` (`crv` Ed25519, `x`, `d`); algorithm and kid as Key::from_jwk. A `use` other than
+    /// `sig`, or `key_ops` without `sign`, is refused.
     [[nodiscard]] static SigningKey from_jwk(const nlohmann::json& jwk, std::optional<Algorithm> alg = std::nullopt);
 
     /// A copy that writes `kid` into the headers it signs.
@@ -229,21 +253,31 @@ struct Token {
 /**
  * Decodes a compact JWS without checking its signature or claims (for inspection only).
  * Applies the same strict framing as Verifier: three segments, unpadded canonical base64url,
- * JSON objects without duplicate top-level members, a string `alg`, no `crit`.
- * @return an empty error_code, or jwt_errc::too_long / jwt_errc::malformed. Never throws.
+ * a header that is a JSON object without duplicate top-level members, a string `alg`, no
+ * `crit`; header and payload JSON nested at most `max_depth` deep.
+ * @return an empty error_code, or jwt_errc::too_long, jwt_errc::malformed (broken framing or
+ *         header), jwt_errc::too_deep, or jwt_errc::invalid_claims_set (the payload is not a JSON
+ *         object without duplicate members). Never throws.
  */
 [[nodiscard]] std::error_code decode(std::string_view token, Token& out,
-                                     std::size_t max_length = default_max_token_length) noexcept;
+                                     std::size_t max_length = default_max_token_length,
+                                     std::size_t max_depth = default_max_json_depth) noexcept;
 
 /**
  * Verifies tokens against a set of keys and claim rules, configured builder-style.
  *
- * Checks, in order: length; framing (see decode()); header `alg`/`kid` against the keys
- * (`kid` given → keys with that kid or no kid; `alg` must equal a candidate key's algorithm,
- * else disallowed_algorithm); the signature (constant-time for MACs); then the claims:
+ * Checks, in order: length; framing and header depth (see decode()); header `alg`/`kid` against
+ * the keys; the signature (constant-time for MACs); the claims set (a JSON object within the
+ * depth limit, else invalid_claims_set / too_deep); then the claims:
  * `exp` (now < exp + leeway), `nbf` and `iat` (≤ now + leeway), `iss` (one of the configured
  * issuers, if any), `aud` (shares a value with the configured audiences; a token with `aud`
  * is refused by a verifier without audiences, RFC 7519 §4.1.3), required claims.
+ *
+ * Key selection: a token with a `kid` is checked only with the key of that kid (kids are unique
+ * in a Verifier); keys without a kid serve such a token only if no key has its kid and
+ * kidless_keys_match_any_kid() is on. A token without `kid` is checked with every key of its
+ * algorithm. No candidate gives unknown_key; candidates all bound to other algorithms give
+ * disallowed_algorithm.
  *
  * @par Thread Safety
  * Configure from one thread; afterwards verify() is const and safe to call concurrently.
@@ -254,8 +288,10 @@ public:
     Verifier();
 
     /// Accepts tokens signed with `key` (repeatable: key rotation, several issuers).
+    /// @throws std::invalid_argument if a key with the same non-empty kid is already allowed.
     Verifier& allow(Key key);
     /// Accepts tokens signed with any key of `keys`.
+    /// @throws std::invalid_argument on a duplicate non-empty kid (nothing is added then).
     Verifier& allow(const std::vector<Key>& keys);
     /// Requires `iss` to equal `issuer` (repeatable: any of them).
     Verifier& with_issuer(std::string issuer);
@@ -267,6 +303,15 @@ public:
     Verifier& require_claim(std::string name);
     /// Longest token accepted, in bytes (default 8 KiB).
     Verifier& max_length(std::size_t bytes);
+    /// Deepest nesting of header and claims JSON accepted (default default_max_json_depth, 32;
+    /// at least 1).
+    Verifier& max_depth(std::size_t depth);
+    /**
+     * Lets keys without a kid verify tokens whose `kid` names no allowed key (default off: a
+     * key without kid then serves only tokens without `kid`). For hosts whose issuer stamps a
+     * kid that they do not track, e.g. a single shared HMAC secret.
+     */
+    Verifier& kidless_keys_match_any_kid(bool on = true);
     /// The time source for `exp`/`nbf`/`iat` (default: the system clock).
     Verifier& with_clock(std::shared_ptr<const Clock> clock);
 
@@ -283,6 +328,8 @@ private:
     std::vector<std::string> required_;
     std::chrono::seconds leeway_{0};
     std::size_t max_length_ = default_max_token_length;
+    std::size_t max_depth_ = default_max_json_depth;
+    bool kidless_any_kid_ = false;
     std::shared_ptr<const Clock> clock_;
 };
 

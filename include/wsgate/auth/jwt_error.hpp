@@ -11,7 +11,7 @@ namespace wsgate {
  * never contain the token, key material or claim values.
  */
 enum class jwt_errc {
-    malformed = 1,         ///< not a strict compact JWS: segments, base64url, JSON, header fields
+    malformed = 1,         ///< broken framing: segments, base64url, header JSON, header fields
     bad_signature,         ///< the signature does not verify (includes empty or truncated ones)
     expired,               ///< `exp` is not after now − leeway
     not_yet_valid,         ///< `nbf` (or `iat`) is after now + leeway
@@ -22,6 +22,9 @@ enum class jwt_errc {
     missing_claim,         ///< a required claim is absent
     too_long,              ///< the token exceeds the verifier's maximum length
     invalid_claim,         ///< a registered claim has the wrong type (e.g. `exp` is a string)
+    invalid_claims_set,    ///< the signature is fine but the payload is not a JSON object
+                           ///< (not JSON, another JSON type, or duplicate members)
+    too_deep,              ///< header or claims JSON nests deeper than the verifier's limit
 };
 
 /// The category of jwt_errc (name `"wsgate.jwt"`).
@@ -36,7 +39,7 @@ enum class jwt_errc {
  * The short, client-safe reason code for a jwt error, as AuthDecision::reason carries it:
  * `malformed_token`, `bad_signature`, `expired`, `not_yet_valid`, `wrong_issuer`,
  * `wrong_audience`, `unknown_key`, `disallowed_algorithm`, `missing_claim`, `token_too_long`,
- * `invalid_claim`; `invalid_token` for any other code.
+ * `invalid_claim`, `invalid_claims_set`, `token_too_deep`; `invalid_token` for any other code.
  */
 [[nodiscard]] std::string_view reason_code(std::error_code ec) noexcept;
 

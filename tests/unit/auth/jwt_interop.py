@@ -1,18 +1,21 @@
 """Cross-implementation checks between wsgate and PyJWT (with python3-cryptography).
 
-  jwt_interop.py mint DIR      generate fresh HS256/RS256/ES256 keys, write the verification keys
-                               and PyJWT-minted tokens to DIR (secret.bin, rsa.pub, ec.pub, tokens.json)
+  jwt_interop.py mint DIR      generate fresh HMAC, RSA, P-256, P-521 and Ed25519 keys, write the
+                               verification keys and PyJWT-minted tokens (HS256, RS256, ES256,
+                               PS256/384/512, ES512, EdDSA) to DIR (secret.bin, rsa.pub, ec.pub,
+                               ec521.pub, ed25519.pub, tokens.json)
   jwt_interop.py verify ALG KEYFILE TOKENFILE SUB AUD
                                verify a token with PyJWT; exit 0 if valid and sub matches, 1 otherwise
 """
+import base64
 import json
 import os
 import sys
 import time
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 
 def pem_public(key):
@@ -20,10 +23,25 @@ def pem_public(key):
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pss256_token(key, claims, salt_length, kid):
+    """A PS256 JWS built by hand, so the PSS salt length can differ from RFC 7518's (32)."""
+    header = {"alg": "PS256", "typ": "JWT", "kid": kid}
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    sig = key.sign(signing_input.encode(),
+                   padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_length), hashes.SHA256())
+    return signing_input + "." + b64url(sig)
+
+
 def mint(out_dir):
     secret = os.urandom(32)
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec521_key = ec.generate_private_key(ec.SECP521R1())
+    ed_key = ed25519.Ed25519PrivateKey.generate()
     now = int(time.time())
     claims = {
         "sub": "py-user", "iss": "pyjwt", "aud": ["other", "wsgate"], "iat": now, "exp": now + 600,
@@ -34,6 +52,13 @@ def mint(out_dir):
         "RS256": jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "py-rsa"}),
         "ES256": jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "py-ec"}),
         "HS256-expired": jwt.encode(dict(claims, exp=now - 3600, iat=now - 7200), secret, algorithm="HS256"),
+        "PS256": jwt.encode(claims, rsa_key, algorithm="PS256", headers={"kid": "py-ps256"}),
+        "PS384": jwt.encode(claims, rsa_key, algorithm="PS384", headers={"kid": "py-ps384"}),
+        "PS512": jwt.encode(claims, rsa_key, algorithm="PS512", headers={"kid": "py-ps512"}),
+        "ES512": jwt.encode(claims, ec521_key, algorithm="ES512", headers={"kid": "py-ec521"}),
+        "EdDSA": jwt.encode(claims, ed_key, algorithm="EdDSA", headers={"kid": "py-ed25519"}),
+        "PS256-salt32": pss256_token(rsa_key, claims, 32, "py-ps256"),
+        "PS256-salt0": pss256_token(rsa_key, claims, 0, "py-ps256"),
     }
     with open(os.path.join(out_dir, "secret.bin"), "wb") as f:
         f.write(secret)
@@ -41,6 +66,10 @@ def mint(out_dir):
         f.write(pem_public(rsa_key))
     with open(os.path.join(out_dir, "ec.pub"), "wb") as f:
         f.write(pem_public(ec_key))
+    with open(os.path.join(out_dir, "ec521.pub"), "wb") as f:
+        f.write(pem_public(ec521_key))
+    with open(os.path.join(out_dir, "ed25519.pub"), "wb") as f:
+        f.write(pem_public(ed_key))
     with open(os.path.join(out_dir, "tokens.json"), "w") as f:
         json.dump(tokens, f)
     return 0

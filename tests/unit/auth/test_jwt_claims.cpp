@@ -12,7 +12,8 @@ using namespace wsgate;
 
 namespace {
 constexpr std::int64_t now_s = 1'700'000'000;
-const std::string secret = "claims-suite-secret-0123456789abcdef";
+// 64 bytes: long enough for HS512 (RFC 7518 §3.2).
+const std::string secret = "claims-suite-secret-0123456789abcdef-0123456789abcdef-0123456789";
 }  // namespace
 
 TEST_CASE("leeway applies to exp, nbf and iat", "[auth][jwt][claims]") {
@@ -102,6 +103,11 @@ TEST_CASE("every algorithm signs and verifies; keys are pinned to their algorith
         jwt::SigningKey::private_key_pem(jwt::Algorithm::rs512, test_keys::rsa_pem),
         jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, test_keys::ec_pem),
         jwt::SigningKey::private_key_pem(jwt::Algorithm::es384, test_keys::ec384_pem),
+        jwt::SigningKey::private_key_pem(jwt::Algorithm::es512, test_keys::ec521_pem),
+        jwt::SigningKey::private_key_pem(jwt::Algorithm::ps256, test_keys::rsa_pem),
+        jwt::SigningKey::private_key_pem(jwt::Algorithm::ps384, test_keys::rsa_pem),
+        jwt::SigningKey::private_key_pem(jwt::Algorithm::ps512, test_keys::rsa_pem),
+        jwt::SigningKey::private_key_pem(jwt::Algorithm::eddsa, test_keys::ed25519_pem),
     };
     nlohmann::json claims{{"sub", "u1"}, {"n", 1}};
     for (const auto& k : keys) {
@@ -126,6 +132,9 @@ TEST_CASE("every algorithm signs and verifies; keys are pinned to their algorith
         }
     }
     CHECK(jwt::algorithm_from_string("ES384") == jwt::Algorithm::es384);
+    CHECK(jwt::algorithm_from_string("EdDSA") == jwt::Algorithm::eddsa);
+    CHECK(jwt::algorithm_from_string("PS512") == jwt::Algorithm::ps512);
+    CHECK_FALSE(jwt::algorithm_from_string("EDDSA"));
     CHECK_FALSE(jwt::algorithm_from_string("none"));
     CHECK_FALSE(jwt::algorithm_from_string("es256"));
 }
@@ -190,8 +199,8 @@ TEST_CASE("duplicate detection looks only at top-level members and is not fooled
     CHECK_FALSE(v.verify(jwt::sign_compact(header, R"({"a":"x:y\":z","b":{"a":1,"c":{"a":[1,":"]}},"c\\":"}"})", key), t));
     CHECK(t.claims.at("a") == "x:y\":z");
     CHECK(t.claims.size() == 3);
-    CHECK(v.verify(jwt::sign_compact(header, R"({"a":"x:y\":z","b":1,"a":2})", key), t) == jwt_errc::malformed);
-    CHECK(v.verify(jwt::sign_compact(header, R"({"a":1,"\u0061":2})", key), t) == jwt_errc::malformed);
+    CHECK(v.verify(jwt::sign_compact(header, R"({"a":"x:y\":z","b":1,"a":2})", key), t) == jwt_errc::invalid_claims_set);
+    CHECK(v.verify(jwt::sign_compact(header, R"({"a":1,"\u0061":2})", key), t) == jwt_errc::invalid_claims_set);
     CHECK_FALSE(v.verify(jwt::sign_compact(header, "{}", key), t));
     CHECK(t.claims.empty());
 }

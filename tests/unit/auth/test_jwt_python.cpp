@@ -64,11 +64,16 @@ TEST_CASE("tokens minted by PyJWT verify in wsgate", "[auth][jwt][python]") {
                  .allow(jwt::hs256_key(read_file(dir.path / "secret.bin")))
                  .allow(jwt::rs256_key(read_file(dir.path / "rsa.pub")).with_kid("py-rsa"))
                  .allow(jwt::es256_key(read_file(dir.path / "ec.pub")).with_kid("py-ec"))
+                 .allow(jwt::ps256_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps256"))
+                 .allow(jwt::ps384_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps384"))
+                 .allow(jwt::ps512_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps512"))
+                 .allow(jwt::es512_key(read_file(dir.path / "ec521.pub")).with_kid("py-ec521"))
+                 .allow(jwt::eddsa_key(read_file(dir.path / "ed25519.pub")).with_kid("py-ed25519"))
                  .with_issuer("pyjwt")
                  .with_audience("wsgate")
                  .require_claim("exp")
                  .leeway(std::chrono::seconds{5});
-    for (const char* alg : {"HS256", "RS256", "ES256"}) {
+    for (const char* alg : {"HS256", "RS256", "ES256", "PS256", "PS384", "PS512", "ES512", "EdDSA"}) {
         INFO(alg);
         jwt::Token t;
         REQUIRE_FALSE(v.verify(tokens.at(alg).get<std::string>(), t));
@@ -88,6 +93,17 @@ TEST_CASE("tokens minted by PyJWT verify in wsgate", "[auth][jwt][python]") {
     std::string es = tokens.at("ES256").get<std::string>();
     es[es.rfind('.') + 3] = es[es.rfind('.') + 3] == 'A' ? 'B' : 'A';
     CHECK(v.verify(es, t) == jwt_errc::bad_signature);
+    // PSS parameters are pinned (RFC 7518 §3.5: salt as long as the hash): the same hand-built
+    // construction verifies with a 32-byte salt and is refused with an empty one.
+    CHECK_FALSE(v.verify(tokens.at("PS256-salt32").get<std::string>(), t));
+    CHECK(v.verify(tokens.at("PS256-salt0").get<std::string>(), t) == jwt_errc::bad_signature);
+    for (const char* alg : {"PS384", "ES512", "EdDSA"}) {
+        INFO(alg);
+        std::string tampered = tokens.at(alg).get<std::string>();
+        auto pos = tampered.rfind('.') + 3;
+        tampered[pos] = tampered[pos] == 'A' ? 'B' : 'A';
+        CHECK(v.verify(tampered, t) == jwt_errc::bad_signature);
+    }
 }
 
 TEST_CASE("tokens signed by wsgate verify in PyJWT", "[auth][jwt][python]") {
@@ -98,6 +114,11 @@ TEST_CASE("tokens signed by wsgate verify in PyJWT", "[auth][jwt][python]") {
     auto es = jwt::es256_signing_key(test_keys::ec_pem);
     write_file(dir.path / "rsa.pub", rs.public_key_pem());
     write_file(dir.path / "ec.pub", es.public_key_pem());
+    auto es512 = jwt::SigningKey::private_key_pem(jwt::Algorithm::es512, test_keys::ec521_pem);
+    auto ed = jwt::SigningKey::private_key_pem(jwt::Algorithm::eddsa, test_keys::ed25519_pem);
+    write_file(dir.path / "ec521.pub", es512.public_key_pem());
+    write_file(dir.path / "ed25519.pub", ed.public_key_pem());
+    auto ps = [&](jwt::Algorithm a) { return jwt::SigningKey::private_key_pem(a, test_keys::rsa_pem); };
 
     const auto now = to_unix_seconds(SystemClock{}.now());
     nlohmann::json claims{{"sub", "cpp-user"}, {"aud", "pyjwt"}, {"iat", now}, {"exp", now + 600}};
@@ -108,7 +129,12 @@ TEST_CASE("tokens signed by wsgate verify in PyJWT", "[auth][jwt][python]") {
     };
     std::vector<Case> cases = {{"HS256", "secret.bin", jwt::sign(claims, jwt::hs256_signing_key(secret))},
                                {"RS256", "rsa.pub", jwt::sign(claims, rs.with_kid("k1"))},
-                               {"ES256", "ec.pub", jwt::sign(claims, es)}};
+                               {"ES256", "ec.pub", jwt::sign(claims, es)},
+                               {"PS256", "rsa.pub", jwt::sign(claims, ps(jwt::Algorithm::ps256))},
+                               {"PS384", "rsa.pub", jwt::sign(claims, ps(jwt::Algorithm::ps384))},
+                               {"PS512", "rsa.pub", jwt::sign(claims, ps(jwt::Algorithm::ps512))},
+                               {"ES512", "ec521.pub", jwt::sign(claims, es512)},
+                               {"EdDSA", "ed25519.pub", jwt::sign(claims, ed)}};
     for (const auto& c : cases) {
         INFO(c.alg);
         write_file(dir.path / "token.txt", c.token);

@@ -157,7 +157,8 @@ TEST_CASE("RFC 7515 A.2/A.3 keys from a JWKS document", "[auth][jwt][rfc][jwks]"
                          {{"kty", "RSA"}, {"use", "enc"}, {"n", a2_n}, {"e", "AQAB"}, {"kid", "enc-key"}},
                          {{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}}}};
     auto keys = jwt::parse_jwks(doc.dump());
-    REQUIRE(keys.size() == 2);  // the encryption key and the OKP key are skipped
+    REQUIRE(keys.size() == 3);  // the encryption key is skipped; the Ed25519 key is kept
+    CHECK(keys.at(2).algorithm() == jwt::Algorithm::eddsa);
     auto v = jwt::Verifier{}.allow(keys).with_clock(rfc_clock());
     jwt::Token t;
     CHECK_FALSE(v.verify(a2_token, t));
@@ -217,4 +218,120 @@ TEST_CASE("RFC 7515 A.2/A.3 private JWKs: wsgate's signatures match or verify ag
 
     // A public JWK cannot sign.
     CHECK_THROWS_AS(jwt::SigningKey::from_jwk(a3_jwk()), std::invalid_argument);
+}
+
+namespace {
+
+// RFC 8037 A.1/A.2 (Ed25519 key) and A.4 (the JWS over "Example of Ed25519 signing").
+constexpr const char* rfc8037_d = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+constexpr const char* rfc8037_x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+constexpr const char* rfc8037_token =
+    "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
+    ".hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+
+// RFC 7520 §3.3/§3.4 (Figure 3: RSA public key), §3.1/§3.2 (Figures 1–2: P-521 key),
+// §4.2 (Figure 20: PS384 JWS) and §4.3 (Figure 27: ES512 JWS). The payload is Figure 7's text.
+constexpr const char* rfc7520_kid = "bilbo.baggins@hobbiton.example";
+constexpr const char* rfc7520_n =
+    "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMa"
+    "JMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6c"
+    "S6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwd"
+    "q_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw";
+constexpr const char* rfc7520_p521_x =
+    "AHKZLLOsCOzz5cY97ewNUajB957y-C-U88c3v13nmGZx6sYl_oJXu9A5RkTKqjqvjyekWF-7ytDyRXYgCF5cj0Kt";
+constexpr const char* rfc7520_p521_y =
+    "AdymlHvOiLxXkEhayXQnNCvDX4h9htZaCJN34kfmC6pV5OhQHiraVySsUdaQkAgDPrwQrJmbnX9cwlGfP-HqHZR1";
+constexpr const char* rfc7520_p521_d =
+    "AAhRON2r9cqXX1hg-RoI6R1tX5p2rUAYdmpHZoC1XNM56KtscrX6zbKipQrCW9CGZH3T4ubpnoTKLDYJ_fF3_rJt";
+constexpr const char* rfc7520_payload_b64 =
+    "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0"
+    "aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91"
+    "IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4";
+constexpr const char* rfc7520_ps384_header = "eyJhbGciOiJQUzM4NCIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
+constexpr const char* rfc7520_ps384_signature =
+    "cu22eBqkYDKgIlTpzDXGvaFfz6WGoz7fUDcfT0kkOy42miAh2qyBzk1xEsnk2IpN6-tPid6VrklHkqsGqDqHCdP6O8TTB5dDDI"
+    "tllVo6_1OLPpcbUrhiUSMxbbXUvdvWXzg-UD8biiReQFlfz28zGWVsdiNAUf8ZnyPEgVFn442ZdNqiVJRmBqrYRXe8P_ijQ7p8"
+    "Vdz0TTrxUeT3lm8d9shnr2lfJT8ImUjvAA2Xez2Mlp8cBE5awDzT0qI0n6uiP1aCN_2_jLAeQTlqRHtfa64QQSUmFAAjVKPbBy"
+    "i7xho0uTOcbH510a6GYmJUAfmWjwZ6oD4ifKo8DYM-X72Eaw";
+constexpr const char* rfc7520_es512_header = "eyJhbGciOiJFUzUxMiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
+constexpr const char* rfc7520_es512_signature =
+    "AE_R_YZCChjn4791jSQCrdPZCNYqHXCTZH0-JZGYNlaAjP2kqaluUIIUnC9qvbu9Plon7KRTzoNEuT4Va2cmL1eJAQy3mtPBu_u"
+    "_sDDyYjnAMDxXPn7XrT0lw-kvAD890jl8e2puQens_IEKBpHABlsbEPX6sFY8OcGDqoRuBomu9xQ2";
+
+std::string compact(const char* header, const char* payload, const char* signature) {
+    return std::string(header) + "." + payload + "." + signature;
+}
+
+nlohmann::json ed25519_jwk(bool with_private) {
+    nlohmann::json j{{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", rfc8037_x}};
+    if (with_private) j["d"] = rfc8037_d;
+    return j;
+}
+
+nlohmann::json p521_jwk(bool with_private) {
+    nlohmann::json j{{"kty", "EC"},  {"kid", rfc7520_kid},    {"use", "sig"},
+                     {"crv", "P-521"}, {"x", rfc7520_p521_x}, {"y", rfc7520_p521_y}};
+    if (with_private) j["d"] = rfc7520_p521_d;
+    return j;
+}
+
+}  // namespace
+
+TEST_CASE("RFC 8037 A.4 EdDSA: signing the RFC input with the RFC key reproduces the RFC JWS", "[auth][jwt][rfc]") {
+    auto key = jwt::SigningKey::from_jwk(ed25519_jwk(true));
+    CHECK(key.algorithm() == jwt::Algorithm::eddsa);
+    // Ed25519 is deterministic: byte-for-byte the RFC's signature.
+    CHECK(jwt::sign_compact(R"({"alg":"EdDSA"})", "Example of Ed25519 signing", key) == rfc8037_token);
+}
+
+TEST_CASE("RFC 8037 A.5 EdDSA: the RFC JWS verifies with the RFC public key", "[auth][jwt][rfc]") {
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk(ed25519_jwk(false))).with_clock(rfc_clock());
+    jwt::Token t;
+    // The signature verifies; the payload is text, not a claims set, and says so.
+    CHECK(v.verify(rfc8037_token, t) == jwt_errc::invalid_claims_set);
+    CHECK(v.verify(flip_last_signature_char(rfc8037_token), t) == jwt_errc::bad_signature);
+    // A JWT signed with the same key verifies fully.
+    auto token = jwt::sign({{"iss", "joe"}, {"exp", 1300819380}}, jwt::SigningKey::from_jwk(ed25519_jwk(true)));
+    REQUIRE_FALSE(v.verify(token, t));
+    CHECK(t.algorithm() == "EdDSA");
+    CHECK(t.claim<std::string>("iss") == std::optional<std::string>{"joe"});
+}
+
+TEST_CASE("RFC 7520 4.2 PS384: the RFC JWS verifies with the RFC public key", "[auth][jwt][rfc]") {
+    nlohmann::json jwk{{"kty", "RSA"}, {"kid", rfc7520_kid}, {"use", "sig"}, {"n", rfc7520_n}, {"e", "AQAB"}};
+    auto v = jwt::Verifier{}.allow(jwt::Key::from_jwk(jwk, jwt::Algorithm::ps384)).with_clock(rfc_clock());
+    jwt::Token t;
+    const std::string token = compact(rfc7520_ps384_header, rfc7520_payload_b64, rfc7520_ps384_signature);
+    // RSASSA-PSS is randomised, so the RFC's signature is checked, not reproduced. It verifies;
+    // the payload is prose, not claims.
+    CHECK(v.verify(token, t) == jwt_errc::invalid_claims_set);
+    CHECK(v.verify(flip_last_signature_char(token), t) == jwt_errc::bad_signature);
+    // The same key bound to RS384 refuses it.
+    auto rs = jwt::Verifier{}.allow(jwt::Key::from_jwk(jwk, jwt::Algorithm::rs384)).with_clock(rfc_clock());
+    CHECK(rs.verify(token, t) == jwt_errc::disallowed_algorithm);
+}
+
+TEST_CASE("RFC 7520 4.3 ES512: the RFC JWS verifies, and the RFC key's own signatures verify", "[auth][jwt][rfc]") {
+    auto key = jwt::Key::from_jwk(p521_jwk(false));
+    CHECK(key.algorithm() == jwt::Algorithm::es512);
+    auto v = jwt::Verifier{}.allow(key).with_clock(rfc_clock());
+    jwt::Token t;
+    const std::string token = compact(rfc7520_es512_header, rfc7520_payload_b64, rfc7520_es512_signature);
+    std::string sig;
+    REQUIRE(jwt::base64url_decode(rfc7520_es512_signature, sig));
+    CHECK(sig.size() == 132);  // r||s, 66 bytes each
+    CHECK(v.verify(token, t) == jwt_errc::invalid_claims_set);
+    CHECK(v.verify(flip_last_signature_char(token), t) == jwt_errc::bad_signature);
+    // ECDSA is randomised: sign the RFC's header and payload anew and verify the result.
+    std::string payload;
+    REQUIRE(jwt::base64url_decode(rfc7520_payload_b64, payload));
+    std::string header;
+    REQUIRE(jwt::base64url_decode(rfc7520_es512_header, header));
+    auto signer = jwt::SigningKey::from_jwk(p521_jwk(true));
+    auto mine = jwt::sign_compact(header, payload, signer);
+    CHECK(mine.substr(0, mine.rfind('.')) == token.substr(0, token.rfind('.')));
+    CHECK(mine != token);
+    CHECK(v.verify(mine, t) == jwt_errc::invalid_claims_set);
+    auto jwt_token = jwt::sign({{"iss", "joe"}, {"exp", 1300819380}}, signer);
+    CHECK_FALSE(v.verify(jwt_token, t));
 }

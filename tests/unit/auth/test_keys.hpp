@@ -77,4 +77,33 @@ MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAElWHulJ5nT2rPpNCOwRP5jmqTSWILmBg6
 4CmLAH9qgKe/T25+YOTunCEJfn1vynyDHWCo+m9kPiy6eiggrFRpCg==
 -----END PUBLIC KEY-----
 )PEM";
+inline constexpr std::string_view ec521_pem = R"PEM(-----BEGIN PRIVATE KEY-----
+MIHuAgEAMBAGByqGSM49AgEGBSuBBAAjBIHWMIHTAgEBBEIBJf/S0CGpsXSXK18o
+Ia2hMLysVPO6gjCUB7hL6rDTBBXUCK2pdG6gHB+lyJDvtf5+Mimw7BHpyeeu6p+O
+dR1FDVGhgYkDgYYABAGfpsGTtDVGLKyHjRgmH0oG8kV/sM1IMXAJoTz4RrGltEcV
+YDb4TtJr0vwhp/+tQXOesAoeGzGBJrKsQPM66GPdhQBmCbe68NRy+ebRj+3nFXq/
+rCeOwPaHRFJBapKgqNqh0dp5isUfC1xKOLsMYt2knKVlcJ6/+UUfGxqbMJ4zNWLJ
+qw==
+-----END PRIVATE KEY-----
+)PEM";
+inline constexpr std::string_view ec521_pub = R"PEM(-----BEGIN PUBLIC KEY-----
+MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQBn6bBk7Q1Riysh40YJh9KBvJFf7DN
+SDFwCaE8+EaxpbRHFWA2+E7Sa9L8Iaf/rUFznrAKHhsxgSayrEDzOuhj3YUAZgm3
+uvDUcvnm0Y/t5xV6v6wnjsD2h0RSQWqSoKjaodHaeYrFHwtcSji7DGLdpJylZXCe
+v/lFHxsamzCeMzViyas=
+-----END PUBLIC KEY-----
+)PEM";
+inline constexpr std::string_view ed25519_pem = R"PEM(-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIELCtZB1gqAJQHcsS4zcszC9qrh9iNmX+PxPYyk4pm2Q
+-----END PRIVATE KEY-----
+)PEM";
+inline constexpr std::string_view ed25519_pub = R"PEM(-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEARfBRGY+6MFTQr4JiGJoERQeb6K3z1ujuwPPHIhk8wTM=
+-----END PUBLIC KEY-----
+)PEM";
+inline constexpr std::string_view ed448_pub = R"PEM(-----BEGIN PUBLIC KEY-----
+MEMwBQYDK2VxAzoA0abXUFxNNghxmoKnRN4eqAf5bZRU0Mex62ISUUhfHfe6Ynv9
+Mm6ZBXObwl9nVMQEVnZL83Vak8CA
+-----END PUBLIC KEY-----
+)PEM";
 }  // namespace wsgate::test_keys

@@ -5,6 +5,8 @@
 #include "store_factories.hpp"
 
 #include <wsgate/clock.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/memory_transport.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -469,3 +471,169 @@ TEMPLATE_TEST_CASE("store contract: text that is not UTF-8 in a principal or att
     CHECK(g->principal.nickname.starts_with("caf"));
     CHECK(s->connections_of_user("u1") == Ids{"bad-utf8"});
 }
+
+// ---- node lifetime: restart cleanup and leases ----------------------------------------------
+// Redis measures leases on its server's clock, so these tests give a lease that should run out a
+// millisecond to live and then wait for it (bounded); the other stores follow `now` at once.
+
+namespace {
+
+ConnectionRecord on_node(ConnectionRecord r, std::string node) {
+    r.node_id = std::move(node);
+    return r;
+}
+
+/// Calls reap_expired_nodes until it has removed `want` records or 10 s pass; the total.
+std::size_t reap_until(ConnectionStore& s, TimePoint now, std::size_t limit, std::size_t want) {
+    std::size_t total = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (total < want && std::chrono::steady_clock::now() < until) {
+        const auto n = s.reap_expired_nodes(now, limit);
+        REQUIRE(n <= limit);
+        total += n;
+        if (total < want) std::this_thread::sleep_for(5ms);
+    }
+    return total;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("store contract: remove_node takes every record of one node and nothing else", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->put(on_node(rec("a1", "u1"), "node-a"));
+    s->put(on_node(rec("a2"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    for (const char* id : {"a1", "a2", "b1"}) REQUIRE(s->subscribe(id, "room"));
+
+    CHECK(s->remove_node("node-a") == 2);
+    CHECK_FALSE(s->get("a1"));
+    CHECK_FALSE(s->get("a2"));
+    CHECK(s->subscribers("room") == Ids{"b1"});
+    CHECK(s->connections_of_user("u1") == Ids{"b1"});
+    CHECK(s->count() == 1);
+    CHECK(s->remove_node("node-a") == 0);
+    CHECK(s->remove_node("never-seen") == 0);
+
+    // A record moved to another node by put() belongs to that node only.
+    s->put(on_node(rec("b1", "u1"), "node-c"));
+    CHECK(s->remove_node("node-b") == 0);
+    CHECK(s->remove_node("node-c") == 1);
+    CHECK(s->count() == 0);
+}
+
+TEMPLATE_TEST_CASE("store contract: a node whose lease ran out loses its records, subscriptions and index entries", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->renew_lease("node-a", t0, 1h);
+    s->renew_lease("node-b", t0, 1h);
+    s->put(on_node(rec("a1", "u1"), "node-a"));
+    s->put(on_node(rec("a2", "u1"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    s->put(on_node(rec("x1", "u1"), "node-x"));  // a node that never held a lease
+    for (const char* id : {"a1", "a2", "b1", "x1"}) REQUIRE(s->subscribe(id, "room"));
+
+    // Within the lease nothing is reaped.
+    CHECK(s->reap_expired_nodes(t0 + 1min, 1000) == 0);
+    CHECK(s->count() == 4);
+
+    // node-a stops renewing (its last renewal gave it a millisecond); node-b keeps renewing.
+    s->renew_lease("node-a", t0, 1ms);
+    s->renew_lease("node-b", t0 + 1s, 1h);
+    CHECK(reap_until(*s, t0 + 1s, 1000, 2) == 2);
+    CHECK_FALSE(s->get("a1"));
+    CHECK_FALSE(s->get("a2"));
+    CHECK(sorted(s->subscribers("room")) == Ids{"b1", "x1"});
+    CHECK(sorted(s->connections_of_user("u1")) == Ids{"b1", "x1"});
+    CHECK(s->resolve(Audience::topic("room")).ids.size() == 2);
+    CHECK(s->count() == 2);
+    // Idempotent: a second reaper (another node) finds nothing left.
+    CHECK(s->reap_expired_nodes(t0 + 1s, 1000) == 0);
+
+    // The dead node's lease is forgotten with its records: a new incarnation starts clean.
+    s->renew_lease("node-a", t0 + 2s, 1h);
+    s->put(on_node(rec("a3", "u1"), "node-a"));
+    CHECK(s->reap_expired_nodes(t0 + 2s, 1000) == 0);
+    CHECK(s->get("a3"));
+}
+
+TEMPLATE_TEST_CASE("store contract: reaping does bounded work per call and finishes over later calls", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->renew_lease("node-a", t0, 1ms);
+    for (int i = 0; i < 7; ++i) s->put(on_node(rec("a" + std::to_string(i), "u1"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    CHECK(reap_until(*s, t0 + 1s, 3, 7) == 7);
+    CHECK(s->connections_of_user("u1") == Ids{"b1"});
+    CHECK(s->count() == 1);
+}
+
+TEMPLATE_TEST_CASE("store contract: concurrent reapers remove each record of a dead node once", "[store][contract][lease][concurrency]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    for (int i = 0; i < 40; ++i) s->put(on_node(rec("a" + std::to_string(i)), "node-a"));
+    s->renew_lease("node-a", t0, 1ms);
+    std::this_thread::sleep_for(10ms);  // so that the Redis server's clock is past the lease too
+    std::atomic<std::size_t> total{0};
+    std::vector<std::thread> reapers;
+    for (int t = 0; t < 4; ++t)
+        reapers.emplace_back([&] {
+            for (int i = 0; i < 20; ++i) total += s->reap_expired_nodes(t0 + 1s, 5);
+        });
+    for (auto& t : reapers) t.join();
+    const std::size_t raced = total;
+    CHECK(raced <= 40);
+    CHECK(raced + reap_until(*s, t0 + 1s, 1000, 40 - raced) == 40);
+    CHECK(s->count() == 0);
+}
+
+TEMPLATE_TEST_CASE("store contract: a Gateway clears its node's leftovers at start and reaps a dead node in sweep", "[store][contract][lease][gateway]", STORE_TYPES) {
+    TestType f;
+    auto store = f.make();
+    auto clock = std::make_shared<ManualClock>(t0);
+    auto transport = std::make_shared<InMemoryTransport>();
+    auto auth = std::make_shared<AnonymousAuthorizer>();
+    GatewaySettings gs;
+    gs.max_connections_per_user = 3;
+    gs.node_lease = 100ms;
+    Principal user;
+    user.kind = PrincipalKind::user;
+    user.user_id = "u1";
+
+    auto fill = [&](Gateway& gw) {
+        for (int i = 0; i < 3; ++i) REQUIRE(gw.on_connect({}, user).accepted);
+        CHECK(gw.on_connect({}, user).status == 429);
+    };
+
+    // Node "a" takes the user's every slot and dies without a word (no disconnects, no sweep).
+    gs.node_id = "a";
+    auto a = std::make_unique<Gateway>(gs, store, transport, auth, clock);
+    fill(*a);
+    a.reset();
+    CHECK(store->connections_of_user("u1").size() == 3);
+
+    // It restarts under the same id: what it left behind is gone before it takes a connection.
+    a = std::make_unique<Gateway>(gs, store, transport, auth, clock);
+    CHECK(store->connections_of_user("u1").empty());
+    fill(*a);
+
+    // It dies again; node "b", sharing the store, reaps its records once its lease runs out.
+    gs.node_id = "b";
+    Gateway b{gs, store, transport, auth, clock};
+    a.reset();
+    std::size_t lost = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (lost < 3 && std::chrono::steady_clock::now() < until) {
+        clock->advance(1s);
+        lost += b.sweep().node_lost;
+        if (lost < 3) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(lost == 3);
+    CHECK(store->connections_of_user("u1").empty());
+    fill(b);
+    // b renewed its own lease all along: another sweep much later does not touch its records.
+    clock->advance(1s);
+    CHECK(b.sweep().node_lost == 0);
+    CHECK(store->connections_of_user("u1").size() == 3);
+}
+

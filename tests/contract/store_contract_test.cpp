@@ -5,6 +5,7 @@
 #include "store_factories.hpp"
 
 #include <wsgate/clock.hpp>
+#include <wsgate/error.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
 
@@ -637,3 +638,88 @@ TEMPLATE_TEST_CASE("store contract: a Gateway clears its node's leftovers at sta
     CHECK(store->connections_of_user("u1").size() == 3);
 }
 
+
+TEMPLATE_TEST_CASE("store contract: behind API Gateway (local_delivery_only false) a Gateway neither clears nor reaps", "[store][contract][lease][gateway]", STORE_TYPES) {
+    TestType f;
+    auto store = f.make();
+    auto clock = std::make_shared<ManualClock>(t0);
+    auto transport = std::make_shared<InMemoryTransport>();
+    auto auth = std::make_shared<AnonymousAuthorizer>();
+    // Connections outlive the process that accepted them: a dead process's records stay live.
+    store->put(on_node(rec("c1", "u1"), "lambda-1"));
+    store->renew_lease("lambda-1", t0, 1ms);
+    GatewaySettings gs;
+    gs.local_delivery_only = false;
+    gs.node_id = "lambda-1";
+    gs.node_lease = 100ms;
+    Gateway gw{gs, store, transport, auth, clock};
+    CHECK(store->get("c1"));
+    std::this_thread::sleep_for(10ms);  // past the lease on the Redis server's clock too
+    clock->advance(10s);
+    CHECK(gw.sweep().node_lost == 0);
+    CHECK(store->get("c1"));
+}
+
+namespace {
+/// An in-memory store whose remove_node fails, as a store that is down at start would.
+class NoCleanupStore final : public ConnectionStore {
+public:
+    InMemoryConnectionStore inner;
+    std::size_t remove_node(const std::string&) override { throw StoreError(store_errc::unavailable, "down"); }
+    void put(const ConnectionRecord& r) override { inner.put(r); }
+    std::optional<ConnectionRecord> get(const ConnectionId& id) override { return inner.get(id); }
+    bool remove(const ConnectionId& id) override { return inner.remove(id); }
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
+    bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+    bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
+    std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
+    std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
+    std::vector<ConnectionId> connections_of_user(const std::string& u) override { return inner.connections_of_user(u); }
+    ScanPage scan(const std::string& c, std::size_t n) override { return inner.scan(c, n); }
+    std::vector<ConnectionRecord> expire(TimePoint now) override { return inner.expire(now); }
+    std::size_t count() override { return inner.count(); }
+    void renew_lease(const std::string& n, TimePoint now, Duration l) override { inner.renew_lease(n, now, l); }
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override { return inner.reap_expired_nodes(now, limit); }
+};
+}  // namespace
+
+TEST_CASE("a Gateway that cannot clear its old records at start takes a fresh id, and the old one is reaped by lease", "[store][lease][gateway]") {
+    auto store = std::make_shared<NoCleanupStore>();
+    auto clock = std::make_shared<ManualClock>(t0);
+    store->put(on_node(rec("old", "u1"), "node-a"));
+    store->renew_lease("node-a", t0, 30s);
+    GatewaySettings gs;
+    gs.node_id = "node-a";
+    Gateway gw{gs, store, std::make_shared<InMemoryTransport>(), std::make_shared<AnonymousAuthorizer>(), clock};
+    CHECK(gw.node_id() != "node-a");
+    CHECK(gw.metrics().store_errors == 1);
+    CHECK(store->get("old"));
+    clock->advance(31s);
+    CHECK(gw.sweep().node_lost == 1);
+    CHECK_FALSE(store->get("old"));
+}
+
+TEST_CASE("the default remove_node pages through scan and removes only that node's records", "[store][lease]") {
+    // A store that overrides none of the node-lifetime calls gets the base class's remove_node.
+    class Plain final : public ConnectionStore {
+    public:
+        InMemoryConnectionStore inner;
+        void put(const ConnectionRecord& r) override { inner.put(r); }
+        std::optional<ConnectionRecord> get(const ConnectionId& id) override { return inner.get(id); }
+        bool remove(const ConnectionId& id) override { return inner.remove(id); }
+        bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
+        bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+        bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
+        std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
+        std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
+        std::vector<ConnectionId> connections_of_user(const std::string& u) override { return inner.connections_of_user(u); }
+        ScanPage scan(const std::string& c, std::size_t n) override { return inner.scan(c, n); }
+        std::vector<ConnectionRecord> expire(TimePoint now) override { return inner.expire(now); }
+        std::size_t count() override { return inner.count(); }
+    } s;
+    for (int i = 0; i < 2500; ++i) s.put(on_node(rec("c" + std::to_string(i)), i % 2 == 0 ? "node-a" : "node-b"));
+    CHECK(s.stable_node_id().empty());
+    CHECK(s.remove_node("node-a") == 1250);
+    CHECK(s.count() == 1250);
+    CHECK(s.reap_expired_nodes(t0 + 1h, 1000) == 0);  // no leases by default
+}

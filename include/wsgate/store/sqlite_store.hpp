@@ -24,7 +24,8 @@ struct SqliteStoreSettings {
 
 /**
  * ConnectionStore in a SQLite database file: WAL journal, prepared statements, indexes on topic,
- * user and `expires_at`, a schema version table. Records and subscriptions written before a
+ * user, node and `expires_at`, a schema version table, node leases (`wsgate_nodes`) and the file's
+ * stable node id (`wsgate_meta`). Records and subscriptions written before a
  * restart (or a crash of the writing process) are there after reopening the file.
  *
  * Errors: construction and every operation throw StoreError on backend failure, mapped as

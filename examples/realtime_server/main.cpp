@@ -69,7 +69,12 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --backpressure drop|close what a full queue does (default drop)
   --store SPEC              memory | sqlite:PATH | redis://HOST:PORT (env WSGATE_STORE, default memory)
   --bus SPEC                none | redis://HOST:PORT: carry publishes to other nodes (env WSGATE_BUS)
-  --node-id ID              this node's id in shared stores (default random)
+  --node-id ID              this node's id in the store (env WSGATE_NODE_ID; default: the id kept in
+                            the SQLite file, else random). A fixed id lets a restarted node remove
+                            what it left behind at once; without one a Redis node's leftovers are
+                            reaped when its lease runs out
+  --node-lease-ms N         this node's lease in the store: the records of a node that stopped
+                            renewing are reaped within N ms + 1 s (default 30000, 0 = off)
 )";
 
 // Every flag takes a value except --allow-anonymous. A value is the next argument or follows
@@ -79,7 +84,7 @@ Options parse(int argc, char** argv) {
     static const std::set<std::string> kValued{"address", "port", "port-file", "web-root", "admin-key",
                                                "session-secret", "public-secret", "threads", "max-message-bytes",
                                                "rate", "burst", "heartbeat-timeout-ms", "queue", "backpressure",
-                                               "store", "bus", "node-id", "max-connections",
+                                               "store", "bus", "node-id", "node-lease-ms", "max-connections",
                                                "max-connections-per-address"};
     static const std::set<std::string> kSwitches{"allow-anonymous"};
     auto fail = [](const std::string& why) {
@@ -221,6 +226,7 @@ int main(int argc, char** argv) {
                              {"events:*", "read_events", "publish", /*anonymous_read=*/true}};
 
     gs.node_id = opt.get("node-id", "WSGATE_NODE_ID");
+    gs.node_lease = std::chrono::milliseconds(to_size(opt.get("node-lease-ms", nullptr), 30'000));
     const std::string store_spec = opt.get("store", "WSGATE_STORE", "memory");
     const std::string bus_spec = opt.get("bus", "WSGATE_BUS", "none");
     std::shared_ptr<wsgate::ConnectionStore> store;
@@ -367,7 +373,7 @@ int main(int argc, char** argv) {
               << "Metrics: curl -s " << base << "/metrics\n"
               << std::endl;
 
-    // The reaper for TTL, idle time and maximum age.
+    // The reaper for TTL, idle time and maximum age; also renews this node's lease and reaps dead nodes.
     std::mutex sweep_mu;
     std::condition_variable sweep_cv;
     bool done = false;

@@ -80,6 +80,40 @@ public:
     /// True if other processes share this store (Redis): the Gateway then delivers only to its
     /// own node's connections and relies on the Bus for the rest.
     [[nodiscard]] virtual bool shared() const noexcept { return false; }
+
+    // ---- node lifetime: restart cleanup and leases ---------------------------------------
+
+    /**
+     * A node id that stays the same across restarts of the process using this store, or empty if
+     * the store cannot give one (the default; the Gateway then picks a random id). SQLite keeps
+     * one in the database file for the first process that opens it.
+     */
+    [[nodiscard]] virtual std::string stable_node_id() { return {}; }
+    /**
+     * Removes every record (with its subscriptions and index entries) whose `node_id` is
+     * `node_id`; returns how many. The Gateway calls it at construction for its own id: what a
+     * previous incarnation of the node left behind cannot be live, the new process holds no
+     * sockets yet. The default pages through scan(); backends override it with an index.
+     */
+    virtual std::size_t remove_node(const std::string& node_id);
+    /**
+     * Records that `node_id` is alive until `now + lease` (creating or extending its lease). The
+     * default does nothing: a store without leases relies on record TTLs alone.
+     */
+    virtual void renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
+        (void)node_id, (void)now, (void)lease;
+    }
+    /**
+     * Removes up to `limit` records of nodes whose lease ran out by `now`, with their
+     * subscriptions and index entries, and forgets a node's lease once none of its records are
+     * left. Returns how many records it removed (each counted by one caller only); idempotent, so
+     * every node may call it. Nodes that never held a lease are left alone. The default does
+     * nothing.
+     */
+    virtual std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) {
+        (void)now, (void)limit;
+        return 0;
+    }
 };
 
 }  // namespace wsgate

@@ -50,8 +50,18 @@ enum class LimitPolicy {
 
 /// Gateway settings; every field has a working default.
 struct GatewaySettings {
-    /// This node's id (stored on every record). Random by default.
+    /// This node's id (stored on every record). When empty, the store's stable_node_id() (SQLite
+    /// keeps one in its file), else a random id.
     std::string node_id;
+    /**
+     * How long this node's lease in the store lasts without renewal; 0 turns leases off. At
+     * construction the Gateway removes the records a previous incarnation of its node id left
+     * behind; sweep() renews the lease (at most every `node_lease`/3) and reaps the records of
+     * nodes whose lease ran out, so a node that dies (kill -9) loses its records within
+     * `node_lease` + the sweep interval. Not used when `local_delivery_only` is false: connections
+     * then outlive the process that accepted them (API Gateway).
+     */
+    Duration node_lease = std::chrono::seconds{30};
     Duration ttl = std::chrono::hours{1};                 ///< record TTL (seed 000)
     /// No message and no touch() (a pong the transport saw) for this long ends the connection
     /// (EndReason::idle) at the next sweep. 0 = off (API Gateway: 10 min).
@@ -88,6 +98,7 @@ struct SweepReport {
     std::size_t ttl_expired = 0;
     std::size_t idle = 0;
     std::size_t max_age = 0;
+    std::size_t node_lost = 0;  ///< records of other nodes whose lease ran out, reaped
 };
 
 /**
@@ -140,7 +151,9 @@ public:
     SendStatus send_to(const ConnectionId& id, const Envelope& e);
     /// Sends to all of `user_id`'s connections except those of `except_device` (if non-empty).
     BroadcastReport send_to_user(const std::string& user_id, const Envelope& e, std::string except_device = {});
-    /// Ends connections past TTL, idle timeout or maximum age.
+    /// Ends connections past TTL, idle timeout or maximum age; renews this node's lease and reaps
+    /// the records of nodes whose lease ran out (see GatewaySettings::node_lease). Call it every
+    /// second or so.
     SweepReport sweep(TimePoint now);
     SweepReport sweep() { return sweep(clock_->now()); }
     /**
@@ -179,6 +192,7 @@ private:
     ConnectResult admit(const ConnectRequest& request, Principal principal);
     /// Gives back one of `ip`'s anonymous connection slots; the caller holds local_mu_.
     void release_anonymous_slot(const std::string& ip);
+    void renew_lease(TimePoint now, bool force);
     void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
                 std::optional<CloseCode> code = {});
 
@@ -191,6 +205,10 @@ private:
     std::unique_ptr<EventRouter> router_;
     Metrics metrics_;
     bool local_only_ = false;
+    bool leases_ = false;
+
+    std::mutex lease_mu_;
+    std::optional<TimePoint> lease_renewed_;  // empty until a renewal succeeded (or after one failed)
 
     std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;

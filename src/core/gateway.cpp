@@ -71,7 +71,32 @@ Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> stor
     if (settings_.rate_per_second > 0 && settings_.rate_burst < 1)
         throw std::invalid_argument("wsgate::Gateway: rate_burst must be at least 1");
     if (settings_.ttl.count() <= 0) throw std::invalid_argument("wsgate::Gateway: ttl must be positive");
-    if (settings_.node_id.empty()) settings_.node_id = random_token(9);
+    if (settings_.node_lease.count() < 0) throw std::invalid_argument("wsgate::Gateway: negative node_lease");
+    leases_ = settings_.node_lease.count() > 0 && settings_.local_delivery_only.value_or(true);
+    if (settings_.node_id.empty()) {
+        try {
+            settings_.node_id = store_->stable_node_id();
+        } catch (const std::exception&) {
+            bump(metrics_.store_errors);
+        }
+    }
+    const bool stable_id = !settings_.node_id.empty();
+    if (!stable_id) settings_.node_id = random_token(9);
+    if (leases_) {
+        // Records a previous incarnation of this node left behind cannot be live: this process
+        // holds no sockets yet. A random id has none to remove.
+        if (stable_id) {
+            try {
+                store_->remove_node(settings_.node_id);
+            } catch (const std::exception&) {
+                bump(metrics_.store_errors);
+                // Cleanup cannot be retried once connections arrive under this id, so the node
+                // takes a fresh one; the old id's lease then runs out and its records are reaped.
+                settings_.node_id = random_token(9);
+            }
+        }
+        renew_lease(clock_->now(), true);
+    }
     local_only_ = settings_.local_delivery_only.value_or(store_->shared());
     router_ = std::make_unique<EventRouter>(settings_.router);
     if (bus_) {
@@ -449,8 +474,35 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
     }
 }
 
+void Gateway::renew_lease(TimePoint now, bool force) {
+    {
+        std::lock_guard lock(lease_mu_);
+        if (!force && lease_renewed_ && now - *lease_renewed_ < settings_.node_lease / 3) return;
+    }
+    bool ok = false;
+    try {
+        store_->renew_lease(settings_.node_id, now, settings_.node_lease);
+        ok = true;
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+    }
+    std::lock_guard lock(lease_mu_);
+    if (ok) lease_renewed_ = now;
+    else lease_renewed_.reset();  // retried on the next sweep
+}
+
 SweepReport Gateway::sweep(TimePoint now) {
     SweepReport report;
+    if (leases_) {
+        renew_lease(now, false);
+        // Bounded work per sweep; a larger backlog drains over the following sweeps.
+        constexpr std::size_t reap_batch = 1000;
+        try {
+            report.node_lost = store_->reap_expired_nodes(now, reap_batch);
+        } catch (const std::exception&) {
+            bump(metrics_.store_errors);
+        }
+    }
     std::vector<std::pair<ConnectionId, EndReason>> due;
     {
         std::shared_lock lock(local_mu_);

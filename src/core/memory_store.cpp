@@ -58,6 +58,21 @@ ResolvedAudience ConnectionStore::resolve(const Audience& a) {
     return out;
 }
 
+std::size_t ConnectionStore::remove_node(const std::string& node_id) {
+    // Ids first, removals after: removing while paging could skip records.
+    std::vector<ConnectionId> ids;
+    std::string cursor;
+    do {
+        auto page = scan(cursor, 1000);
+        for (auto& r : page.records)
+            if (r.node_id == node_id) ids.push_back(std::move(r.id));
+        cursor = std::move(page.next_cursor);
+    } while (!cursor.empty());
+    std::size_t removed = 0;
+    for (const auto& id : ids) removed += remove(id) ? 1 : 0;
+    return removed;
+}
+
 // ---- InMemoryConnectionStore ------------------------------------------------------------
 
 void InMemoryConnectionStore::unindex_user(UserIndex& index, const std::string& key, Entry* e) {
@@ -94,11 +109,13 @@ void InMemoryConnectionStore::put(const ConnectionRecord& r) {
     Entry& e = it->second;
     if (!inserted) {
         if (!e.record.principal.user_id.empty()) unindex_user(by_user_, e.record.principal.user_id, &e);
+        unindex_user(by_node_, e.record.node_id, &e);
         by_expiry_.erase(e.expiry);
     }
     e.record = r;
     e.record.topics.clear();
     if (!r.principal.user_id.empty()) by_user_[r.principal.user_id].insert(&e);
+    by_node_[r.node_id].insert(&e);
     e.expiry = by_expiry_.emplace(r.expires_at, &e);
 }
 
@@ -113,6 +130,7 @@ void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterat
     Entry& e = it->second;
     for (const auto& [t, pos] : e.topics) drop_member_locked(e, t, pos);
     if (!e.record.principal.user_id.empty()) unindex_user(by_user_, e.record.principal.user_id, &e);
+    unindex_user(by_node_, e.record.node_id, &e);
     by_expiry_.erase(e.expiry);
     by_id_.erase(it);
 }
@@ -256,6 +274,44 @@ ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
             break;
     }
     return out;
+}
+
+std::size_t InMemoryConnectionStore::remove_node(const std::string& node_id) {
+    std::unique_lock lock(mu_);
+    auto it = by_node_.find(node_id);
+    if (it == by_node_.end()) return 0;
+    std::vector<ConnectionId> ids;
+    ids.reserve(it->second.size());
+    for (const Entry* e : it->second) ids.push_back(e->record.id);
+    for (const auto& id : ids) erase_locked(by_id_.find(id));
+    return ids.size();
+}
+
+void InMemoryConnectionStore::renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
+    std::unique_lock lock(mu_);
+    leases_[node_id] = now + lease;
+}
+
+std::size_t InMemoryConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
+    std::unique_lock lock(mu_);
+    std::size_t removed = 0;
+    for (auto l = leases_.begin(); l != leases_.end() && removed < limit;) {
+        if (l->second > now) {
+            ++l;
+            continue;
+        }
+        auto n = by_node_.find(l->first);
+        while (n != by_node_.end() && removed < limit) {
+            // erase_locked drops the node's index entry with its last record.
+            const bool last = n->second.size() == 1;
+            erase_locked(by_id_.find((*n->second.begin())->record.id));
+            ++removed;
+            if (last) n = by_node_.end();
+        }
+        if (n == by_node_.end()) l = leases_.erase(l);
+        else ++l;
+    }
+    return removed;
 }
 
 }  // namespace wsgate

@@ -33,15 +33,33 @@ local function server_ms()
 end
 -- meta entry: '<server ms when the record key's TTL fires>|<filter fields>'
 local function meta_of(ttl, tail) return string.format('%.0f', server_ms() + ttl) .. '|' .. tail end
+-- Removes a record with its subscriptions and index entries; 1 for the caller whose DEL removed it.
+local function drop(id)
+  local key = P .. 'conn:' .. id
+  local user = redis.call('HGET', key, 'user')
+  local node = redis.call('HGET', key, 'node')
+  local n = redis.call('DEL', key)
+  local subs = P .. 'subs:' .. id
+  for _, t in ipairs(redis.call('SMEMBERS', subs)) do redis.call('SREM', P .. 'topic:' .. t, id) end
+  redis.call('DEL', subs)
+  if user and user ~= '' then redis.call('SREM', P .. 'user:' .. user, id) end
+  if node then redis.call('SREM', P .. 'node:' .. node, id) end
+  redis.call('ZREM', P .. 'expiry', id)
+  redis.call('ZREM', P .. 'ids', id)
+  redis.call('HDEL', P .. 'meta', id)
+  return n
+end
 )lua";
 
-// ARGV: P, id, user, ttl_ms, expires_ms, meta tail, field, value, ...
+// ARGV: P, id, user, ttl_ms, expires_ms, meta tail, node, field, value, ...
 constexpr const char* lua_put = R"lua(
-local id, user, ttl, exp = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local id, user, ttl, exp, node = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[7]
 local key = P .. 'conn:' .. id
 local old = redis.call('HGET', key, 'user')
 if old and old ~= '' and old ~= user then redis.call('SREM', P .. 'user:' .. old, id) end
-redis.call('HSET', key, unpack(ARGV, 7, #ARGV))
+local old_node = redis.call('HGET', key, 'node')
+if old_node and old_node ~= node then redis.call('SREM', P .. 'node:' .. old_node, id) end
+redis.call('HSET', key, unpack(ARGV, 8, #ARGV))
 redis.call('PEXPIRE', key, ttl)
 redis.call('HSET', P .. 'meta', id, meta_of(ttl, ARGV[6]))
 local subs = P .. 'subs:' .. id
@@ -52,6 +70,8 @@ if user ~= '' then
   redis.call('SADD', P .. 'user:' .. user, id)
   extend(P .. 'user:' .. user, ttl)
 end
+redis.call('SADD', P .. 'node:' .. node, id)
+extend(P .. 'node:' .. node, ttl)
 redis.call('ZADD', P .. 'expiry', exp, id)
 redis.call('ZADD', P .. 'ids', 0, id)
 return 1
@@ -59,18 +79,7 @@ return 1
 
 // ARGV: P, id. Returns 1 for the caller whose DEL removed the record.
 constexpr const char* lua_remove = R"lua(
-local id = ARGV[2]
-local key = P .. 'conn:' .. id
-local user = redis.call('HGET', key, 'user')
-local n = redis.call('DEL', key)
-local subs = P .. 'subs:' .. id
-for _, t in ipairs(redis.call('SMEMBERS', subs)) do redis.call('SREM', P .. 'topic:' .. t, id) end
-redis.call('DEL', subs)
-if user and user ~= '' then redis.call('SREM', P .. 'user:' .. user, id) end
-redis.call('ZREM', P .. 'expiry', id)
-redis.call('ZREM', P .. 'ids', id)
-redis.call('HDEL', P .. 'meta', id)
-return n
+return drop(ARGV[2])
 )lua";
 
 // ARGV: P, id, now_ms [, expires_ms, ttl_ms]
@@ -92,6 +101,8 @@ if ARGV[4] then
   end
   local user = redis.call('HGET', key, 'user')
   if user and user ~= '' then extend(P .. 'user:' .. user, ttl) end
+  local node = redis.call('HGET', key, 'node')
+  if node then extend(P .. 'node:' .. node, ttl) end
 end
 return 1
 )lua";
@@ -177,6 +188,7 @@ for _, id in ipairs(ids) do
   redis.call('DEL', key, subs)
   for i = 1, #h, 2 do
     if h[i] == 'user' and h[i + 1] ~= '' then redis.call('SREM', P .. 'user:' .. h[i + 1], id) end
+    if h[i] == 'node' then redis.call('SREM', P .. 'node:' .. h[i + 1], id) end
   end
   redis.call('ZREM', P .. 'expiry', id)
   redis.call('ZREM', P .. 'ids', id)
@@ -186,13 +198,53 @@ end
 return {#ids, out}
 )lua";
 
-enum Script : std::size_t { s_put, s_remove, s_touch, s_subscribe, s_unsubscribe, s_members, s_topics, s_expire, s_count };
+// ARGV: P, node. Removes every record of the node; returns how many this call removed.
+constexpr const char* lua_remove_node = R"lua(
+local nk = P .. 'node:' .. ARGV[2]
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', nk)) do
+  if redis.call('HGET', P .. 'conn:' .. id, 'node') == ARGV[2] then n = n + drop(id) end
+end
+redis.call('DEL', nk)
+return n
+)lua";
+
+// ARGV: P, node, lease_ms. Leases are scored on the server's clock: skew between nodes never
+// makes a live node look dead.
+constexpr const char* lua_renew_lease = R"lua(
+redis.call('ZADD', P .. 'leases', string.format('%.0f', server_ms() + tonumber(ARGV[3])), ARGV[2])
+return 1
+)lua";
+
+// ARGV: P, limit. Removes up to `limit` records of nodes whose lease ran out (server clock);
+// a node's lease goes once its index is empty. Returns how many records this call removed.
+constexpr const char* lua_reap = R"lua(
+local limit = tonumber(ARGV[2])
+local now = server_ms()
+local n = 0
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', string.format('%.0f', now))) do
+  if limit <= 0 then break end
+  local nk = P .. 'node:' .. node
+  for _, id in ipairs(redis.call('SPOP', nk, limit)) do
+    limit = limit - 1
+    if redis.call('HGET', P .. 'conn:' .. id, 'node') == node then n = n + drop(id) end
+  end
+  if redis.call('SCARD', nk) == 0 then redis.call('ZREM', P .. 'leases', node) end
+end
+return n
+)lua";
+
+enum Script : std::size_t {
+    s_put, s_remove, s_touch, s_subscribe, s_unsubscribe, s_members, s_topics, s_expire, s_remove_node,
+    s_renew_lease, s_reap, s_count
+};
 
 const std::array<std::string, s_count>& script_bodies() {
     static const std::array<std::string, s_count> bodies = [] {
         std::array<std::string, s_count> b;
-        const char* raw[s_count] = {lua_put,     lua_remove,  lua_touch,  lua_subscribe,
-                                    lua_unsubscribe, lua_members, lua_topics, lua_expire};
+        const char* raw[s_count] = {lua_put,         lua_remove,  lua_touch,  lua_subscribe,
+                                    lua_unsubscribe, lua_members, lua_topics, lua_expire,
+                                    lua_remove_node, lua_renew_lease, lua_reap};
         for (std::size_t i = 0; i < s_count; ++i) b[i] = std::string(lua_prelude) + raw[i];
         return b;
     }();
@@ -357,6 +409,7 @@ struct RedisConnectionStore::Impl {
                    std::to_string(key_ttl_ms(r.expires_at, base)),
                    ms(r.expires_at),
                    meta_tail(r.principal),
+                   r.node_id,
                    "id", r.id,
                    "user", r.principal.user_id,
                    "device", r.principal.device_id,
@@ -644,6 +697,27 @@ bool RedisConnectionStore::ping() {
     } catch (const StoreError&) {
         return false;
     }
+}
+
+std::size_t RedisConnectionStore::remove_node(const std::string& node_id) {
+    return impl_->with([&](Impl::Slot& s) {
+        return static_cast<std::size_t>(impl_->eval(s, s_remove_node, {node_id}, "remove_node")->integer);
+    });
+}
+
+void RedisConnectionStore::renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
+    (void)now;  // the server's clock, see lua_renew_lease
+    const auto lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
+    impl_->with([&](Impl::Slot& s) { impl_->eval(s, s_renew_lease, {node_id, lease_ms}, "renew_lease"); });
+}
+
+std::size_t RedisConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
+    (void)now;  // the server's clock, see lua_reap
+    if (limit == 0) return 0;
+    const auto limit_s = std::to_string(limit);
+    return impl_->with([&](Impl::Slot& s) {
+        return static_cast<std::size_t>(impl_->eval(s, s_reap, {limit_s}, "reap_expired_nodes")->integer);
+    });
 }
 
 }  // namespace wsgate

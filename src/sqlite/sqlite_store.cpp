@@ -5,9 +5,17 @@
 
 #include <sqlite3.h>
 
+#include <wsgate/random.hpp>
+
 #include <mutex>
 #include <unordered_set>
 #include <utility>
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+#endif
 
 namespace wsgate {
 namespace {
@@ -61,6 +69,17 @@ CREATE TABLE IF NOT EXISTS wsgate_subscriptions (
   PRIMARY KEY (topic, connection_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS wsgate_subscriptions_connection ON wsgate_subscriptions(connection_id, topic);
+-- Added after the first release of schema 1; additive (IF NOT EXISTS), so files stay readable by
+-- either build and need no version bump.
+CREATE INDEX IF NOT EXISTS wsgate_connections_node ON wsgate_connections(node_id);
+CREATE TABLE IF NOT EXISTS wsgate_nodes (
+  node_id     TEXT PRIMARY KEY NOT NULL,
+  lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wsgate_meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
 )sql";
 
 constexpr const char* record_columns =
@@ -80,7 +99,9 @@ struct SqliteConnectionStore::Impl {
     };
     Stmt put, get, topics, del_conn, del_subs, touch, touch_exp, exists, sub_ins, unsub, subscribers,
         of_user, scan, expired, count, all_filter, topic_filter, user_filter, id_filter, begin, commit,
-        rollback;
+        rollback, node_del_subs, node_del_conns, lease_put, lease_expired, node_ids, lease_del;
+    std::optional<std::string> node_id;  // stable_node_id(), once asked
+    int node_lock_fd = -1;                // held while this store owns the file's stable node id
 
     class Use {
     public:
@@ -185,6 +206,9 @@ struct SqliteConnectionStore::Impl {
     ~Impl() {
         finalize_all();
         sqlite3_close(db);
+#ifndef _WIN32
+        if (node_lock_fd >= 0) ::close(node_lock_fd);
+#endif
     }
 
     [[noreturn]] void fail_now(int rc, std::string_view what) const { fail(db, rc, what, settings.path); }
@@ -244,12 +268,23 @@ struct SqliteConnectionStore::Impl {
         prepare(begin, "BEGIN IMMEDIATE");
         prepare(commit, "COMMIT");
         prepare(rollback, "ROLLBACK");
+        prepare(node_del_subs,
+                "DELETE FROM wsgate_subscriptions WHERE connection_id IN "
+                "(SELECT id FROM wsgate_connections WHERE node_id=?1)");
+        prepare(node_del_conns, "DELETE FROM wsgate_connections WHERE node_id=?1");
+        prepare(lease_put,
+                "INSERT INTO wsgate_nodes(node_id, lease_until) VALUES(?1,?2) "
+                "ON CONFLICT(node_id) DO UPDATE SET lease_until=excluded.lease_until");
+        prepare(lease_expired, "SELECT node_id FROM wsgate_nodes WHERE lease_until<=?1 ORDER BY lease_until");
+        prepare(node_ids, "SELECT id FROM wsgate_connections WHERE node_id=?1 LIMIT ?2");
+        prepare(lease_del, "DELETE FROM wsgate_nodes WHERE node_id=?1 AND lease_until<=?2");
     }
 
     void finalize_all() {
         for (Stmt* st : {&put, &get, &topics, &del_conn, &del_subs, &touch, &touch_exp, &exists, &sub_ins, &unsub,
                          &subscribers, &of_user, &scan, &expired, &count, &all_filter, &topic_filter, &user_filter,
-                         &id_filter, &begin, &commit, &rollback}) {
+                         &id_filter, &begin, &commit, &rollback, &node_del_subs, &node_del_conns, &lease_put,
+                         &lease_expired, &node_ids, &lease_del}) {
             sqlite3_finalize(st->s);
             st->s = nullptr;
         }
@@ -496,6 +531,107 @@ ResolvedAudience SqliteConnectionStore::resolve(const Audience& a) {
         }
     }
     return out;
+}
+
+std::string SqliteConnectionStore::stable_node_id() {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->node_id) return *impl_->node_id;
+    impl_->node_id.emplace();
+    if (impl_->settings.read_only) return {};
+#ifndef _WIN32
+    // One process at a time owns the file's node id: a lock on a sibling file, which the kernel
+    // releases when the process dies however it dies. Other processes on the same file get none
+    // (so the Gateway picks a random id, covered by leases) rather than a live node's id.
+    if (impl_->settings.path != ":memory:") {
+        const std::string lock_path = impl_->settings.path + "-node";
+        const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return {};
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd);
+            return {};
+        }
+        impl_->node_lock_fd = fd;
+    }
+#endif
+    const std::string fresh = "sqlite-" + random_token(9);
+    Impl::Txn t(*impl_);
+    sqlite3_stmt* s = nullptr;
+    impl_->check(sqlite3_prepare_v2(impl_->db, "INSERT OR IGNORE INTO wsgate_meta(key, value) VALUES('node_id', ?1)", -1,
+                                    &s, nullptr),
+                 "prepare");
+    sqlite3_bind_text(s, 1, fresh.data(), static_cast<int>(fresh.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) impl_->fail_now(rc, "store node id");
+    impl_->check(sqlite3_prepare_v2(impl_->db, "SELECT value FROM wsgate_meta WHERE key='node_id'", -1, &s, nullptr),
+                 "prepare");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) impl_->node_id = std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW) impl_->fail_now(rc, "read node id");
+    t.commit();
+    return *impl_->node_id;
+}
+
+std::size_t SqliteConnectionStore::remove_node(const std::string& node_id) {
+    std::lock_guard lk(impl_->mu);
+    Impl::Txn t(*impl_);
+    {
+        Impl::Use u(*impl_, impl_->node_del_subs);
+        u.text(1, node_id).run();
+    }
+    std::size_t removed = 0;
+    {
+        Impl::Use u(*impl_, impl_->node_del_conns);
+        u.text(1, node_id).run();
+        removed = static_cast<std::size_t>(sqlite3_changes(impl_->db));
+    }
+    t.commit();
+    return removed;
+}
+
+void SqliteConnectionStore::renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
+    std::lock_guard lk(impl_->mu);
+    Impl::Use u(*impl_, impl_->lease_put);
+    u.text(1, node_id).integer(2, to_unix_ms(now + lease)).run();
+}
+
+std::size_t SqliteConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
+    const auto now_ms = to_unix_ms(now);
+    std::lock_guard lk(impl_->mu);
+    std::vector<std::string> nodes;
+    auto expired_nodes = [&] {
+        nodes.clear();
+        Impl::Use u(*impl_, impl_->lease_expired);
+        u.integer(1, now_ms);
+        while (u.step()) nodes.emplace_back(u.col_text(0));
+    };
+    // A read first, so a sweep with nothing to reap takes no write lock; then again inside one
+    // write transaction, so processes sharing the file reap each record once and a lease renewed
+    // meanwhile is respected.
+    expired_nodes();
+    if (nodes.empty()) return 0;
+    Impl::Txn t(*impl_);
+    expired_nodes();
+    std::size_t removed = 0;
+    for (const auto& node : nodes) {
+        if (removed >= limit) break;
+        std::vector<std::string> ids;
+        {
+            Impl::Use u(*impl_, impl_->node_ids);
+            u.text(1, node).integer(2, static_cast<std::int64_t>(limit - removed) + 1);
+            while (u.step()) ids.emplace_back(u.col_text(0));
+        }
+        const bool all = ids.size() <= limit - removed;
+        if (!all) ids.resize(limit - removed);
+        for (const auto& id : ids) removed += impl_->remove_locked(id) ? 1 : 0;
+        if (all) {
+            Impl::Use u(*impl_, impl_->lease_del);
+            u.text(1, node).integer(2, now_ms).run();
+        }
+    }
+    t.commit();
+    return removed;
 }
 
 }  // namespace wsgate

@@ -5,6 +5,9 @@
 #include "store_factories.hpp"
 
 #include <wsgate/clock.hpp>
+#include <wsgate/error.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/memory_transport.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -468,4 +471,255 @@ TEMPLATE_TEST_CASE("store contract: text that is not UTF-8 in a principal or att
     CHECK(g->principal.permissions == Ids{"chat"});
     CHECK(g->principal.nickname.starts_with("caf"));
     CHECK(s->connections_of_user("u1") == Ids{"bad-utf8"});
+}
+
+// ---- node lifetime: restart cleanup and leases ----------------------------------------------
+// Redis measures leases on its server's clock, so these tests give a lease that should run out a
+// millisecond to live and then wait for it (bounded); the other stores follow `now` at once.
+
+namespace {
+
+ConnectionRecord on_node(ConnectionRecord r, std::string node) {
+    r.node_id = std::move(node);
+    return r;
+}
+
+/// Calls reap_expired_nodes until it has removed `want` records or 10 s pass; the total.
+std::size_t reap_until(ConnectionStore& s, TimePoint now, std::size_t limit, std::size_t want) {
+    std::size_t total = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (total < want && std::chrono::steady_clock::now() < until) {
+        const auto n = s.reap_expired_nodes(now, limit);
+        REQUIRE(n <= limit);
+        total += n;
+        if (total < want) std::this_thread::sleep_for(5ms);
+    }
+    return total;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("store contract: remove_node takes every record of one node and nothing else", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->put(on_node(rec("a1", "u1"), "node-a"));
+    s->put(on_node(rec("a2"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    for (const char* id : {"a1", "a2", "b1"}) REQUIRE(s->subscribe(id, "room"));
+
+    CHECK(s->remove_node("node-a") == 2);
+    CHECK_FALSE(s->get("a1"));
+    CHECK_FALSE(s->get("a2"));
+    CHECK(s->subscribers("room") == Ids{"b1"});
+    CHECK(s->connections_of_user("u1") == Ids{"b1"});
+    CHECK(s->count() == 1);
+    CHECK(s->remove_node("node-a") == 0);
+    CHECK(s->remove_node("never-seen") == 0);
+
+    // A record moved to another node by put() belongs to that node only.
+    s->put(on_node(rec("b1", "u1"), "node-c"));
+    CHECK(s->remove_node("node-b") == 0);
+    CHECK(s->remove_node("node-c") == 1);
+    CHECK(s->count() == 0);
+}
+
+TEMPLATE_TEST_CASE("store contract: a node whose lease ran out loses its records, subscriptions and index entries", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->renew_lease("node-a", t0, 1h);
+    s->renew_lease("node-b", t0, 1h);
+    s->put(on_node(rec("a1", "u1"), "node-a"));
+    s->put(on_node(rec("a2", "u1"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    s->put(on_node(rec("x1", "u1"), "node-x"));  // a node that never held a lease
+    for (const char* id : {"a1", "a2", "b1", "x1"}) REQUIRE(s->subscribe(id, "room"));
+
+    // Within the lease nothing is reaped.
+    CHECK(s->reap_expired_nodes(t0 + 1min, 1000) == 0);
+    CHECK(s->count() == 4);
+
+    // node-a stops renewing (its last renewal gave it a millisecond); node-b keeps renewing.
+    s->renew_lease("node-a", t0, 1ms);
+    s->renew_lease("node-b", t0 + 1s, 1h);
+    CHECK(reap_until(*s, t0 + 1s, 1000, 2) == 2);
+    CHECK_FALSE(s->get("a1"));
+    CHECK_FALSE(s->get("a2"));
+    CHECK(sorted(s->subscribers("room")) == Ids{"b1", "x1"});
+    CHECK(sorted(s->connections_of_user("u1")) == Ids{"b1", "x1"});
+    CHECK(s->resolve(Audience::topic("room")).ids.size() == 2);
+    CHECK(s->count() == 2);
+    // Idempotent: a second reaper (another node) finds nothing left.
+    CHECK(s->reap_expired_nodes(t0 + 1s, 1000) == 0);
+
+    // The dead node's lease is forgotten with its records: a new incarnation starts clean.
+    s->renew_lease("node-a", t0 + 2s, 1h);
+    s->put(on_node(rec("a3", "u1"), "node-a"));
+    CHECK(s->reap_expired_nodes(t0 + 2s, 1000) == 0);
+    CHECK(s->get("a3"));
+}
+
+TEMPLATE_TEST_CASE("store contract: reaping does bounded work per call and finishes over later calls", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->renew_lease("node-a", t0, 1ms);
+    for (int i = 0; i < 7; ++i) s->put(on_node(rec("a" + std::to_string(i), "u1"), "node-a"));
+    s->put(on_node(rec("b1", "u1"), "node-b"));
+    CHECK(reap_until(*s, t0 + 1s, 3, 7) == 7);
+    CHECK(s->connections_of_user("u1") == Ids{"b1"});
+    CHECK(s->count() == 1);
+}
+
+TEMPLATE_TEST_CASE("store contract: concurrent reapers remove each record of a dead node once", "[store][contract][lease][concurrency]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    for (int i = 0; i < 40; ++i) s->put(on_node(rec("a" + std::to_string(i)), "node-a"));
+    s->renew_lease("node-a", t0, 1ms);
+    std::this_thread::sleep_for(10ms);  // so that the Redis server's clock is past the lease too
+    std::atomic<std::size_t> total{0};
+    std::vector<std::thread> reapers;
+    for (int t = 0; t < 4; ++t)
+        reapers.emplace_back([&] {
+            for (int i = 0; i < 20; ++i) total += s->reap_expired_nodes(t0 + 1s, 5);
+        });
+    for (auto& t : reapers) t.join();
+    const std::size_t raced = total;
+    CHECK(raced <= 40);
+    CHECK(raced + reap_until(*s, t0 + 1s, 1000, 40 - raced) == 40);
+    CHECK(s->count() == 0);
+}
+
+TEMPLATE_TEST_CASE("store contract: a Gateway clears its node's leftovers at start and reaps a dead node in sweep", "[store][contract][lease][gateway]", STORE_TYPES) {
+    TestType f;
+    auto store = f.make();
+    auto clock = std::make_shared<ManualClock>(t0);
+    auto transport = std::make_shared<InMemoryTransport>();
+    auto auth = std::make_shared<AnonymousAuthorizer>();
+    GatewaySettings gs;
+    gs.max_connections_per_user = 3;
+    gs.node_lease = 100ms;
+    Principal user;
+    user.kind = PrincipalKind::user;
+    user.user_id = "u1";
+
+    auto fill = [&](Gateway& gw) {
+        for (int i = 0; i < 3; ++i) REQUIRE(gw.on_connect({}, user).accepted);
+        CHECK(gw.on_connect({}, user).status == 429);
+    };
+
+    // Node "a" takes the user's every slot and dies without a word (no disconnects, no sweep).
+    gs.node_id = "a";
+    auto a = std::make_unique<Gateway>(gs, store, transport, auth, clock);
+    fill(*a);
+    a.reset();
+    CHECK(store->connections_of_user("u1").size() == 3);
+
+    // It restarts under the same id: what it left behind is gone before it takes a connection.
+    a = std::make_unique<Gateway>(gs, store, transport, auth, clock);
+    CHECK(store->connections_of_user("u1").empty());
+    fill(*a);
+
+    // It dies again; node "b", sharing the store, reaps its records once its lease runs out.
+    gs.node_id = "b";
+    Gateway b{gs, store, transport, auth, clock};
+    a.reset();
+    std::size_t lost = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (lost < 3 && std::chrono::steady_clock::now() < until) {
+        clock->advance(1s);
+        lost += b.sweep().node_lost;
+        if (lost < 3) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(lost == 3);
+    CHECK(store->connections_of_user("u1").empty());
+    fill(b);
+    // b renewed its own lease all along: another sweep much later does not touch its records.
+    clock->advance(1s);
+    CHECK(b.sweep().node_lost == 0);
+    CHECK(store->connections_of_user("u1").size() == 3);
+}
+
+
+TEMPLATE_TEST_CASE("store contract: behind API Gateway (local_delivery_only false) a Gateway neither clears nor reaps", "[store][contract][lease][gateway]", STORE_TYPES) {
+    TestType f;
+    auto store = f.make();
+    auto clock = std::make_shared<ManualClock>(t0);
+    auto transport = std::make_shared<InMemoryTransport>();
+    auto auth = std::make_shared<AnonymousAuthorizer>();
+    // Connections outlive the process that accepted them: a dead process's records stay live.
+    store->put(on_node(rec("c1", "u1"), "lambda-1"));
+    store->renew_lease("lambda-1", t0, 1ms);
+    GatewaySettings gs;
+    gs.local_delivery_only = false;
+    gs.node_id = "lambda-1";
+    gs.node_lease = 100ms;
+    Gateway gw{gs, store, transport, auth, clock};
+    CHECK(store->get("c1"));
+    std::this_thread::sleep_for(10ms);  // past the lease on the Redis server's clock too
+    clock->advance(10s);
+    CHECK(gw.sweep().node_lost == 0);
+    CHECK(store->get("c1"));
+}
+
+namespace {
+/// An in-memory store whose remove_node fails, as a store that is down at start would.
+class NoCleanupStore final : public ConnectionStore {
+public:
+    InMemoryConnectionStore inner;
+    std::size_t remove_node(const std::string&) override { throw StoreError(store_errc::unavailable, "down"); }
+    void put(const ConnectionRecord& r) override { inner.put(r); }
+    std::optional<ConnectionRecord> get(const ConnectionId& id) override { return inner.get(id); }
+    bool remove(const ConnectionId& id) override { return inner.remove(id); }
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
+    bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+    bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
+    std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
+    std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
+    std::vector<ConnectionId> connections_of_user(const std::string& u) override { return inner.connections_of_user(u); }
+    ScanPage scan(const std::string& c, std::size_t n) override { return inner.scan(c, n); }
+    std::vector<ConnectionRecord> expire(TimePoint now) override { return inner.expire(now); }
+    std::size_t count() override { return inner.count(); }
+    void renew_lease(const std::string& n, TimePoint now, Duration l) override { inner.renew_lease(n, now, l); }
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override { return inner.reap_expired_nodes(now, limit); }
+};
+}  // namespace
+
+TEST_CASE("a Gateway that cannot clear its old records at start takes a fresh id, and the old one is reaped by lease", "[store][lease][gateway]") {
+    auto store = std::make_shared<NoCleanupStore>();
+    auto clock = std::make_shared<ManualClock>(t0);
+    store->put(on_node(rec("old", "u1"), "node-a"));
+    store->renew_lease("node-a", t0, 30s);
+    GatewaySettings gs;
+    gs.node_id = "node-a";
+    Gateway gw{gs, store, std::make_shared<InMemoryTransport>(), std::make_shared<AnonymousAuthorizer>(), clock};
+    CHECK(gw.node_id() != "node-a");
+    CHECK(gw.metrics().store_errors == 1);
+    CHECK(store->get("old"));
+    clock->advance(31s);
+    CHECK(gw.sweep().node_lost == 1);
+    CHECK_FALSE(store->get("old"));
+}
+
+TEST_CASE("the default remove_node pages through scan and removes only that node's records", "[store][lease]") {
+    // A store that overrides none of the node-lifetime calls gets the base class's remove_node.
+    class Plain final : public ConnectionStore {
+    public:
+        InMemoryConnectionStore inner;
+        void put(const ConnectionRecord& r) override { inner.put(r); }
+        std::optional<ConnectionRecord> get(const ConnectionId& id) override { return inner.get(id); }
+        bool remove(const ConnectionId& id) override { return inner.remove(id); }
+        bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
+        bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+        bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
+        std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
+        std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
+        std::vector<ConnectionId> connections_of_user(const std::string& u) override { return inner.connections_of_user(u); }
+        ScanPage scan(const std::string& c, std::size_t n) override { return inner.scan(c, n); }
+        std::vector<ConnectionRecord> expire(TimePoint now) override { return inner.expire(now); }
+        std::size_t count() override { return inner.count(); }
+    } s;
+    for (int i = 0; i < 2500; ++i) s.put(on_node(rec("c" + std::to_string(i)), i % 2 == 0 ? "node-a" : "node-b"));
+    CHECK(s.stable_node_id().empty());
+    CHECK(s.remove_node("node-a") == 1250);
+    CHECK(s.count() == 1250);
+    CHECK(s.reap_expired_nodes(t0 + 1h, 1000) == 0);  // no leases by default
 }

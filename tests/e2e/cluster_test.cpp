@@ -4,10 +4,11 @@
 #include "process.hpp"
 #include "redis_server.hpp"
 
-#include <wsgate/beast/client.hpp>
 #include <wsgate/auth/jwt.hpp>
+#include <wsgate/beast/client.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/random.hpp>
+#include <wsgate/store/redis_store.hpp>
 #include <wsgate/store/sqlite_store.hpp>
 
 #include <nlohmann/json.hpp>
@@ -187,3 +188,154 @@ TEST_CASE("the demo refuses a session or public secret shorter than 32 bytes at 
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
 }
+
+// ---- restart hygiene: kill -9, then a restart or a surviving node cleans up ----------------
+
+namespace {
+
+// A session secret for user tokens in these tests; given after Node's own, so it wins.
+const std::string kSessionSecret = "restart-hygiene-session-secret-0123456789abcdef";
+
+std::string user_url(const Node& n, const std::string& user) {
+    const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch() + std::chrono::hours{1})
+                         .count();
+    const auto token = wsgate::jwt::sign({{"sub", user}, {"permissions", {"read_events"}}, {"exp", exp}}, wsgate::jwt::hs256_signing_key(kSessionSecret));
+    return n.url() + "?token=" + token;
+}
+
+/// Opens `count` connections for `user` on `n`; each must be accepted.
+std::vector<std::unique_ptr<wsgate::beast::Client>> connect_user(const Node& n, const std::string& user, int count) {
+    std::vector<std::unique_ptr<wsgate::beast::Client>> out;
+    for (int i = 0; i < count; ++i) {
+        auto c = std::make_unique<wsgate::beast::Client>();
+        INFO("connection " << i);
+        REQUIRE_FALSE(c->connect(user_url(n, user)));
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+/// Polls `done` every 50 ms for up to `limit`; its last answer.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= until) return false;
+        std::this_thread::sleep_for(50ms);
+    }
+    return true;
+}
+
+wsgate::RedisConnectionStore redis_view(const wsgate::test::RedisServer& redis) {
+    wsgate::RedisStoreSettings s;
+    s.endpoint.port = redis.port();
+    return wsgate::RedisConnectionStore{s};
+}
+
+}  // namespace
+
+TEST_CASE("after kill -9 on SQLite the restarted demo clears its old records, so the per-user cap lets the user back in", "[e2e][sqlite][restart]") {
+    auto db_dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / ("db-" + wsgate::random_token(6));
+    std::filesystem::create_directories(db_dir);
+    const auto db = (db_dir / "connections.db").string();
+    const std::vector<std::string> args{"--store=sqlite:" + db, "--session-secret=" + kSessionSecret};
+    std::string first_node;
+    {
+        Node n(args);
+        REQUIRE(n.port != 0);
+        INFO(n.log());
+        // The default per-user cap is 20: the user fills it, the 21st connection is refused.
+        auto clients = connect_user(n, "u1", 20);
+        wsgate::beast::Client extra;
+        CHECK(extra.connect(user_url(n, "u1")));
+        wsgate::SqliteConnectionStore view{db};
+        REQUIRE(view.connections_of_user("u1").size() == 20);
+        first_node = view.get(view.connections_of_user("u1").front())->node_id;
+        CHECK(first_node.rfind("sqlite-", 0) == 0);  // the id kept in the file
+        n.proc->kill(SIGKILL);
+        CHECK(view.connections_of_user("u1").size() == 20);  // the dead process left them behind
+    }
+    {
+        Node n(args);
+        REQUIRE(n.port != 0);
+        INFO(n.log());
+        CHECK(n.log().find("node: " + first_node) != std::string::npos);
+        wsgate::SqliteConnectionStore view{db};
+        CHECK(view.connections_of_user("u1").empty());
+        CHECK(view.count() == 0);
+        auto clients = connect_user(n, "u1", 20);
+        CHECK(view.connections_of_user("u1").size() == 20);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(db_dir, ec);
+}
+
+TEST_CASE("a demo node on Redis restarted after kill -9 under the same --node-id starts without its old records", "[e2e][redis][restart]") {
+    wsgate::test::RedisServer redis;
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port());
+    const std::vector<std::string> args{"--store=" + spec, "--bus=" + spec, "--node-id=node-a",
+                                        "--session-secret=" + kSessionSecret};
+    auto view = redis_view(redis);
+    {
+        Node a(args);
+        REQUIRE(a.port != 0);
+        INFO(a.log());
+        auto clients = connect_user(a, "u1", 20);
+        for (auto& c : clients) {
+            REQUIRE_FALSE(c->send(R"({"type":"subscribe","topic":"events:room"})"));
+            REQUIRE(receive_type(*c, "ack"));
+        }
+        REQUIRE(view.connections_of_user("u1").size() == 20);
+        REQUIRE(view.subscribers("events:room").size() == 20);
+        a.proc->kill(SIGKILL);
+    }
+    CHECK(view.connections_of_user("u1").size() == 20);  // nobody has cleaned up yet
+    Node a(args);
+    REQUIRE(a.port != 0);
+    INFO(a.log());
+    // Cleared before the node listens, well inside its (default, 30 s) lease.
+    CHECK(view.connections_of_user("u1").empty());
+    CHECK(view.subscribers("events:room").empty());
+    CHECK(view.count() == 0);
+    auto clients = connect_user(a, "u1", 20);
+    CHECK(view.connections_of_user("u1").size() == 20);
+}
+
+TEST_CASE("when a demo node on Redis is killed with -9, a surviving node reaps its records within the lease", "[e2e][redis][restart]") {
+    wsgate::test::RedisServer redis;
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port());
+    auto node_args = [&](const std::string& id) {
+        return std::vector<std::string>{"--store=" + spec, "--bus=" + spec, "--node-id=" + id, "--node-lease-ms=1000",
+                                        "--session-secret=" + kSessionSecret};
+    };
+    Node b(node_args("node-b"));
+    REQUIRE(b.port != 0);
+    INFO(b.log());
+    auto view = redis_view(redis);
+    wsgate::beast::Client listener;  // on the surviving node, in the topic the dead node's clients were in
+    REQUIRE_FALSE(listener.connect(b.url()));
+    REQUIRE_FALSE(listener.send(R"({"type":"subscribe","topic":"events:room"})"));
+    REQUIRE(receive_type(listener, "ack"));
+    {
+        Node a(node_args("node-a"));
+        REQUIRE(a.port != 0);
+        INFO(a.log());
+        auto clients = connect_user(a, "u1", 20);
+        for (auto& c : clients) {
+            REQUIRE_FALSE(c->send(R"({"type":"subscribe","topic":"events:room"})"));
+            REQUIRE(receive_type(*c, "ack"));
+        }
+        REQUIRE(view.connections_of_user("u1").size() == 20);
+        REQUIRE(view.subscribers("events:room").size() == 21);
+        a.proc->kill(SIGKILL);
+    }
+    // The bound is the lease (1 s) plus the sweep interval (1 s); allow generously for a loaded machine.
+    CHECK(eventually([&] { return view.connections_of_user("u1").empty() && view.subscribers("events:room").size() == 1; },
+                     20s));
+    CHECK(view.count() == 1);
+    // The user is no longer counted against the cap: all 20 connections fit on the survivor.
+    auto clients = connect_user(b, "u1", 20);
+    CHECK(view.connections_of_user("u1").size() == 20);
+}
+

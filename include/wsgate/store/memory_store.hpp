@@ -33,6 +33,9 @@ public:
     std::vector<ConnectionRecord> expire(TimePoint now) override;
     [[nodiscard]] std::size_t count() override;
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+    std::size_t remove_node(const std::string& node_id) override;
+    void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
 private:
     struct Entry;
@@ -57,6 +60,8 @@ private:
     std::map<ConnectionId, Entry> by_id_;  // ordered: scan() cursors are ids; nodes are stable
     std::unordered_map<std::string, std::vector<Member>> by_topic_;
     UserIndex by_user_;
+    UserIndex by_node_;  // node id → its records (remove_node, reaping)
+    std::unordered_map<std::string, TimePoint> leases_;  // node id → lease deadline
     std::multimap<TimePoint, Entry*> by_expiry_;
 };
 

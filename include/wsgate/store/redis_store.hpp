@@ -31,7 +31,8 @@ struct RedisStoreSettings {
  * topics `wsgate:subs:<id>`, the expiry sorted set `wsgate:expiry` (score = `expires_at` in Unix
  * ms), the id index `wsgate:ids` (sorted by id, for scan() and count()) and the hash
  * `wsgate:meta` (id → when the record key's TTL fires, and the device, user and permissions that
- * resolve() filters on), so a lookup checks liveness and filters with one HMGET per 4000
+ * resolve() filters on), node index sets `wsgate:node:<n>` and the lease sorted set
+ * `wsgate:leases` (score = lease deadline on the server's clock, in Unix ms), so a lookup checks liveness and filters with one HMGET per 4000
  * members instead of a call per member. Every write is one
  * Lua script, so it is atomic and one round trip; remove() is true for exactly one caller (the
  * script's DEL result). Record, subscription and index keys also carry a native TTL of
@@ -70,6 +71,12 @@ public:
     [[nodiscard]] std::size_t count() override;
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
     [[nodiscard]] bool shared() const noexcept override { return true; }
+    std::size_t remove_node(const std::string& node_id) override;
+    /// Leases are measured on the Redis server's clock (`now` is not used), so clock skew between
+    /// nodes never makes a live node look dead.
+    void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    /// Compares lease deadlines with the Redis server's clock (`now` is not used).
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
     /// put() for many records in one pipelined round trip.
     void put_many(std::span<const ConnectionRecord> records);

@@ -24,7 +24,8 @@ struct SqliteStoreSettings {
 
 /**
  * ConnectionStore in a SQLite database file: WAL journal, prepared statements, indexes on topic,
- * user and `expires_at`, a schema version table. Records and subscriptions written before a
+ * user, node and `expires_at`, a schema version table, node leases (`wsgate_nodes`) and the file's
+ * stable node id (`wsgate_meta`). Records and subscriptions written before a
  * restart (or a crash of the writing process) are there after reopening the file.
  *
  * Errors: construction and every operation throw StoreError on backend failure, mapped as
@@ -59,6 +60,15 @@ public:
     std::vector<ConnectionRecord> expire(TimePoint now) override;
     [[nodiscard]] std::size_t count() override;
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+    /**
+     * The node id kept in the database file (created on first use). Only one process at a time
+     * gets it (it holds a lock on the sibling file `PATH-node` until it closes the store or dies);
+     * others, and read-only stores, get an empty id.
+     */
+    [[nodiscard]] std::string stable_node_id() override;
+    std::size_t remove_node(const std::string& node_id) override;
+    void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
     /// The schema version this build writes and reads (the `wsgate_schema` table).
     static constexpr int schema_version = 1;

@@ -73,8 +73,10 @@ TEST_CASE("redis store: the documented key layout, with the owning node on every
     CHECK(raw.cmd({"SMEMBERS", "wsgate:subs:c1"}).items == std::vector<std::string>{"news"});
     CHECK(raw.cmd({"ZSCORE", "wsgate:expiry", "c1"}).str == std::to_string(to_unix_ms(t0 + 1h)));
     CHECK(raw.integer({"HEXISTS", "wsgate:meta", "c1"}) == 1);  // liveness + filter fields
+    CHECK(raw.cmd({"SMEMBERS", "wsgate:node:node-a"}).items == std::vector<std::string>{"c1"});
     // native TTLs: nothing the store writes per connection is immortal
-    for (const char* key : {"wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1"}) {
+    for (const char* key : {"wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1",
+                            "wsgate:node:node-a"}) {
         const auto ttl = raw.integer({"PTTL", key});
         INFO(key);
         CHECK(ttl > 0);
@@ -87,7 +89,8 @@ TEST_CASE("redis store: the documented key layout, with the owning node on every
     CHECK(raw.integer({"PTTL", "wsgate:topic:news"}) > 9'000'000);
 
     CHECK(s.remove("c1"));
-    CHECK(raw.integer({"EXISTS", "wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1"}) == 0);
+    CHECK(raw.integer({"EXISTS", "wsgate:conn:c1", "wsgate:subs:c1", "wsgate:topic:news", "wsgate:user:u1",
+                       "wsgate:node:node-a"}) == 0);
     CHECK(raw.integer({"ZCARD", "wsgate:expiry"}) == 0);
     CHECK(raw.integer({"ZCARD", "wsgate:ids"}) == 0);
     CHECK(raw.integer({"HLEN", "wsgate:meta"}) == 0);
@@ -250,3 +253,26 @@ TEST_CASE("redis store: keys of the wrong type are reported corrupt, not crashed
     s.put(rec("ok"));
     CHECK(s.get("ok"));
 }
+
+TEST_CASE("redis store: node leases run on the server's clock, so a skewed client clock reaps no live node", "[store][redis][lease]") {
+    RedisServer server;
+    RedisConnectionStore s{settings_for(server)};
+    RawRedis raw{server.port()};
+    s.put(rec("c1", "u1", "node-a"));
+    // A client clock years behind the server's: the lease still runs from the server's now.
+    s.renew_lease("node-a", t0 - std::chrono::hours{24 * 365 * 5}, 1h);
+    const auto server_ms = std::stoll(raw.cmd({"TIME"}).items.at(0)) * 1000;
+    const auto deadline = std::stoll(raw.cmd({"ZSCORE", "wsgate:leases", "node-a"}).str);
+    CHECK(deadline > server_ms + 3'500'000);
+    CHECK(deadline < server_ms + 3'700'000);
+    // A client clock years ahead reaps nothing either.
+    CHECK(s.reap_expired_nodes(t0 + std::chrono::hours{24 * 365 * 50}, 1000) == 0);
+    CHECK(s.get("c1"));
+    // Once the node stops renewing and its lease runs out, its records and lease go.
+    s.renew_lease("node-a", t0, 1ms);
+    REQUIRE(eventually([&] { return s.reap_expired_nodes(t0, 1000) == 1; }));
+    CHECK_FALSE(s.get("c1"));
+    CHECK(raw.integer({"EXISTS", "wsgate:node:node-a", "wsgate:user:u1"}) == 0);
+    CHECK(raw.integer({"ZCARD", "wsgate:leases"}) == 0);
+}
+

@@ -335,3 +335,74 @@ TEST_CASE("sqlite: SIGKILL of the writing process loses no committed record", "[
     RawDb raw{path};
     CHECK(raw.scalar("PRAGMA integrity_check") == "ok");
 }
+
+TEST_CASE("sqlite: the node id kept in the file survives reopening, and one process at a time owns it", "[store][sqlite][lease]") {
+    TempDir dir;
+    const auto path = dir.file("node.db");
+    std::string id;
+    {
+        SqliteConnectionStore first{path};
+        id = first.stable_node_id();
+        CHECK_FALSE(id.empty());
+        CHECK(first.stable_node_id() == id);
+        // Another owner of the file while the first lives gets no id (its Gateway picks a random
+        // one), never the live node's.
+        SqliteConnectionStore second{path};
+        CHECK(second.stable_node_id().empty());
+        SqliteConnectionStore reader{SqliteStoreSettings{.path = path, .read_only = true}};
+        CHECK(reader.stable_node_id().empty());
+    }
+    SqliteConnectionStore again{path};
+    CHECK(again.stable_node_id() == id);
+
+    RawDb raw{path};
+    CHECK(raw.scalar("SELECT value FROM wsgate_meta WHERE key='node_id'") == id);
+    CHECK_THAT(raw.plan("SELECT id FROM wsgate_connections WHERE node_id='n1'"),
+               Catch::Matchers::Contains("wsgate_connections_node"));
+}
+
+TEST_CASE("sqlite: a process killed with SIGKILL leaves its node id to the next one, which clears its records", "[store][sqlite][lease]") {
+    TempDir dir;
+    const auto path = dir.file("killed.db");
+    { SqliteConnectionStore init{path}; }
+
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        try {
+            SqliteConnectionStore s{path};
+            const auto node = s.stable_node_id();
+            for (int i = 0; i < 20; ++i) {
+                auto r = rec("k" + std::to_string(i), "u1");
+                r.node_id = node;
+                s.put(r);
+                s.subscribe(r.id, "room");
+            }
+            const char done = 1;
+            if (::write(fds[1], &done, 1) != 1) ::_exit(2);
+            for (;;) ::pause();
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    ::close(fds[1]);
+    char done = 0;
+    REQUIRE(::read(fds[0], &done, 1) == 1);
+    ::close(fds[0]);
+    REQUIRE(::kill(child, SIGKILL) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+
+    SqliteConnectionStore s{path};
+    CHECK(s.connections_of_user("u1").size() == 20);
+    const auto node = s.stable_node_id();
+    REQUIRE_FALSE(node.empty());
+    CHECK(s.get("k0")->node_id == node);
+    CHECK(s.remove_node(node) == 20);
+    CHECK(s.connections_of_user("u1").empty());
+    CHECK(s.subscribers("room").empty());
+    CHECK(s.count() == 0);
+}

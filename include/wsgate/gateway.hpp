@@ -125,7 +125,8 @@ public:
     /// Registers an already-authorized connection (API Gateway's authorizer ran upstream).
     ConnectResult on_connect(const ConnectRequest& request, Principal principal);
     /// Handles one text message from `id`: limits, parse, route. Replies go through the Transport.
-    /// Returns the error answered to the client, or an empty code.
+    /// Returns the error answered to the client, or an empty code. A connection past its deadline
+    /// (token `exp` or TTL) is ended instead (unknown_connection), even before the next sweep().
     std::error_code on_message(const ConnectionId& id, std::string_view text);
     /// The client or socket closed.
     void on_disconnect(const ConnectionId& id);

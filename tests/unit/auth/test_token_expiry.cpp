@@ -278,3 +278,14 @@ TEST_CASE("a principal whose token already expired is not admitted", "[auth][exp
     CHECK(r.status == 401);
     CHECK(r.reason == "expired");
 }
+
+TEST_CASE("a principal's token expiry survives its JSON form (durable stores, buses)", "[auth][expiry]") {
+    Principal p;
+    p.kind = PrincipalKind::user;
+    p.user_id = "u-1";
+    p.expires_at = from_unix_seconds(t0 + 90);
+    const auto back = json(p).get<Principal>();
+    REQUIRE(back.expires_at);
+    CHECK(*back.expires_at == *p.expires_at);
+    CHECK_FALSE(json(Principal{}).get<Principal>().expires_at);
+}

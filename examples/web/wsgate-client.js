@@ -5,7 +5,10 @@
 //  - heartbeat {"type":"ping"} every 30 s, connection dropped if no pong within 5 s, paused
 //    while the tab is hidden;
 //  - polling an HTTP endpoint while not connected;
-//  - re-subscribes its topics after every (re)connect.
+//  - re-subscribes its topics after every (re)connect;
+//  - answers the server's token_expiring with {"type":"refresh","token":…} (a fresh token from
+//    getToken(true)) on the live connection, and after a 4001 close ("token expired") connects
+//    again with a fresh token.
 /* exported WsgateClient */
 'use strict';
 
@@ -13,7 +16,7 @@ class WsgateClient {
   constructor(options) {
     this.opts = Object.assign({
       url: null,                    // ws://host/ws (without token)
-      getToken: null,               // async (forceFresh) => token string
+      getToken: null,               // async (forceFresh) => token string (connects and refreshes)
       // 'query' sends ?token=...; 'subprotocol' offers ["wsgate", token] (Sec-WebSocket-Protocol),
       // which keeps the token out of URLs and access logs; the server echoes "wsgate".
       tokenIn: 'query',
@@ -120,6 +123,7 @@ class WsgateClient {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.type === 'pong') this.clear('pong');
+      if (msg.type === 'token_expiring') this.refreshToken(ws);
       this.opts.onMessage(msg);
     };
     ws.onerror = () => { this.lastError = 'connection failed'; };
@@ -129,10 +133,22 @@ class WsgateClient {
       this.stopHeartbeat();
       this.ws = null;
       // A refused upgrade (e.g. an expired token) closes before open: fetch a fresh token next.
-      if (!opened) this.tokenRejected = true;
+      if (!opened || ev.code === 4001) this.tokenRejected = true;
       else this.lastError = ev.code === 1000 ? null : 'closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')';
       this.scheduleReconnect();
     };
+  }
+
+  /** Replaces the token on the live connection (the server keeps it open until the old exp). */
+  async refreshToken(ws) {
+    let token;
+    try {
+      token = await this.opts.getToken(true);
+    } catch (e) {
+      this.lastError = 'cannot refresh the token: ' + e.message;
+      return;  // the server closes with 4001 at exp; the reconnect fetches a token again
+    }
+    if (this.ws === ws) this.send({ type: 'refresh', token });
   }
 
   dropSocket() {

@@ -44,6 +44,8 @@ struct Principal {
     std::string nickname;
     std::vector<std::string> permissions;  ///< e.g. `read_leaderboard`; `*` grants everything
     std::optional<TimePoint> issued_at;
+    /// The token's `exp`: the connection ends then (EndReason::token_expired) unless refreshed.
+    std::optional<TimePoint> expires_at;
     nlohmann::json claims = nlohmann::json::object();  ///< the token's remaining claims
 
     /// True if `permissions` names `permission` or `*`. An empty `permission` is always held.
@@ -62,7 +64,7 @@ struct ConnectionRecord {
     ConnectionId id;
     Principal principal;
     TimePoint connected_at{};
-    TimePoint expires_at{};  ///< TTL deadline; `sweep` ends the connection after it
+    TimePoint expires_at{};  ///< deadline: the earlier of the TTL and the token's `exp`; `sweep` ends it then
     TimePoint last_seen{};   ///< last inbound message (idle timeout)
     std::string source_ip;
     std::string user_agent;

@@ -61,7 +61,7 @@ public:
     StoreError(store_errc e, const std::string& what) : std::system_error(make_error_code(e), what) {}
 };
 
-/// WebSocket close codes (RFC 6455 §7.4.1) that wsgate uses.
+/// WebSocket close codes (RFC 6455 §7.4.1) and the wsgate application codes (4000–4999).
 enum class CloseCode : unsigned short {
     normal = 1000,
     going_away = 1001,
@@ -72,6 +72,9 @@ enum class CloseCode : unsigned short {
     message_too_big = 1009,
     internal_error = 1011,
     try_again_later = 1013,
+    /// wsgate application code (4000–4999 are private use): the token's `exp` passed without a
+    /// refresh; the reason text is "token expired". Reconnect with a fresh token.
+    token_expired = 4001,
 };
 
 }  // namespace wsgate

@@ -129,8 +129,16 @@ private:
 };
 
 /**
- * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, then host
- * handlers by route key (and optionally by action), then the unknown-route policy.
+ * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, `refresh`, then
+ * host handlers by route key (and optionally by action), then the unknown-route policy.
+ *
+ * `{"type":"refresh","token":…}` replaces the connection's principal in place: the Gateway's
+ * Authorizer verifies the token (Gateway::reauthorize); a denial is a 401 error and the connection
+ * keeps its old deadline. A token of another principal (kind, user id or device id differ) is a
+ * 403 error and ends the connection (EndReason::policy, close 1008). Otherwise the permissions
+ * and the deadline are replaced, each subscription the new principal may not read is dropped with
+ * `{"type":"unsubscribed","topic":…,"reason":"permission"}`, and the reply is
+ * `{"type":"ack","action":"refresh","expires_at":…}` (ISO-8601, the new deadline).
  *
  * @code
  * router.on("timer", "update", [](wsgate::MessageContext& ctx) { ... });
@@ -178,6 +186,7 @@ public:
 
 protected:
     void builtin_ping(MessageContext& ctx);
+    void builtin_refresh(MessageContext& ctx);
     void builtin_subscribe(MessageContext& ctx);
     void builtin_unsubscribe(MessageContext& ctx);
     void builtin_publish(MessageContext& ctx);

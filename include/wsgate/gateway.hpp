@@ -30,6 +30,7 @@ enum class EndReason {
     client_closed,  ///< the client (or the socket server) closed
     gone,           ///< a send reported Gone (410)
     ttl_expired,    ///< `expires_at` passed
+    token_expired,  ///< the token's `exp` passed without a refresh (close 4001, "token expired")
     idle,           ///< no message and no touch() for `inactivity_timeout`
     max_age,        ///< connected longer than `max_age`
     heartbeat,      ///< the transport saw no pong
@@ -39,7 +40,7 @@ enum class EndReason {
     shutdown,       ///< the server is shutting down
 };
 [[nodiscard]] std::string_view to_string(EndReason r) noexcept;
-/// The close code the reaper sends for `r` (1000, 1001, 1008, 1009, ...).
+/// The close code the reaper sends for `r` (1000, 1001, 1008, 1009, 4001, ...).
 [[nodiscard]] CloseCode close_code_for(EndReason r) noexcept;
 
 /// What to do when a limit is broken.
@@ -67,7 +68,10 @@ struct GatewaySettings {
     /// (EndReason::idle) at the next sweep. 0 = off (API Gateway: 10 min).
     Duration inactivity_timeout = std::chrono::minutes{10};
     Duration max_age = std::chrono::hours{2};             ///< 0 = off (API Gateway: 2 h)
-    bool extend_ttl_on_message = false;                   ///< slide `expires_at` on each message
+    bool extend_ttl_on_message = false;                   ///< slide `expires_at` on each message (never past the token's `exp`)
+    /// Send `{"type":"token_expiring","expires_at":…}` this long before the token's `exp` (once per
+    /// token, from sweep()); 0 = off.
+    Duration token_expiry_warning = std::chrono::seconds{60};
     std::size_t max_message_bytes = 128 * 1024;
     LimitPolicy oversize_policy = LimitPolicy::reply_error;
     double rate_per_second = 20.0;   ///< token bucket refill; 0 = no rate limit
@@ -96,6 +100,8 @@ struct ConnectResult {
 /// The result of sweep().
 struct SweepReport {
     std::size_t ttl_expired = 0;
+    std::size_t token_expired = 0;
+    std::size_t token_warnings = 0;  ///< `token_expiring` events sent
     std::size_t idle = 0;
     std::size_t max_age = 0;
     std::size_t node_lost = 0;  ///< records of other nodes whose lease ran out, reaped
@@ -135,7 +141,8 @@ public:
     /// Registers an already-authorized connection (API Gateway's authorizer ran upstream).
     ConnectResult on_connect(const ConnectRequest& request, Principal principal);
     /// Handles one text message from `id`: limits, parse, route. Replies go through the Transport.
-    /// Returns the error answered to the client, or an empty code.
+    /// Returns the error answered to the client, or an empty code. A connection past its deadline
+    /// (token `exp` or TTL) is ended instead (unknown_connection), even before the next sweep().
     std::error_code on_message(const ConnectionId& id, std::string_view text);
     /// The client or socket closed.
     void on_disconnect(const ConnectionId& id);
@@ -151,9 +158,9 @@ public:
     SendStatus send_to(const ConnectionId& id, const Envelope& e);
     /// Sends to all of `user_id`'s connections except those of `except_device` (if non-empty).
     BroadcastReport send_to_user(const std::string& user_id, const Envelope& e, std::string except_device = {});
-    /// Ends connections past TTL, idle timeout or maximum age; renews this node's lease and reaps
-    /// the records of nodes whose lease ran out (see GatewaySettings::node_lease). Call it every
-    /// second or so.
+    /// Ends connections past TTL, token expiry, inactivity timeout or maximum age; sends due
+    /// `token_expiring` events; renews this node's lease and reaps the records of nodes whose lease
+    /// ran out (see GatewaySettings::node_lease). Call it every second or so.
     SweepReport sweep(TimePoint now);
     SweepReport sweep() { return sweep(clock_->now()); }
     /**
@@ -165,6 +172,15 @@ public:
              std::optional<CloseCode> code = {});
     /// Replaces a live connection's principal (token refresh). False if unknown.
     bool refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry = {});
+    /**
+     * Runs the Authorizer again for a live connection that presents a new token (the built-in
+     * `refresh` route). The ConnectRequest carries the connection's id, source IP and user agent,
+     * and `token` as query parameter `token`, as `Authorization: Bearer` and as a
+     * `Sec-WebSocket-Protocol: bearer, <token>` entry. A throwing authorizer is a 401 `auth_error`.
+     */
+    [[nodiscard]] AuthDecision reauthorize(const ConnectionRecord& rec, const std::string& token);
+    /// The deadline of a connection holding `p` at `now`: the earlier of its TTL deadline and `p.expires_at`.
+    [[nodiscard]] TimePoint deadline_for(const ConnectionRecord& rec, const Principal& p, TimePoint now) const;
 
     /// Called after a connection ended (from the thread that ended it).
     void set_end_hook(EndHook h);

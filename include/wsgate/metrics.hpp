@@ -37,6 +37,7 @@ struct Metrics {
     Counter ended_client_closed{0};
     Counter ended_gone{0};
     Counter ended_ttl{0};
+    Counter ended_token_expired{0};
     Counter ended_idle{0};
     Counter ended_max_age{0};
     Counter ended_heartbeat{0};

@@ -127,6 +127,7 @@ Principal DualTokenAuthorizer::session_principal(const jwt::Token& token) {
         p.issued_at = *iat;
         rest.erase("iat");
     }
+    p.expires_at = token.expires_at();
     p.claims = std::move(rest);
     return p;
 }
@@ -142,6 +143,7 @@ Principal DualTokenAuthorizer::public_principal(const jwt::Token& token) {
         p.issued_at = *iat;
         rest.erase("iat");
     }
+    p.expires_at = token.expires_at();
     rest.erase("kind");
     p.claims = std::move(rest);
     return p;

@@ -42,6 +42,7 @@ LambdaAuthorizerResult make_lambda_authorizer_result(const AuthDecision& decisio
     }
     put("permissions", perms);
     if (p.issued_at) put("createdAt", format_iso8601(*p.issued_at));
+    if (p.expires_at) put("expiresAt", std::to_string(to_unix_seconds(*p.expires_at)));
     return r;
 }
 

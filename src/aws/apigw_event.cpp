@@ -323,6 +323,7 @@ std::map<std::string, std::string> to_authorizer_context(const Principal& p) {
     }
     c["permissions"] = perms;
     if (p.issued_at) c["issuedAt"] = std::to_string(to_unix_seconds(*p.issued_at));
+    if (p.expires_at) c["expiresAt"] = std::to_string(to_unix_seconds(*p.expires_at));
     if (p.claims.is_object() && !p.claims.empty()) c["claims"] = p.claims.dump();
     return c;
 }
@@ -364,6 +365,11 @@ Principal principal_from_authorizer_context(const std::map<std::string, std::str
         const long long secs = std::strtoll(v->c_str(), &end, 10);
         if (end && *end == '\0' && !v->empty()) p.issued_at = from_unix_seconds(secs);
     }
+    if (const auto* v = get("expiresAt")) {
+        char* end = nullptr;
+        const long long secs = std::strtoll(v->c_str(), &end, 10);
+        if (end && *end == '\0' && !v->empty()) p.expires_at = from_unix_seconds(secs);
+    }
     bool created_at_used = false;
     if (!p.issued_at)
         if (const auto* v = get("createdAt"))
@@ -375,9 +381,10 @@ Principal principal_from_authorizer_context(const std::map<std::string, std::str
         auto c = json::parse(*v, nullptr, false);
         if (c.is_object()) p.claims = std::move(c);
     }
-    static constexpr std::array<std::string_view, 12> known{"kind", "connectionType", "userId", "sessionId",
+    static constexpr std::array<std::string_view, 13> known{"kind", "connectionType", "userId", "sessionId",
                                                             "deviceId", "nickname", "permissions", "issuedAt",
-                                                            "claims", "principalId", "integrationLatency", ""};
+                                                            "expiresAt", "claims", "principalId",
+                                                            "integrationLatency", ""};
     for (const auto& [k, v] : ctx) {
         if (k == "createdAt" && created_at_used) continue;
         if (std::find(known.begin(), known.end(), k) == known.end() && !p.claims.contains(k)) p.claims[k] = v;

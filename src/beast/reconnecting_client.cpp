@@ -1,8 +1,53 @@
 #include <wsgate/beast/reconnecting_client.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cctype>
 
 namespace wsgate::beast {
+
+namespace {
+
+// `url` with query parameter `name` set to `value` (percent-encoded); an existing `name` is replaced.
+std::string with_query_parameter(const std::string& url, const std::string& name, const std::string& value) {
+    const auto hash = url.find('#');
+    const std::string base = url.substr(0, hash);
+    const std::string fragment = hash == std::string::npos ? std::string{} : url.substr(hash);
+    const auto q = base.find('?');
+    std::string out = base.substr(0, q);
+    std::string query;
+    if (q != std::string::npos) {
+        std::string_view rest = std::string_view{base}.substr(q + 1);
+        while (!rest.empty()) {
+            const auto amp = rest.find('&');
+            const auto part = rest.substr(0, amp);
+            const bool same = part == name || (part.size() > name.size() && part.substr(0, name.size()) == name &&
+                                               part[name.size()] == '=');
+            if (!part.empty() && !same) {
+                if (!query.empty()) query += '&';
+                query += part;
+            }
+            if (amp == std::string_view::npos) break;
+            rest.remove_prefix(amp + 1);
+        }
+    }
+    if (!query.empty()) query += '&';
+    query += name + '=';
+    static constexpr char hex[] = "0123456789ABCDEF";
+    for (unsigned char ch : value) {
+        if (std::isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            query += static_cast<char>(ch);
+        } else {
+            query += '%';
+            query += hex[ch >> 4];
+            query += hex[ch & 15];
+        }
+    }
+    return out + '?' + query + fragment;
+}
+
+}  // namespace
 
 ReconnectingClient::ReconnectingClient(std::string url, ReconnectingClientSettings settings,
                                        std::shared_ptr<const Clock> clock)
@@ -14,6 +59,7 @@ ReconnectingClient::~ReconnectingClient() { stop(); }
 void ReconnectingClient::on_message(MessageHandler h) { on_message_ = std::move(h); }
 void ReconnectingClient::on_state(StateHandler h) { on_state_ = std::move(h); }
 void ReconnectingClient::on_polling(PollingHandler h) { on_polling_ = std::move(h); }
+void ReconnectingClient::set_token_provider(TokenProvider p) { token_provider_ = std::move(p); }
 
 void ReconnectingClient::start() {
     std::lock_guard lock(mu_);
@@ -62,6 +108,26 @@ void ReconnectingClient::set_url(std::string url) {
 
 client::ConnectionState ReconnectingClient::state() const { return machine_.state(); }
 bool ReconnectingClient::should_poll() const { return machine_.should_poll(); }
+std::optional<std::uint16_t> ReconnectingClient::last_close_code() const { return machine_.last_close_code(); }
+
+std::string ReconnectingClient::current_token() {
+    if (!token_provider_) return {};
+    try {
+        return token_provider_();
+    } catch (...) {
+        return {};  // a failing provider is a provider with no token now
+    }
+}
+
+client::Actions ReconnectingClient::answer_token_expiring(std::string_view text) {
+    // Cheap test first: most frames are not this event.
+    if (!token_provider_ || text.find("token_expiring") == std::string_view::npos) return {};
+    const auto msg = nlohmann::json::parse(text, nullptr, false);
+    if (!msg.is_object() || msg.value("type", std::string{}) != "token_expiring") return {};
+    const std::string token = current_token();
+    if (token.empty()) return {};
+    return machine_.send(nlohmann::json{{"type", "refresh"}, {"token", token}}.dump());
+}
 
 void ReconnectingClient::open_socket() {
     const auto gen = ++generation_;
@@ -75,6 +141,10 @@ void ReconnectingClient::open_socket() {
     {
         std::lock_guard lock(mu_);
         url = url_;
+    }
+    if (token_provider_) {
+        const std::string token = current_token();
+        if (!token.empty()) url = with_query_parameter(url, settings_.token_query_parameter, token);
     }
     socket_->async_connect(
         url,
@@ -152,6 +222,7 @@ void ReconnectingClient::run() {
                 case Event::Kind::message:
                     if (e.generation != generation_) continue;
                     actions = machine_.on_message(e.text);
+                    for (auto& a : answer_token_expiring(e.text)) actions.push_back(std::move(a));
                     break;
             }
             execute(actions);

@@ -192,6 +192,7 @@ void to_json(nlohmann::json& j, const Principal& p) {
                        {"nickname", p.nickname},          {"permissions", p.permissions},
                        {"claims", p.claims}};
     if (p.issued_at) j["issuedAt"] = to_unix_seconds(*p.issued_at);
+    if (p.expires_at) j["expiresAt"] = to_unix_seconds(*p.expires_at);
 }
 
 void from_json(const nlohmann::json& j, Principal& p) {
@@ -206,6 +207,8 @@ void from_json(const nlohmann::json& j, Principal& p) {
             if (v.is_string()) p.permissions.push_back(v.get<std::string>());
     if (auto it = j.find("issuedAt"); it != j.end() && it->is_number_integer())
         p.issued_at = from_unix_seconds(it->get<std::int64_t>());
+    if (auto it = j.find("expiresAt"); it != j.end() && it->is_number_integer())
+        p.expires_at = from_unix_seconds(it->get<std::int64_t>());
     if (auto it = j.find("claims"); it != j.end() && it->is_object()) p.claims = *it;
 }
 

@@ -249,6 +249,7 @@ void EventRouter::dispatch(MessageContext& ctx) {
     }
     const auto& r = ctx.route();
     if (r == "ping") return builtin_ping(ctx);
+    if (r == "refresh") return builtin_refresh(ctx);
     if (r == "subscribe") return builtin_subscribe(ctx);
     if (r == "unsubscribe") return builtin_unsubscribe(ctx);
     if (r == "publish") return builtin_publish(ctx);
@@ -257,6 +258,46 @@ void EventRouter::dispatch(MessageContext& ctx) {
     } else {
         ctx.reply_error(400, "unknown message type '" + r.substr(0, 64) + "'");
     }
+}
+
+void EventRouter::builtin_refresh(MessageContext& ctx) {
+    auto it = ctx.message().find("token");
+    if (it == ctx.message().end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+        ctx.reply_error(400, "'token' must be a non-empty string");
+        return;
+    }
+    auto& gw = ctx.gateway();
+    const ConnectionRecord& rec = ctx.connection();
+    AuthDecision d = gw.reauthorize(rec, it->get_ref<const std::string&>());
+    // A failed refresh changes nothing: the connection keeps its old principal and deadline.
+    if (!d.allowed) {
+        ctx.reply_error(401, d.reason.empty() ? "unauthorized" : d.reason);
+        return;
+    }
+    const Principal& was = rec.principal;
+    const Principal& fresh = d.principal;
+    if (fresh.kind != was.kind || fresh.user_id != was.user_id || fresh.device_id != was.device_id) {
+        // Someone else's token on this socket: the connection is not trusted any more.
+        ctx.reply_error(403, "token belongs to another principal");
+        gw.end(rec.id, EndReason::policy, "refresh with another principal's token");
+        return;
+    }
+    const TimePoint deadline = gw.deadline_for(rec, fresh, ctx.now());
+    if (deadline <= ctx.now()) {
+        ctx.reply_error(401, "expired");
+        return;
+    }
+    if (!gw.refresh_principal(rec.id, fresh, deadline)) {
+        ctx.reply_error(410, "connection is gone");
+        return;
+    }
+    auto& store = gw.store();
+    for (const auto& topic : store.topics_of(rec.id)) {
+        if (may_read(fresh, topic)) continue;
+        store.unsubscribe(rec.id, topic);
+        ctx.reply(Envelope{"unsubscribed"}.topic(topic).field("reason", "permission"));
+    }
+    ctx.ack({{"action", "refresh"}, {"expires_at", format_iso8601(deadline)}});
 }
 
 }  // namespace wsgate

@@ -12,6 +12,7 @@ std::string_view to_string(EndReason r) noexcept {
         case EndReason::client_closed: return "client_closed";
         case EndReason::gone: return "gone";
         case EndReason::ttl_expired: return "ttl_expired";
+        case EndReason::token_expired: return "token_expired";
         case EndReason::idle: return "idle";
         case EndReason::max_age: return "max_age";
         case EndReason::heartbeat: return "heartbeat";
@@ -29,6 +30,7 @@ CloseCode close_code_for(EndReason r) noexcept {
         case EndReason::ttl_expired:
         case EndReason::max_age:
         case EndReason::kicked: return CloseCode::normal;
+        case EndReason::token_expired: return CloseCode::token_expired;
         case EndReason::idle:
         case EndReason::shutdown: return CloseCode::going_away;
         case EndReason::heartbeat: return CloseCode::going_away;
@@ -47,10 +49,27 @@ struct Gateway::Local {
     double tokens = 0;
     TimePoint refilled_at{};
     TimePoint connected_at{};
-    TimePoint expires_at{};
+    TimePoint expires_at{};    // min(ttl_deadline, token_expires_at)
+    TimePoint ttl_deadline{};
+    std::optional<TimePoint> token_expires_at;
+    bool expiry_warned = false;  // token_expiring sent for the current token
     TimePoint last_seen{};
     std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
 };
+
+namespace {
+
+TimePoint earlier_of(TimePoint ttl_deadline, const Principal& p) {
+    return p.expires_at ? std::min(ttl_deadline, *p.expires_at) : ttl_deadline;
+}
+
+bool token_expired_at(const Principal& p, TimePoint now) { return p.expires_at && *p.expires_at <= now; }
+
+EndReason expiry_reason(const Principal& p, TimePoint now) {
+    return token_expired_at(p, now) ? EndReason::token_expired : EndReason::ttl_expired;
+}
+
+}  // namespace
 
 Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
                  std::shared_ptr<Transport> transport, std::shared_ptr<Authorizer> authorizer,
@@ -163,10 +182,12 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
         return deny(503, "server_full");
 
     const auto now = clock_->now();
+    // A principal from upstream (API Gateway caches authorizer results) may carry a spent token.
+    if (token_expired_at(principal, now)) return deny(401, "expired");
     ConnectionRecord rec;
     rec.id = request.connection_id.empty() ? make_connection_id() : request.connection_id;
     rec.connected_at = now;
-    rec.expires_at = now + settings_.ttl;
+    rec.expires_at = earlier_of(now + settings_.ttl, principal);
     rec.last_seen = now;
     rec.source_ip = request.source_ip;
     rec.user_agent = request.user_agent;
@@ -180,6 +201,8 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
     local->refilled_at = now;
     local->connected_at = now;
     local->expires_at = rec.expires_at;
+    local->ttl_deadline = now + settings_.ttl;
+    local->token_expires_at = rec.principal.expires_at;
     local->last_seen = now;
     // Only a known address is counted: a socket server always knows its peer's.
     const bool anonymous = rec.principal.kind == PrincipalKind::anonymous && !rec.source_ip.empty();
@@ -340,18 +363,38 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
     std::optional<ConnectionRecord> rec;
     try {
         std::optional<TimePoint> new_expiry;
-        if (settings_.extend_ttl_on_message) new_expiry = now + settings_.ttl;
+        if (settings_.extend_ttl_on_message) {
+            new_expiry = now + settings_.ttl;
+            if (local) {
+                std::lock_guard lock(local->mu);
+                if (local->token_expires_at) new_expiry = std::min(*new_expiry, *local->token_expires_at);
+            }
+        }
         if (!store_->touch(id, now, new_expiry)) return protocol_errc::unknown_connection;
         rec = store_->get(id);
+        // Sliding never reaches past the token (a connection this node does not hold is capped here).
+        if (rec && settings_.extend_ttl_on_message && rec->principal.expires_at &&
+            *rec->principal.expires_at < rec->expires_at) {
+            rec->expires_at = *rec->principal.expires_at;
+            store_->touch(id, now, rec->expires_at);
+        }
     } catch (const std::exception&) {
         bump(metrics_.store_errors);
         return fail(protocol_errc::store_unavailable);
     }
     if (!rec) return protocol_errc::unknown_connection;
+    // A connection past its token's expiry (or TTL) acts no more, even before the next sweep.
+    if (token_expired_at(rec->principal, now) || rec->expires_at <= now) {
+        end(id, expiry_reason(rec->principal, now));
+        return protocol_errc::unknown_connection;
+    }
     if (local) {
         std::lock_guard lock(local->mu);
         local->last_seen = now;
-        if (settings_.extend_ttl_on_message) local->expires_at = rec->expires_at;
+        if (settings_.extend_ttl_on_message) {
+            local->ttl_deadline = now + settings_.ttl;
+            local->expires_at = rec->expires_at;
+        }
     }
 
     if (!nesting_within(text, 64)) {
@@ -442,7 +485,8 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
     // A socket that closed or reported Gone has nobody to send a close frame to.
     if (r != EndReason::client_closed && r != EndReason::gone) {
         try {
-            transport_->close(rec.id, code.value_or(close_code_for(r)), reason_text.empty() ? to_string(r) : reason_text);
+            if (reason_text.empty()) reason_text = r == EndReason::token_expired ? "token expired" : to_string(r);
+            transport_->close(rec.id, code.value_or(close_code_for(r)), reason_text);
         } catch (const std::exception&) {
             bump(metrics_.send_failures);
         }
@@ -452,6 +496,7 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
         case EndReason::client_closed: bump(metrics_.ended_client_closed); break;
         case EndReason::gone: bump(metrics_.ended_gone); break;
         case EndReason::ttl_expired: bump(metrics_.ended_ttl); break;
+        case EndReason::token_expired: bump(metrics_.ended_token_expired); break;
         case EndReason::idle: bump(metrics_.ended_idle); break;
         case EndReason::max_age: bump(metrics_.ended_max_age); break;
         case EndReason::heartbeat: bump(metrics_.ended_heartbeat); break;
@@ -504,23 +549,37 @@ SweepReport Gateway::sweep(TimePoint now) {
         }
     }
     std::vector<std::pair<ConnectionId, EndReason>> due;
+    std::vector<std::pair<ConnectionId, TimePoint>> warn;
+    const auto warning = settings_.token_expiry_warning;
     {
         std::shared_lock lock(local_mu_);
         for (const auto& [id, local] : local_) {
             std::lock_guard l(local->mu);
-            if (local->expires_at <= now) due.emplace_back(id, EndReason::ttl_expired);
+            const auto& token_exp = local->token_expires_at;
+            if (local->expires_at <= now)
+                due.emplace_back(id, token_exp && *token_exp <= now ? EndReason::token_expired : EndReason::ttl_expired);
             else if (settings_.max_age.count() > 0 && now - local->connected_at >= settings_.max_age)
                 due.emplace_back(id, EndReason::max_age);
             else if (settings_.inactivity_timeout.count() > 0 && now - local->last_seen >= settings_.inactivity_timeout)
                 due.emplace_back(id, EndReason::idle);
+            // Warn only when the token is what ends the connection: a refresh cannot move the TTL.
+            else if (warning.count() > 0 && token_exp && !local->expiry_warned && *token_exp == local->expires_at &&
+                     now >= *token_exp - warning) {
+                local->expiry_warned = true;
+                warn.emplace_back(id, *token_exp);
+            }
         }
     }
     for (const auto& [id, reason] : due) {
         if (!end(id, reason)) continue;
         if (reason == EndReason::ttl_expired) ++report.ttl_expired;
+        else if (reason == EndReason::token_expired) ++report.token_expired;
         else if (reason == EndReason::max_age) ++report.max_age;
         else ++report.idle;
     }
+    for (const auto& [id, at] : warn)
+        if (send_to(id, Envelope{"token_expiring"}.field("expires_at", format_iso8601(at))) == SendStatus::ok)
+            ++report.token_warnings;
     // Records nobody holds locally: other processes behind API Gateway, or nodes that died.
     std::vector<ConnectionRecord> expired;
     try {
@@ -529,14 +588,16 @@ SweepReport Gateway::sweep(TimePoint now) {
         bump(metrics_.store_errors);
     }
     for (const auto& rec : expired) {
+        const EndReason reason = expiry_reason(rec.principal, now);
+        auto& count = reason == EndReason::token_expired ? report.token_expired : report.ttl_expired;
         auto local = local_of(rec.id);
         if (local) {
             if (local->ended.exchange(true)) continue;
-            finish(rec, EndReason::ttl_expired, true, {});
-            ++report.ttl_expired;
+            finish(rec, reason, true, {});
+            ++count;
         } else if (!local_only_ || rec.node_id == settings_.node_id) {
-            finish(rec, EndReason::ttl_expired, false, {});
-            ++report.ttl_expired;
+            finish(rec, reason, false, {});
+            ++count;
         }
         // else: another live node's record; that node closes its own socket.
     }
@@ -550,15 +611,39 @@ bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::option
         rec->principal = std::move(p);
         if (new_expiry) rec->expires_at = *new_expiry;
         store_->put(*rec);
-        if (auto local = local_of(id); local && new_expiry) {
+        if (auto local = local_of(id)) {
             std::lock_guard lock(local->mu);
-            local->expires_at = *new_expiry;
+            if (new_expiry) local->expires_at = *new_expiry;
+            if (local->token_expires_at != rec->principal.expires_at) local->expiry_warned = false;
+            local->token_expires_at = rec->principal.expires_at;
         }
         return true;
     } catch (const std::exception&) {
         bump(metrics_.store_errors);
         return false;
     }
+}
+
+AuthDecision Gateway::reauthorize(const ConnectionRecord& rec, const std::string& token) {
+    try {
+        ConnectRequest request;
+        request.connection_id = rec.id;
+        request.source_ip = rec.source_ip;
+        request.user_agent = rec.user_agent;
+        if (!rec.user_agent.empty()) request.headers["user-agent"] = rec.user_agent;
+        // Every place a stock authorizer looks, so whichever it is configured for finds the token.
+        request.query["token"] = token;
+        request.headers["authorization"] = "Bearer " + token;
+        request.headers["sec-websocket-protocol"] = "bearer, " + token;
+        return authorizer_->authorize(request);
+    } catch (const std::exception&) {
+        return AuthDecision::deny(401, "auth_error");
+    }
+}
+
+TimePoint Gateway::deadline_for(const ConnectionRecord& rec, const Principal& p, TimePoint now) const {
+    const TimePoint ttl_deadline = settings_.extend_ttl_on_message ? now + settings_.ttl : rec.connected_at + settings_.ttl;
+    return earlier_of(ttl_deadline, p);
 }
 
 // ---- fan-out ----------------------------------------------------------------------------

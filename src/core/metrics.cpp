@@ -41,6 +41,7 @@ std::string Metrics::prometheus_text() const {
     reason("client_closed", ended_client_closed);
     reason("gone", ended_gone);
     reason("ttl_expired", ended_ttl);
+    reason("token_expired", ended_token_expired);
     reason("idle", ended_idle);
     reason("max_age", ended_max_age);
     reason("heartbeat", ended_heartbeat);

@@ -1,7 +1,9 @@
 // wsgate::beast::Server and Client over loopback sockets, with a real Gateway in the same process.
 #include "catch.hpp"
 
+#include <wsgate/auth/dual_token_authorizer.hpp>
 #include <wsgate/beast/client.hpp>
+#include <wsgate/beast/reconnecting_client.hpp>
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/store/memory_store.hpp>
@@ -14,6 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -593,4 +596,95 @@ TEST_CASE("coalesced writes keep every frame whole and in order", "[e2e][beast]"
     }
     CHECK(rig.server->dropped_frames() == 0);
     CHECK(rig.server->coalesced_frames() > 0);  // the batches did form
+}
+
+namespace {
+
+// A server whose connections live as long as their session JWTs (3 s here), swept every 50 ms
+// the way a host's timer would, with token_expiring sent 2 s before each token's exp.
+struct ShortTokenRig {
+    wsgate::jwt::SigningKey key = wsgate::jwt::hs256_signing_key("e2e-short-token-secret-0123456789");
+    std::shared_ptr<wb::Server> server;
+    std::shared_ptr<wsgate::Gateway> gw;
+    std::atomic<bool> stop{false};
+    std::thread sweeper;
+
+    ShortTokenRig() {
+        wb::ServerSettings ss;
+        ss.port = 0;
+        wsgate::GatewaySettings gs;
+        gs.rate_per_second = 0;
+        gs.token_expiry_warning = 2s;
+        auto auth = std::make_shared<wsgate::DualTokenAuthorizer>(
+            wsgate::jwt::Verifier{}.allow(key.verification_key()).require_claim("exp"), std::nullopt);
+        server = std::make_shared<wb::Server>(ss);
+        gw = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(), server, auth);
+        server->attach(gw);
+        server->start();
+        sweeper = std::thread([this] {
+            while (!stop.load()) {
+                gw->sweep();
+                std::this_thread::sleep_for(50ms);
+            }
+        });
+    }
+    ~ShortTokenRig() {
+        stop = true;
+        sweeper.join();
+        server->stop();
+    }
+    // A token for user u1 on device d1 that expires 3 s from now; `exp` receives its expiry.
+    std::string token(std::int64_t* exp = nullptr) const {
+        const auto e = wsgate::to_unix_seconds(wsgate::SystemClock{}.now()) + 3;
+        if (exp != nullptr) *exp = e;
+        return wsgate::jwt::sign({{"sub", "u1"}, {"deviceId", "d1"}, {"exp", e}}, key);
+    }
+    std::string url(const std::string& query = {}) const {
+        return "ws://127.0.0.1:" + std::to_string(server->port()) + "/ws" + (query.empty() ? "" : "?" + query);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the reconnecting client refreshes short-lived tokens and outlives the first one", "[e2e][beast][expiry]") {
+    ShortTokenRig rig;
+    std::int64_t first_exp = 0;
+    std::atomic<int> tokens_issued{0};
+    std::atomic<int> refresh_acks{0};
+    // The provider's token replaces the one in the URL (which the server would refuse).
+    wb::ReconnectingClient client{rig.url("token=stale.token&room=1")};
+    client.set_token_provider([&] {
+        ++tokens_issued;
+        return rig.token(tokens_issued == 1 ? &first_exp : nullptr);
+    });
+    client.on_message([&](std::string_view m) {
+        auto j = nlohmann::json::parse(m, nullptr, false);
+        if (j.is_object() && j.value("type", "") == "ack" && j.value("action", "") == "refresh") ++refresh_acks;
+    });
+    client.start();
+    REQUIRE(eventually([&] { return client.state() == wsgate::client::ConnectionState::connected; }));
+
+    // Two refreshes take the connection well past the first token's exp.
+    REQUIRE(eventually([&] { return refresh_acks.load() >= 2; }, 20s));
+    REQUIRE(eventually([&] {
+        return wsgate::to_unix_seconds(wsgate::SystemClock{}.now()) > first_exp;
+    }));
+    CHECK(client.state() == wsgate::client::ConnectionState::connected);
+    CHECK(client.connections_opened() == 1);
+    CHECK_FALSE(client.last_close_code());
+    CHECK(rig.gw->local_count() == 1);
+    CHECK(rig.gw->metrics().ended_token_expired == 0);
+    client.stop();
+}
+
+TEST_CASE("without a token provider the server closes the connection with 4001 when the token expires",
+          "[e2e][beast][expiry]") {
+    ShortTokenRig rig;
+    wb::ReconnectingClient client{rig.url("token=" + rig.token())};
+    client.start();
+    REQUIRE(eventually([&] { return client.state() == wsgate::client::ConnectionState::connected; }));
+    REQUIRE(eventually([&] { return client.last_close_code().has_value(); }, 15s));
+    CHECK(*client.last_close_code() == static_cast<std::uint16_t>(wsgate::CloseCode::token_expired));
+    CHECK(rig.gw->metrics().ended_token_expired == 1);
+    client.stop();
 }

@@ -37,8 +37,8 @@ struct DualTokenSettings {
  * Session tokens become PrincipalKind::user: user id from `sub` (else `userId`, `user_id`),
  * session id from `sid` (else `sessionId`, `session_id`), device id from `deviceId`
  * (else `device_id`), nickname from `nickname` (else `name`), permissions from `permissions`
- * (array of strings) or `scope` (space-separated), issued_at from `iat`; the other claims stay
- * in Principal::claims. A session token whose `kind` claim is `"public"` is not a session.
+ * (array of strings) or `scope` (space-separated), issued_at from `iat`, expires_at from `exp`
+ * (which also stays in Principal::claims, as do the other claims). A session token whose `kind` claim is `"public"` is not a session.
  *
  * Public tokens (claim `kind` = `"public"`, see PublicTokenIssuer) become
  * PrincipalKind::public_device with `deviceId` and `permissions`, no user id.

@@ -30,7 +30,8 @@ void to_json(nlohmann::json& j, const LambdaAuthorizerResult& r);
 /**
  * Maps an AuthDecision to an authorizer response (seed 001's context keys): `userId`,
  * `connectionType` (`user`/`public`/`anonymous`), `sessionId`, `nickname`, `deviceId`,
- * `permissions` (comma-joined), `createdAt` (ISO-8601 of issued_at) — empty values omitted.
+ * `permissions` (comma-joined), `createdAt` (ISO-8601 of issued_at), `expiresAt` (Unix seconds of
+ * the token's `exp`, so the connection ends with its token) — empty values omitted.
  * The principal id is the user id, else the device id, else `anonymous`. A denial yields a Deny
  * policy with principal `unauthorized` and context `{"reason": decision.reason}`.
  */

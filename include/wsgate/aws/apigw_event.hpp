@@ -88,7 +88,8 @@ struct Parsed {
 /**
  * The authorizer context map for `p`: string values only, as API Gateway requires. Keys:
  * `kind` and `connectionType` (`user`/`public`/`anonymous`), `userId`, `sessionId`, `deviceId`,
- * `nickname`, `permissions` (comma-separated), `issuedAt` (Unix seconds) and `claims` (a JSON
+ * `nickname`, `permissions` (comma-separated), `issuedAt` and `expiresAt` (the token's `exp`, which
+ * the connection's deadline follows; Unix seconds) and `claims` (a JSON
  * string, omitted when empty). Maps with only some of these keys are read back too, such as seed 001's
  * and make_lambda_authorizer_result()'s (`connectionType`, `createdAt` as ISO-8601 UTC).
  */

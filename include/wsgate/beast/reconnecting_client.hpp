@@ -13,7 +13,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace wsgate::beast {
@@ -27,6 +29,9 @@ struct ReconnectingClientSettings {
     ClientSettings socket;
     /// How long one connect (TCP + handshake) may take before it counts as a failed attempt.
     std::chrono::milliseconds connect_timeout{5000};
+    /// The query parameter that carries the token provider's token on every connect (replacing
+    /// one already in the URL).
+    std::string token_query_parameter = "token";
 };
 
 /**
@@ -36,6 +41,12 @@ struct ReconnectingClientSettings {
  * what to do: open a socket (a fresh Client each attempt), send a frame, close, deliver a message
  * or switch polling on and off. Messages sent while disconnected wait in the bounded queue and go
  * out in order after the re-subscriptions once the socket is back.
+ *
+ * **Tokens.** With a token provider (set_token_provider()), every connect and reconnect asks it
+ * for the token (sent as query parameter `token_query_parameter`), and a `token_expiring` event
+ * from the server is answered with `{"type":"refresh","token":…}` on the live connection, so the
+ * connection outlives each token. Without one, the server closes the connection with 4001
+ * (CloseCode::token_expired) when the URL's token expires.
  *
  * @code
  * wsgate::beast::ReconnectingClient c{"ws://127.0.0.1:8080/ws?token=..."};
@@ -51,6 +62,9 @@ public:
     using MessageHandler = std::function<void(std::string_view)>;
     using StateHandler = std::function<void(client::ConnectionState)>;
     using PollingHandler = std::function<void(bool polling)>;
+    /// Returns a currently valid token (empty: none available now). Called on the worker thread,
+    /// so it should return quickly (e.g. a token the host refreshes in the background).
+    using TokenProvider = std::function<std::string()>;
 
     explicit ReconnectingClient(std::string url, ReconnectingClientSettings settings = {},
                                 std::shared_ptr<const Clock> clock = std::make_shared<SystemClock>());
@@ -62,6 +76,8 @@ public:
     void on_message(MessageHandler h);
     void on_state(StateHandler h);
     void on_polling(PollingHandler h);
+    /// The host's token source, for connects, reconnects and `token_expiring` refreshes.
+    void set_token_provider(TokenProvider p);
 
     /// Starts connecting (and keeps reconnecting) on the worker thread.
     void start();
@@ -80,6 +96,8 @@ public:
 
     [[nodiscard]] client::ConnectionState state() const;
     [[nodiscard]] bool should_poll() const;
+    /// The close code of the last server close (e.g. 4001 when a token expired), if any.
+    [[nodiscard]] std::optional<std::uint16_t> last_close_code() const;
     /// Sockets opened successfully so far (1 + reconnects).
     [[nodiscard]] std::size_t connections_opened() const noexcept { return opened_.load(); }
 
@@ -95,6 +113,9 @@ private:
     void run();
     void execute(const client::Actions& actions);
     void open_socket();
+    [[nodiscard]] std::string current_token();
+    /// The refresh for a `token_expiring` event (nothing for other messages or without a token).
+    [[nodiscard]] client::Actions answer_token_expiring(std::string_view text);
 
     std::string url_;
     ReconnectingClientSettings settings_;
@@ -104,6 +125,7 @@ private:
     MessageHandler on_message_;
     StateHandler on_state_;
     PollingHandler on_polling_;
+    TokenProvider token_provider_;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

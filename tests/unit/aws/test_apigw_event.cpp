@@ -294,6 +294,7 @@ TEST_CASE("contexts written by make_lambda_authorizer_result read back as the pr
     p.device_id = "device-42";
     p.permissions = {"read_leaderboard", "read_events"};
     p.issued_at = from_unix_seconds(1700000000);
+    p.expires_at = from_unix_seconds(1700003600);
     const auto r = make_lambda_authorizer_result(AuthDecision::allow(p), "arn:aws:execute-api:x");
     REQUIRE(r.allow);
     const auto back = principal_from_authorizer_context(r.context);
@@ -303,4 +304,9 @@ TEST_CASE("contexts written by make_lambda_authorizer_result read back as the pr
     CHECK(back.permissions == p.permissions);
     REQUIRE(back.issued_at);
     CHECK(to_unix_seconds(*back.issued_at) == 1700000000);
+    REQUIRE(back.expires_at);
+    CHECK(to_unix_seconds(*back.expires_at) == 1700003600);
+    const auto via_context = principal_from_authorizer_context(to_authorizer_context(p));
+    REQUIRE(via_context.expires_at);
+    CHECK(*via_context.expires_at == *p.expires_at);
 }

@@ -222,6 +222,53 @@ TEST_CASE("the reaper closes expired connections with a signed DELETE", "[aws][g
     CHECK(stats.at("bad_signatures") == 0);
 }
 
+TEST_CASE("a token's expiry ends a connection behind API Gateway with a signed DELETE", "[aws][gateway][expiry]") {
+    test::FakeConnectionsServer server{secret};
+    const ConnectionId id = "RyhQHdzxIAMCKjA=";
+    server.add_connections({id, "other-1="});
+    auto store = std::make_shared<InMemoryConnectionStore>();
+    auto clock = std::make_shared<ManualClock>(from_unix_seconds(1'700'000'000));
+    // The $connect Lambda and the scheduled sweeper are different processes sharing the store.
+    Gateway connector{api_gateway_settings(), store, transport_for(server), std::make_shared<DenyAll>(), clock};
+    Gateway sweeper{api_gateway_settings(), store, transport_for(server), std::make_shared<DenyAll>(), clock};
+    WebSocketEventHandler handler{connector};
+
+    // The upstream authorizer put the token's exp (2 minutes away) into the context.
+    auto event = json::parse(event_file("connect_authorized.json"));
+    event["requestContext"]["authorizer"]["expiresAt"] = "1700000120";
+    REQUIRE(handler.handle(event.dump()).status_code == 200);
+    ConnectRequest other;
+    other.connection_id = "other-1=";
+    Principal long_lived;
+    long_lived.kind = PrincipalKind::public_device;
+    long_lived.device_id = "board-2";
+    long_lived.expires_at = from_unix_seconds(1'700'000'000 + 3600 * 24);
+    REQUIRE(connector.on_connect(other, long_lived).accepted);
+    auto rec = store->get(id);
+    REQUIRE(rec);
+    CHECK(rec->expires_at == from_unix_seconds(1'700'000'120));
+
+    clock->advance(std::chrono::seconds{119});
+    CHECK(sweeper.sweep().token_expired == 0);
+    CHECK(server.stats().at("deleted") == json::array());
+
+    clock->advance(std::chrono::seconds{2});
+    const auto swept = sweeper.sweep();
+    CHECK(swept.token_expired == 1);
+    CHECK(swept.ttl_expired == 0);
+    CHECK_FALSE(store->get(id));
+    CHECK(store->get("other-1="));
+    CHECK(sweeper.metrics().ended_token_expired == 1);
+    const auto stats = server.stats();
+    CHECK(stats.at("deleted") == json{id});
+    CHECK(stats.at("bad_signatures") == 0);
+
+    // A cached authorizer context whose token has run out is refused at $connect.
+    event["requestContext"]["connectionId"] = "late-1=";
+    CHECK(handler.handle(event.dump()).status_code == 401);
+    CHECK_FALSE(store->get("late-1="));
+}
+
 TEST_CASE("a DynamoDB stream event feeds the change-stream processor", "[aws][dynamodb][gateway][integration]") {
     test::FakeConnectionsServer server{secret};
     server.add_connections({"watcher="});

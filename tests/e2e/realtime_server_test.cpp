@@ -65,12 +65,13 @@ TEST_CASE("realtime_server passes the Python peer suite", "[e2e][beast][python]"
 }
 
 TEST_CASE("realtime_server holds the permission model against hostile clients", "[e2e][beast][python][security]") {
-    ServerUnderTest srv({"--allow-anonymous"});
+    ServerUnderTest srv({"--allow-anonymous", "--max-connections-per-address=24"});
     REQUIRE(srv.port != 0);
     const auto out = (srv.dir / "security.log").string();
     wsgate::test::ChildProcess py({WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/security_e2e.py",
                                    "--port=" + std::to_string(srv.port), "--admin-key=" + srv.admin_key,
-                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret},
+                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret,
+                                   "--max-per-address=24"},
                                   out);
     REQUIRE(py.started());
     const int rc = py.wait(240s);

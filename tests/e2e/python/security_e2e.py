@@ -3,7 +3,7 @@
 valid token (or with none) can read, forge or exhaust.
 
 Run by tests/e2e/realtime_server_test.cpp against a demo started with --allow-anonymous:
-    security_e2e.py --port=N --admin-key=K --session-secret=S --public-secret=P
+    security_e2e.py --port=N --admin-key=K --session-secret=S --public-secret=P --max-per-address=N
 Exits 0 when every case passed; prints one line per case.
 Needs Debian's python3-websockets and python3-jwt.
 """
@@ -17,8 +17,8 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from realtime_server_e2e import (TIMEOUT, expect_denied, http, public_token, publish, recv_json,  # noqa: E402
-                                 recv_until, ws_url)
+from realtime_server_e2e import (TIMEOUT, expect_denied, healthz, http, public_token, publish,  # noqa: E402
+                                 recv_json, recv_until, ws_url)
 
 FAILURES = []
 
@@ -33,6 +33,14 @@ def session_token(a, user, permissions, lifetime=600):
 async def subscribe(ws, topic):
     await ws.send(json.dumps({"type": "subscribe", "topic": topic}))
     return await recv_json(ws)
+
+
+async def quiesce(a):
+    """Waits until the server holds no connection (earlier cases' closes have been processed)."""
+    deadline = time.monotonic() + 10
+    while (await healthz(a.port))["connections"] != 0:
+        assert time.monotonic() < deadline, "connections of earlier cases are still open"
+        await asyncio.sleep(0.05)
 
 
 async def say(ws, msg):
@@ -96,6 +104,7 @@ async def case_anonymous_reads_board_topics_only(a):
 
 async def case_anonymous_connections_are_capped_per_ip(a):
     cap = 8  # GatewaySettings::max_anonymous_per_ip, the demo's default
+    await quiesce(a)
     held = []
     try:
         for _ in range(cap):
@@ -143,10 +152,89 @@ async def case_recent_feed_needs_a_token_and_filters(a):
     assert status == 200 and json.loads(text)["events"] == [], (status, text)
 
 
+# --- 4. a connection ends when its token ends, unless it is refreshed -----------------------------
+
+async def case_token_expiry_ends_the_connection(a):
+    token = session_token(a, "ana", ["read_events"], lifetime=3)
+    async with websockets.connect(ws_url(a.port, token), open_timeout=TIMEOUT) as ws:
+        warn = await recv_until(ws, lambda m: m.get("type") == "token_expiring", timeout=TIMEOUT)
+        assert "expires_at" in warn, warn
+        try:
+            await recv_until(ws, lambda m: False, timeout=10)
+            raise AssertionError("the connection outlived its token")
+        except websockets.exceptions.ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 4001 and e.rcvd.reason == "token expired", e
+
+
+async def case_refresh_keeps_the_connection(a):
+    async with websockets.connect(ws_url(a.port, session_token(a, "ana", ["read_events"], lifetime=3)),
+                                  open_timeout=TIMEOUT) as ws:
+        await recv_until(ws, lambda m: m.get("type") == "token_expiring")
+        # Another user's token is refused and ends the connection.
+        async with websockets.connect(ws_url(a.port, session_token(a, "ana", ["read_events"], lifetime=3)),
+                                      open_timeout=TIMEOUT) as other:
+            await other.send(json.dumps({"type": "refresh", "token": session_token(a, "mallory", ["*"])}))
+            err = await recv_until(other, lambda m: m.get("type") == "error")
+            assert err["status"] == 403, err
+            try:
+                await recv_until(other, lambda m: False, timeout=TIMEOUT)
+                raise AssertionError("a refresh as another user kept the connection")
+            except websockets.exceptions.ConnectionClosed:
+                pass
+        # A bad token is refused; the connection keeps its old deadline.
+        await ws.send(json.dumps({"type": "refresh", "token": "not-a-token"}))
+        err = await recv_until(ws, lambda m: m.get("type") == "error")
+        assert err["status"] == 401, err
+        # The same user's fresh token moves the deadline; the connection outlives the first token.
+        await ws.send(json.dumps({"type": "refresh", "token": session_token(a, "ana", ["read_events"], lifetime=600)}))
+        ack = await recv_until(ws, lambda m: m.get("type") == "ack" and m.get("action") == "refresh")
+        assert "expires_at" in ack, ack
+        await asyncio.sleep(4)
+        assert (await say(ws, {"type": "ping"}))["type"] == "pong"
+
+
+# --- 6. sockets and HTTP ------------------------------------------------------------------------
+
+async def case_subprotocol_is_echoed_and_bare_tokens_refused(a):
+    token = public_token(a.port)
+    async with websockets.connect(ws_url(a.port), subprotocols=["wsgate", token], open_timeout=TIMEOUT) as ws:
+        assert ws.subprotocol == "wsgate", ws.subprotocol
+    try:
+        async with websockets.connect(ws_url(a.port), subprotocols=[token], open_timeout=TIMEOUT):
+            raise AssertionError("a bare token as the subprotocol was accepted")
+    except websockets.exceptions.InvalidStatusCode as e:
+        assert e.status_code == 400, e.status_code
+
+
+async def case_connections_per_address_are_capped(a):
+    await quiesce(a)
+    held = []
+    try:
+        while len(held) < a.max_per_address:
+            held.append(await websockets.connect(ws_url(a.port, public_token(a.port)), open_timeout=TIMEOUT))
+        await expect_denied(a.port, public_token(a.port), 503)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in held))
+
+
+async def case_http_limits(a):
+    status, _ = await asyncio.to_thread(http, a.port, "GET", "/healthz", None, {"X-Big": "x" * 20000})
+    assert status == 431, status
+    status, body = await asyncio.to_thread(http, a.port, "HEAD", "/healthz")
+    assert status == 200 and body == "", (status, body)
+    status, _ = await asyncio.to_thread(http, a.port, "GET", "/.")
+    assert status == 404, status
+    status, _ = await asyncio.to_thread(http, a.port, "POST", "/publish", {"topic": "events:x", "type": 5},
+                                        {"X-Admin-Key": a.admin_key})
+    assert status == 400, status
+
+
 CASES = [
     case_client_cannot_forge_server_events, case_uncovered_topics_are_closed,
     case_anonymous_reads_board_topics_only, case_anonymous_connections_are_capped_per_ip,
-    case_recent_feed_needs_a_token_and_filters,
+    case_recent_feed_needs_a_token_and_filters, case_token_expiry_ends_the_connection,
+    case_refresh_keeps_the_connection, case_subprotocol_is_echoed_and_bare_tokens_refused,
+    case_connections_per_address_are_capped, case_http_limits,
 ]
 
 
@@ -156,6 +244,7 @@ async def main():
     p.add_argument("--admin-key", required=True)
     p.add_argument("--session-secret", required=True)
     p.add_argument("--public-secret", required=True)
+    p.add_argument("--max-per-address", type=int, required=True)
     a = p.parse_args()
     for case in CASES:
         try:

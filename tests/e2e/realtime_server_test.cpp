@@ -39,6 +39,18 @@ struct ServerUnderTest {
         std::filesystem::remove_all(dir, ec);
     }
     std::string log() const { return wsgate::test::slurp((dir / "server.log").string()); }
+
+    /// Runs a Python peer script from tests/e2e/python against this server; its exit code and report.
+    std::pair<int, std::string> run_peers(const std::string& script, std::vector<std::string> args) const {
+        const auto out = (dir / (script + ".log")).string();
+        args.insert(args.begin(), {WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/" + script,
+                                   "--port=" + std::to_string(port), "--admin-key=" + admin_key,
+                                   "--session-secret=" + session_secret, "--public-secret=" + public_secret});
+        wsgate::test::ChildProcess py(args, out);
+        if (!py.started()) return {-1, "could not start " + script};
+        const int rc = py.wait(240s);
+        return {rc, wsgate::test::slurp(out)};
+    }
 };
 
 }  // namespace
@@ -47,15 +59,7 @@ TEST_CASE("realtime_server passes the Python peer suite", "[e2e][beast][python]"
     ServerUnderTest srv;
     REQUIRE(srv.proc->started());
     REQUIRE(srv.port != 0);
-    const auto out = (srv.dir / "python.log").string();
-    wsgate::test::ChildProcess py({WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/realtime_server_e2e.py",
-                                   "--port=" + std::to_string(srv.port), "--admin-key=" + srv.admin_key,
-                                   "--burst=40", "--max-message-bytes=65536",
-                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret},
-                                  out);
-    REQUIRE(py.started());
-    const int rc = py.wait(240s);
-    const std::string report = wsgate::test::slurp(out);
+    const auto [rc, report] = srv.run_peers("realtime_server_e2e.py", {"--burst=40", "--max-message-bytes=65536"});
     std::cout << report;
     INFO(report);
     INFO(srv.log());
@@ -67,15 +71,7 @@ TEST_CASE("realtime_server passes the Python peer suite", "[e2e][beast][python]"
 TEST_CASE("realtime_server holds the permission model against hostile clients", "[e2e][beast][python][security]") {
     ServerUnderTest srv({"--allow-anonymous", "--max-connections-per-address=24"});
     REQUIRE(srv.port != 0);
-    const auto out = (srv.dir / "security.log").string();
-    wsgate::test::ChildProcess py({WSGATE_TEST_PYTHON, WSGATE_SOURCE_DIR "/tests/e2e/python/security_e2e.py",
-                                   "--port=" + std::to_string(srv.port), "--admin-key=" + srv.admin_key,
-                                   "--session-secret=" + srv.session_secret, "--public-secret=" + srv.public_secret,
-                                   "--max-per-address=24"},
-                                  out);
-    REQUIRE(py.started());
-    const int rc = py.wait(240s);
-    const std::string report = wsgate::test::slurp(out);
+    const auto [rc, report] = srv.run_peers("security_e2e.py", {"--max-per-address=24"});
     std::cout << report;
     INFO(report);
     INFO(srv.log());

@@ -17,7 +17,6 @@ import urllib.request
 import websockets
 
 TIMEOUT = 5.0
-FAILURES = []
 
 
 def http(port, method, path, body=None, headers=None):
@@ -302,6 +301,20 @@ CASES = [
 ]
 
 
+async def run_cases(cases, a):
+    """Runs every case (60 s each), prints one line per case and a total; the exit code."""
+    failures = []
+    for case in cases:
+        try:
+            await asyncio.wait_for(case(a), 60)
+            print(f"ok   {case.__name__}")
+        except BaseException as e:  # noqa: BLE001 - report every failure, keep going
+            failures.append(case.__name__)
+            print(f"FAIL {case.__name__}: {type(e).__name__}: {e}")
+    print(f"{len(cases) - len(failures)}/{len(cases)} cases passed")
+    return 1 if failures else 0
+
+
 async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -317,15 +330,7 @@ async def main():
         cases.append(case_jwt_tokens)
     else:
         print(f"SKIP case_jwt_tokens: server auth is '{auth}', not 'jwt'")
-    for case in cases:
-        try:
-            await asyncio.wait_for(case(a), 60)
-            print(f"ok   {case.__name__}")
-        except BaseException as e:  # noqa: BLE001 - report every failure, keep going
-            FAILURES.append(case.__name__)
-            print(f"FAIL {case.__name__}: {type(e).__name__}: {e}")
-    print(f"{len(cases) - len(FAILURES)}/{len(cases)} cases passed")
-    return 1 if FAILURES else 0
+    return await run_cases(cases, a)
 
 
 if __name__ == "__main__":

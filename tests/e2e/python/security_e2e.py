@@ -18,9 +18,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from realtime_server_e2e import (TIMEOUT, expect_denied, healthz, http, public_token, publish,  # noqa: E402
-                                 recv_json, recv_until, ws_url)
-
-FAILURES = []
+                                 recv_json, recv_until, run_cases, ws_url)
 
 
 def session_token(a, user, permissions, lifetime=600):
@@ -248,15 +246,7 @@ async def main():
     p.add_argument("--public-secret", required=True)
     p.add_argument("--max-per-address", type=int, required=True)
     a = p.parse_args()
-    for case in CASES:
-        try:
-            await asyncio.wait_for(case(a), 60)
-            print(f"ok   {case.__name__}")
-        except BaseException as e:  # noqa: BLE001 - report every failure, keep going
-            FAILURES.append(case.__name__)
-            print(f"FAIL {case.__name__}: {type(e).__name__}: {e}")
-    print(f"{len(CASES) - len(FAILURES)}/{len(CASES)} cases passed")
-    return 1 if FAILURES else 0
+    return await run_cases(CASES, a)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 // Records/s through ChangeStreamProcessor (batching + coalescing + envelope serialization),
 // against a baseline that pushes the same records into a std::vector and dumps them once.
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -10,10 +10,10 @@
 
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
-#include <wsgate/store/memory_store.hpp>
-#include <wsgate/store/redis_bus.hpp>
-#include <wsgate/store/redis_store.hpp>
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/memory_store.hpp>
+#include <wsgate/redis/redis_bus.hpp>
+#include <wsgate/redis/redis_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -5,7 +5,7 @@
 //   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024] [--coalesce 0|1]
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <csignal>
 #include <cstdio>

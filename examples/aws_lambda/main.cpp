@@ -6,9 +6,9 @@
 // Against a real API: set WEBSOCKET_API_ENDPOINT=wss://{api}.execute-api.{region}.amazonaws.com/{stage}
 // and the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN / AWS_REGION.
 #include <wsgate/aws.hpp>
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 #include <wsgate/gateway.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <cstdlib>
 #include <fstream>

@@ -9,7 +9,7 @@
 //
 //   dashboard_example           prints what each dashboard receives
 //   dashboard_example --check   also verifies it and exits 1 on any difference
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 #include <wsgate/wsgate.hpp>
 
 #include <cstring>

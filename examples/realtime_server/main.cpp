@@ -7,9 +7,9 @@
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/random.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 #ifdef WSGATE_DEMO_HAVE_STORES
-#include <wsgate/store/factory.hpp>
+#include <wsgate/stores/factory.hpp>
 #endif
 
 #include <openssl/crypto.h>

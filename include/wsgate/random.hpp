@@ -1,5 +1,5 @@
 #pragma once
-/** @file random.hpp Unguessable identifiers from OpenSSL's CSPRNG. */
+/** @file random.hpp Unguessable identifiers from the operating system's CSPRNG. */
 
 #include <cstddef>
 #include <string>
@@ -7,7 +7,8 @@
 namespace wsgate {
 
 /**
- * `bytes` random bytes from OpenSSL's `RAND_bytes`, base64url-encoded without padding.
+ * `bytes` random bytes from the operating system's CSPRNG (`getrandom(2)` on Linux, `arc4random_buf(3)`
+ * on macOS and the BSDs, `std::random_device` elsewhere), base64url-encoded without padding.
  * @throws std::runtime_error if the CSPRNG fails (never falls back to a weak source).
  * @par Thread Safety Safe.
  */

@@ -4,7 +4,6 @@
 #include <wsgate/audience.hpp>
 #include <wsgate/authorizer.hpp>
 #include <wsgate/bus.hpp>
-#include <wsgate/change_stream.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/connection_store.hpp>
@@ -12,9 +11,9 @@
 #include <wsgate/error.hpp>
 #include <wsgate/event_router.hpp>
 #include <wsgate/gateway.hpp>
+#include <wsgate/memory_store.hpp>
 #include <wsgate/memory_transport.hpp>
 #include <wsgate/metrics.hpp>
 #include <wsgate/random.hpp>
-#include <wsgate/store/memory_store.hpp>
 #include <wsgate/transport.hpp>
 #include <wsgate/version.hpp>

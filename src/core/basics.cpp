@@ -8,7 +8,14 @@
 #include <wsgate/random.hpp>
 #include <wsgate/transport.hpp>
 
-#include <openssl/rand.h>
+#if defined(__linux__)
+#include <sys/random.h>
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+#include <stdlib.h>
+#else
+#include <random>
+#endif
+#include <cerrno>
 
 #include <array>
 #include <cstdio>
@@ -33,11 +40,32 @@ std::string format_iso8601(TimePoint t) {
     return buf.data();
 }
 
+namespace detail {
+// The operating system's CSPRNG: getrandom(2) on Linux, arc4random_buf(3) on the BSDs and macOS.
+void fill_random(char* out, std::size_t n) {
+#if defined(__linux__)
+    while (n > 0) {
+        const ssize_t got = ::getrandom(out, n, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error("wsgate: getrandom failed");
+        }
+        out += got;
+        n -= static_cast<std::size_t>(got);
+    }
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+    ::arc4random_buf(out, n);
+#else
+    std::random_device device;
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<char>(device() & 0xff);
+#endif
+}
+}  // namespace detail
+
 std::string random_token(std::size_t bytes) {
     static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::string raw(bytes, '\0');
-    if (bytes > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
-        throw std::runtime_error("wsgate: RAND_bytes failed");
+    detail::fill_random(raw.data(), bytes);
     std::string out;
     out.reserve((bytes * 4 + 2) / 3);
     std::size_t i = 0;

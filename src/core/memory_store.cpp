@@ -1,4 +1,4 @@
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <algorithm>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include <wsgate/store/redis_bus.hpp>
+#include <wsgate/redis/redis_bus.hpp>
 
 #include "redis_conn.hpp"
 

@@ -2,7 +2,7 @@
 // One hiredis connection with reconnect and typed errors (internal to wsgate::redis).
 
 #include <wsgate/error.hpp>
-#include <wsgate/store/redis_endpoint.hpp>
+#include <wsgate/redis/redis_endpoint.hpp>
 
 #include <hiredis/hiredis.h>
 

@@ -1,6 +1,6 @@
-#include <wsgate/store/redis_store.hpp>
+#include <wsgate/redis/redis_store.hpp>
 
-#include "../common/store_util.hpp"
+#include <wsgate/detail/store_util.hpp>
 #include "redis_conn.hpp"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 #include <wsgate/error.hpp>
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 
-#include "../common/store_util.hpp"
+#include <wsgate/detail/store_util.hpp>
 
 #include <sqlite3.h>
 

@@ -1,12 +1,12 @@
-#include <wsgate/store/factory.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/stores/factory.hpp>
+#include <wsgate/memory_store.hpp>
 
 #ifdef WSGATE_HAVE_SQLITE
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 #endif
 #ifdef WSGATE_HAVE_REDIS
-#include <wsgate/store/redis_bus.hpp>
-#include <wsgate/store/redis_store.hpp>
+#include <wsgate/redis/redis_bus.hpp>
+#include <wsgate/redis/redis_store.hpp>
 #endif
 
 #include <algorithm>

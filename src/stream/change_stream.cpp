@@ -1,5 +1,5 @@
 // Change-stream batching: parse plain-JSON change records, coalesce per item, publish per topic.
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 
 #include <algorithm>
 #include <charconv>

@@ -3,13 +3,13 @@
 
 #include "temp_dir.hpp"
 
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 #ifdef WSGATE_TEST_REDIS
 #include "redis_server.hpp"
-#include <wsgate/store/redis_store.hpp>
+#include <wsgate/redis/redis_store.hpp>
 #endif
 #ifdef WSGATE_TEST_SQLITE
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 #endif
 
 #include <atomic>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end checks of examples/realtime_server with independent Python WebSocket peers.
 
-Run by tests/e2e/realtime_server_test.cpp, which starts the server on a free port:
+Run by tests/e2e/test_realtime_server.cpp, which starts the server on a free port:
     realtime_server_e2e.py --port N --admin-key K [--session-secret S --public-secret P]
 Exits 0 when every case passed; prints one line per case.
 Needs Debian's python3-websockets (and python3-jwt for the signed-token cases).

@@ -2,7 +2,7 @@
 """Security checks of examples/realtime_server with independent Python peers: what a client with a
 valid token (or with none) can read, forge or exhaust.
 
-Run by tests/e2e/realtime_server_test.cpp against a demo started with --allow-anonymous:
+Run by tests/e2e/test_realtime_server.cpp against a demo started with --allow-anonymous:
     security_e2e.py --port=N --admin-key=K --session-secret=S --public-secret=P --max-per-address=N
 Exits 0 when every case passed; prints one line per case.
 Needs Debian's python3-websockets and python3-jwt.

@@ -6,7 +6,7 @@
 #include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 using namespace wsgate;
 

@@ -4,9 +4,9 @@
 #include "fake_server.hpp"
 
 #include <wsgate/aws.hpp>
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 #include <wsgate/gateway.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <fstream>
 #include <set>

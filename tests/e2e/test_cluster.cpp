@@ -8,8 +8,8 @@
 #include <wsgate/beast/client.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/random.hpp>
-#include <wsgate/store/redis_store.hpp>
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/redis/redis_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 
 #include <nlohmann/json.hpp>
 

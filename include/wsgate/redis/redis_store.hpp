@@ -2,7 +2,7 @@
 /** @file redis_store.hpp A ConnectionStore in Redis (`wsgate::redis`), shared by every node of a cluster. */
 
 #include <wsgate/connection_store.hpp>
-#include <wsgate/store/redis_endpoint.hpp>
+#include <wsgate/redis/redis_endpoint.hpp>
 
 #include <cstddef>
 #include <memory>

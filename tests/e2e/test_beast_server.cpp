@@ -6,7 +6,7 @@
 #include <wsgate/beast/reconnecting_client.hpp>
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <arpa/inet.h>
 #include <fcntl.h>

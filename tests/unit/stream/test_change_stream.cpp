@@ -1,10 +1,10 @@
 // Change-stream processor: parsing the plain-JSON record, batching, coalescing, per-entity topics.
 #include "catch.hpp"
 
-#include <wsgate/change_stream.hpp>
+#include <wsgate/stream/change_stream.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
-#include <wsgate/store/memory_store.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <atomic>
 #include <set>

@@ -2,7 +2,7 @@
 /** @file redis_bus.hpp A Bus over Redis pub/sub (`wsgate::redis`). */
 
 #include <wsgate/bus.hpp>
-#include <wsgate/store/redis_endpoint.hpp>
+#include <wsgate/redis/redis_endpoint.hpp>
 
 #include <cstdint>
 #include <memory>

@@ -4,7 +4,7 @@
 #include "temp_dir.hpp"
 
 #include <wsgate/error.hpp>
-#include <wsgate/store/sqlite_store.hpp>
+#include <wsgate/sqlite/sqlite_store.hpp>
 
 #include <sqlite3.h>
 

@@ -6,7 +6,7 @@
 #include "redis_server.hpp"
 
 #include <wsgate/error.hpp>
-#include <wsgate/store/redis_store.hpp>
+#include <wsgate/redis/redis_store.hpp>
 
 #include <algorithm>
 #include <atomic>

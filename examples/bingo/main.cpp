@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
                         .allow(wsgate::jwt::Key::hmac(wsgate::jwt::Algorithm::hs256, session_secret))
                         .require_claim("exp")
                         .with_clock(clock);
-    auto authorizer = std::make_shared<wsgate::DualTokenAuthorizer>(sessions, issuer.verifier());
+    auto authorizer = std::make_shared<wsgate::TokenAuthorizer>(sessions, issuer.verifier());
 
     wsgate::GatewaySettings settings;
     settings.ttl = 24h;  // the seed's connection records lived a day

@@ -1,8 +1,8 @@
 // The demo's tokens (seed 001): user session JWTs (HS256, session secret) and public device JWTs
-// (HS256, public secret) minted by POST /public/token, both checked by DualTokenAuthorizer.
+// (HS256, public secret) minted by POST /public/token, both checked by TokenAuthorizer.
 #include "demo_auth.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/clock.hpp>
 
@@ -27,8 +27,8 @@ class AnonymousFallback final : public wsgate::Authorizer {
 public:
     explicit AnonymousFallback(std::shared_ptr<wsgate::Authorizer> inner) : inner_(std::move(inner)) {}
     wsgate::AuthDecision authorize(const wsgate::ConnectRequest& req) override {
-        wsgate::DualTokenSettings s;
-        if (!wsgate::DualTokenAuthorizer::extract_token(req, s)) {
+        wsgate::TokenAuthorizerSettings s;
+        if (!wsgate::TokenAuthorizer::extract_token(req, s)) {
             // An anonymous reader: the status board's read permissions, nothing else (the
             // topic rules name the topics anonymous principals may read).
             wsgate::Principal p;
@@ -53,7 +53,7 @@ DemoAuth make_demo_auth(const AuthConfig& cfg) {
                        .allow(hs256_for(cfg.session_secret, "session-secret").verification_key())
                        .require_claim("exp");
     std::shared_ptr<wsgate::Authorizer> authz =
-        std::make_shared<wsgate::DualTokenAuthorizer>(std::move(session), issuer->verifier());
+        std::make_shared<wsgate::TokenAuthorizer>(std::move(session), issuer->verifier());
     if (cfg.allow_anonymous) authz = std::make_shared<AnonymousFallback>(std::move(authz));
 
     DemoAuth out;

@@ -71,7 +71,7 @@ struct AuthDecision {
 /**
  * Decides who a connecting client is.
  *
- * Implementations: AnonymousAuthorizer (here), DualTokenAuthorizer (`auth/`; with one verifier it is a plain JWT authorizer).
+ * Implementations: AnonymousAuthorizer (here), TokenAuthorizer (`auth/`; with one verifier it is a plain JWT authorizer).
  * A throwing authorizer is treated by the Gateway as a denial (500 → reported as 401 `auth_error`).
  *
  * @par Thread Safety

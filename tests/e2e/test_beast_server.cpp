@@ -1,7 +1,7 @@
 // wsgate::beast::Server and Client over loopback sockets, with a real Gateway in the same process.
 #include "catch.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/beast/client.hpp>
 #include <wsgate/beast/reconnecting_client.hpp>
 #include <wsgate/beast/server.hpp>
@@ -646,7 +646,7 @@ struct ShortTokenRig {
         wsgate::GatewaySettings gs;
         gs.rate_per_second = 0;
         gs.token_expiry_warning = 2s;
-        auto auth = std::make_shared<wsgate::DualTokenAuthorizer>(
+        auto auth = std::make_shared<wsgate::TokenAuthorizer>(
             wsgate::jwt::Verifier{}.allow(key.verification_key()).require_claim("exp"), std::nullopt);
         server = std::make_shared<wb::Server>(ss);
         gw = std::make_shared<wsgate::Gateway>(gs, std::make_shared<wsgate::InMemoryConnectionStore>(), server, auth);

@@ -1,8 +1,8 @@
-// The Gateway with a DualTokenAuthorizer: tokens decide who connects and as what.
+// The Gateway with a TokenAuthorizer: tokens decide who connects and as what.
 
 #include "catch.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
@@ -15,7 +15,7 @@ TEST_CASE("Gateway::on_connect authorizes session and public tokens", "[auth][du
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     auto session_key = jwt::hs256_signing_key("gateway-session-secret-0123456789");
     PublicTokenIssuer issuer{jwt::hs256_signing_key("gateway-public-secret-0123456789"), {}, clock};
-    auto auth = std::make_shared<DualTokenAuthorizer>(
+    auto auth = std::make_shared<TokenAuthorizer>(
         jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
         issuer.verifier());
     auto store = std::make_shared<InMemoryConnectionStore>();

@@ -3,7 +3,7 @@
 #include "catch.hpp"
 #include "test_keys.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/jwt.hpp>
 #include <wsgate/random.hpp>
 
@@ -80,7 +80,7 @@ TEST_CASE("tokens minted by PyJWT verify in wsgate", "[auth][jwt][python]") {
         CHECK(t.algorithm() == alg);
         CHECK(t.claim<std::string>("sub") == std::optional<std::string>{"py-user"});
         CHECK(t.claims.at("nested").at("n") == nlohmann::json{1, 2});
-        auto p = DualTokenAuthorizer::session_principal(t);
+        auto p = TokenAuthorizer::session_principal(t);
         CHECK(p.kind == PrincipalKind::user);
         CHECK(p.user_id == "py-user");
         CHECK(p.session_id == "py-session");

@@ -2,7 +2,7 @@
 
 #include "catch.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/lambda_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 

@@ -2,7 +2,7 @@
 
 #include "catch.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_transport.hpp>
@@ -16,7 +16,7 @@ namespace {
 
 constexpr std::int64_t t0 = 1'700'000'000;
 
-// A Gateway over the memory store and transport with a session + public DualTokenAuthorizer,
+// A Gateway over the memory store and transport with a session + public TokenAuthorizer,
 // on a manual clock starting at t0. Topics `a:*` need `read_a`, `b:*` need `read_b`; any user
 // reads `news`, holders of `post` publish there.
 struct Rig {
@@ -29,7 +29,7 @@ struct Rig {
 
     explicit Rig(GatewaySettings s = {}) {
         s.router.topic_rules = {{"a:*", "read_a", ""}, {"b:*", "read_b", ""}, {"news", "", "post"}};
-        auto auth = std::make_shared<DualTokenAuthorizer>(
+        auto auth = std::make_shared<TokenAuthorizer>(
             jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
             issuer.verifier());
         gw = std::make_unique<Gateway>(std::move(s), store, transport, auth, clock);

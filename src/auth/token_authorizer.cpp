@@ -1,6 +1,6 @@
-// wsgate DualTokenAuthorizer: session token first, public device token second.
+// wsgate TokenAuthorizer: session token first, public device token second.
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 
 #include <stdexcept>
@@ -73,14 +73,17 @@ bool is_post_signature(std::error_code ec) noexcept {
 
 }  // namespace
 
-DualTokenAuthorizer::DualTokenAuthorizer(std::optional<jwt::Verifier> session,
-                                         std::optional<jwt::Verifier> public_device, DualTokenSettings settings)
+TokenAuthorizer::TokenAuthorizer(jwt::Verifier session, TokenAuthorizerSettings settings)
+    : session_(std::move(session)), settings_(std::move(settings)) {}
+
+TokenAuthorizer::TokenAuthorizer(std::optional<jwt::Verifier> session, std::optional<jwt::Verifier> public_device,
+                                 TokenAuthorizerSettings settings)
     : session_(std::move(session)), public_(std::move(public_device)), settings_(std::move(settings)) {
-    if (!session_ && !public_) throw std::invalid_argument("wsgate::DualTokenAuthorizer: no verifier");
+    if (!session_ && !public_) throw std::invalid_argument("wsgate::TokenAuthorizer: no verifier");
 }
 
-std::optional<std::string> DualTokenAuthorizer::extract_token(const ConnectRequest& request,
-                                                              const DualTokenSettings& settings) {
+std::optional<std::string> TokenAuthorizer::extract_token(const ConnectRequest& request,
+                                                          const TokenAuthorizerSettings& settings) {
     if (!settings.query_parameter.empty()) {
         if (const std::string* q = request.query_param(settings.query_parameter); q != nullptr && !q->empty())
             return *q;
@@ -113,7 +116,7 @@ std::optional<std::string> DualTokenAuthorizer::extract_token(const ConnectReque
     return std::nullopt;
 }
 
-Principal DualTokenAuthorizer::session_principal(const jwt::Token& token) {
+Principal TokenAuthorizer::session_principal(const jwt::Token& token) {
     Principal p;
     p.kind = PrincipalKind::user;
     const auto& c = token.claims;
@@ -132,7 +135,7 @@ Principal DualTokenAuthorizer::session_principal(const jwt::Token& token) {
     return p;
 }
 
-Principal DualTokenAuthorizer::public_principal(const jwt::Token& token) {
+Principal TokenAuthorizer::public_principal(const jwt::Token& token) {
     Principal p;
     p.kind = PrincipalKind::public_device;
     const auto& c = token.claims;
@@ -149,7 +152,7 @@ Principal DualTokenAuthorizer::public_principal(const jwt::Token& token) {
     return p;
 }
 
-AuthDecision DualTokenAuthorizer::authorize(const ConnectRequest& request) {
+AuthDecision TokenAuthorizer::authorize(const ConnectRequest& request) {
     auto token = extract_token(request, settings_);
     if (!token) return AuthDecision::deny(401, "missing_token");
 

@@ -1,8 +1,8 @@
-// DualTokenAuthorizer: token sources, session-then-public order, principal mapping, denials.
+// TokenAuthorizer: token sources, session-then-public order, principal mapping, denials.
 
 #include "catch.hpp"
 
-#include <wsgate/auth/dual_token_authorizer.hpp>
+#include <wsgate/auth/token_authorizer.hpp>
 #include <wsgate/auth/public_tokens.hpp>
 
 using namespace wsgate;
@@ -17,7 +17,7 @@ struct Fixture {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     jwt::SigningKey session_key = jwt::hs256_signing_key(session_secret);
     PublicTokenIssuer issuer{jwt::hs256_signing_key(public_secret), {}, clock};
-    DualTokenAuthorizer auth{jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
+    TokenAuthorizer auth{jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
                              issuer.verifier()};
 
     std::string session_token(nlohmann::json extra = nlohmann::json::object()) const {
@@ -60,7 +60,7 @@ TEST_CASE("alternative claim names map to the same principal fields", "[auth][du
     jwt::Token t;
     t.claims = {{"userId", "u2"}, {"sessionId", "s2"}, {"device_id", "d2"}, {"name", "Bo"},
                 {"permissions", {"read_leaderboard"}}, {"scope", "ignored"}};
-    auto p = DualTokenAuthorizer::session_principal(t);
+    auto p = TokenAuthorizer::session_principal(t);
     CHECK(p.user_id == "u2");
     CHECK(p.session_id == "s2");
     CHECK(p.device_id == "d2");
@@ -113,11 +113,11 @@ TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-P
     both.headers["authorization"] = "Bearer garbage";
     CHECK(f.auth.authorize(both).allowed);
 
-    DualTokenSettings only_header;
+    TokenAuthorizerSettings only_header;
     only_header.query_parameter.clear();
     only_header.accept_subprotocol = false;
-    CHECK_FALSE(DualTokenAuthorizer::extract_token(with_query(token), only_header));
-    CHECK(DualTokenAuthorizer::extract_token(bearer, only_header) == std::nullopt);
+    CHECK_FALSE(TokenAuthorizer::extract_token(with_query(token), only_header));
+    CHECK(TokenAuthorizer::extract_token(bearer, only_header) == std::nullopt);
 }
 
 TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never the token", "[auth][dual]") {
@@ -152,7 +152,7 @@ TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dua
     // One secret for both (a misconfiguration the kind claim still guards).
     auto key = jwt::hs256_signing_key(session_secret);
     PublicTokenIssuer issuer{key, {}, clock};
-    DualTokenAuthorizer auth{jwt::Verifier{}.allow(key.verification_key()).with_clock(clock), issuer.verifier()};
+    TokenAuthorizer auth{jwt::Verifier{}.allow(key.verification_key()).with_clock(clock), issuer.verifier()};
     auto pub = issuer.issue();
     auto d = auth.authorize(with_query(pub->token));
     REQUIRE(d.allowed);
@@ -160,11 +160,11 @@ TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dua
     CHECK(d.principal.user_id.empty());
 
     // A session token presented to a public-only authorizer is refused.
-    DualTokenAuthorizer public_only{std::nullopt, issuer.verifier()};
+    TokenAuthorizer public_only{std::nullopt, issuer.verifier()};
     auto session = jwt::sign({{"sub", "u"}, {"deviceId", "d"}, {"exp", now_s + 60}}, key);
     auto ds = public_only.authorize(with_query(session));
     CHECK_FALSE(ds.allowed);
     CHECK(ds.error == jwt_errc::invalid_claim);
 
-    CHECK_THROWS_AS(DualTokenAuthorizer(std::nullopt, std::nullopt), std::invalid_argument);
+    CHECK_THROWS_AS(TokenAuthorizer(std::nullopt, std::nullopt), std::invalid_argument);
 }

@@ -75,19 +75,21 @@ void run_wsgate(benchmark::State& state, const jwt::SigningKey& key) {
                                                            benchmark::Counter::kIsRate);
 }
 
-void BM_wsgate_HS256(benchmark::State& state) { run_wsgate(state, jwt::hs256_signing_key(secret)); }
+void BM_wsgate_HS256(benchmark::State& state) {
+    run_wsgate(state, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret));
+}
 void BM_wsgate_RS256(benchmark::State& state) {
-    static const auto key = jwt::rs256_signing_key(generate_pem("RSA", nullptr));
+    static const auto key = jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, generate_pem("RSA", nullptr));
     run_wsgate(state, key);
 }
 void BM_wsgate_ES256(benchmark::State& state) {
-    static const auto key = jwt::es256_signing_key(generate_pem("EC", "P-256"));
+    static const auto key = jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, generate_pem("EC", "P-256"));
     run_wsgate(state, key);
 }
 
 // Baseline: what a hand-rolled HS256 check costs with the same building blocks.
 void BM_baseline_HS256_raw_openssl_hmac_plus_nlohmann(benchmark::State& state) {
-    const auto token = jwt::sign(session_claims(), jwt::hs256_signing_key(secret));
+    const auto token = jwt::sign(session_claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret));
     EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
     EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),

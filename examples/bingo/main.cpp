@@ -66,9 +66,12 @@ int main(int argc, char** argv) {
     const auto session_secret = wsgate::random_token(32);
     const auto public_secret = wsgate::random_token(32);
 
+    // Status boards read events and leaderboards; nothing else.
     wsgate::PublicTokenSettings pts;
+    pts.default_permissions = {"read_leaderboard", "read_events"};
     pts.issuer = "bingo";
-    wsgate::PublicTokenIssuer issuer{wsgate::jwt::hs256_signing_key(public_secret), pts, clock};
+    wsgate::PublicTokenIssuer issuer{wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, public_secret),
+                                     pts, clock};
     auto sessions = wsgate::jwt::Verifier{}
                         .allow(wsgate::jwt::Key::hmac(wsgate::jwt::Algorithm::hs256, session_secret))
                         .require_claim("exp")
@@ -130,7 +133,7 @@ int main(int argc, char** argv) {
                                   {"permissions", {"play", "read_events", "read_leaderboard"}},
                                   {"iat", wsgate::to_unix_seconds(clock->now())},
                                   {"exp", wsgate::to_unix_seconds(clock->now() + 1h)}},
-                                 wsgate::jwt::hs256_signing_key(session_secret));
+                                 wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, session_secret));
     };
     auto connect = [&](const std::string& token) {
         wsgate::ConnectRequest req;

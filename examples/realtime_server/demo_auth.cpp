@@ -16,7 +16,7 @@ namespace {
 // flag's name so the operator knows which one to fix.
 wsgate::jwt::SigningKey hs256_for(const std::string& secret, const char* flag) {
     try {
-        return wsgate::jwt::hs256_signing_key(secret);
+        return wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, secret);
     } catch (const std::invalid_argument& e) {
         throw std::invalid_argument(std::string("--") + flag + ": " + e.what());
     }

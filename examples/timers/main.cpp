@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
 
     auto token_for = [&](const std::string& user, const std::string& device) {
         return wsgate::jwt::sign({{"sub", user}, {"deviceId", device}, {"exp", wsgate::to_unix_seconds(clock->now() + 1h)}},
-                                 wsgate::jwt::hs256_signing_key(secret));
+                                 wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, secret));
     };
     auto connect = [&](const std::string& user, const std::string& device, std::string token = {}) {
         wsgate::ConnectRequest req;

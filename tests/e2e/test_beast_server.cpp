@@ -634,7 +634,8 @@ namespace {
 // A server whose connections live as long as their session JWTs (3 s here), swept every 50 ms
 // the way a host's timer would, with token_expiring sent 2 s before each token's exp.
 struct ShortTokenRig {
-    wsgate::jwt::SigningKey key = wsgate::jwt::hs256_signing_key("e2e-short-token-secret-0123456789");
+    wsgate::jwt::SigningKey key =
+        wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, "e2e-short-token-secret-0123456789");
     std::shared_ptr<wb::Server> server;
     std::shared_ptr<wsgate::Gateway> gw;
     std::atomic<bool> stop{false};

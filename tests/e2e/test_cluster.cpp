@@ -29,7 +29,7 @@ const std::string& session_secret() {
 std::string user_token(const std::string& user) {
     const auto now = wsgate::to_unix_seconds(wsgate::SystemClock{}.now());
     return wsgate::jwt::sign({{"sub", user}, {"permissions", {"publish", "read_events"}}, {"iat", now}, {"exp", now + 600}},
-                             wsgate::jwt::hs256_signing_key(session_secret()));
+                             wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, session_secret()));
 }
 
 struct Node {
@@ -200,7 +200,8 @@ std::string user_url(const Node& n, const std::string& user) {
     const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch() + std::chrono::hours{1})
                          .count();
-    const auto token = wsgate::jwt::sign({{"sub", user}, {"permissions", {"read_events"}}, {"exp", exp}}, wsgate::jwt::hs256_signing_key(kSessionSecret));
+    const auto token = wsgate::jwt::sign({{"sub", user}, {"permissions", {"read_events"}}, {"exp", exp}},
+                                         wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, kSessionSecret));
     return n.url() + "?token=" + token;
 }
 

@@ -19,7 +19,7 @@ const wsgate::jwt::Verifier& verifier() {
           {"kty":"EC","kid":"e9bc","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]})");
         wsgate::jwt::Verifier out;
         out.allow(keys)
-            .allow(wsgate::jwt::hs256_key("fuzz-secret-0123456789abcdef-0123"))
+            .allow(wsgate::jwt::Key::hmac(wsgate::jwt::Algorithm::hs256, "fuzz-secret-0123456789abcdef-0123"))
             .with_issuer("joe")
             .with_audience("game")
             .leeway(std::chrono::seconds{30});

@@ -5,7 +5,7 @@
  *
  * @code
  * auto verifier = wsgate::jwt::Verifier{}
- *                     .allow(wsgate::jwt::hs256_key(secret))
+ *                     .allow(wsgate::jwt::Key::hmac(wsgate::jwt::Algorithm::hs256, secret))
  *                     .with_issuer("https://auth.example.com")
  *                     .with_audience("game")
  *                     .leeway(std::chrono::seconds{30})
@@ -68,6 +68,9 @@ struct KeyMaterial;
  * even or below 3; an EC key on a curve other than the algorithm's (P-256, P-384, P-521); an
  * EdDSA key that is not Ed25519; a key type that does not fit the algorithm; a JWK whose `use`
  * is not `sig` or whose `key_ops` lacks `verify`, or whose `alg` differs from the one asked for.
+ *
+ * Made by hmac(), public_key_pem() or from_jwk(), each naming the algorithm:
+ * `Key::hmac(Algorithm::hs256, secret)`, `Key::public_key_pem(Algorithm::rs256, pem)`.
  * @par Thread Safety Immutable; copies share the key and may be used from any thread.
  */
 class Key {
@@ -105,24 +108,25 @@ private:
     friend class SigningKey;
 };
 
-/// Shorthands for Key::hmac and Key::public_key_pem.
-[[nodiscard]] Key hs256_key(std::string_view secret);
-[[nodiscard]] Key hs384_key(std::string_view secret);
-[[nodiscard]] Key hs512_key(std::string_view secret);
-[[nodiscard]] Key rs256_key(std::string_view public_pem);
-[[nodiscard]] Key rs384_key(std::string_view public_pem);
-[[nodiscard]] Key rs512_key(std::string_view public_pem);
-[[nodiscard]] Key es256_key(std::string_view public_pem);
-[[nodiscard]] Key es384_key(std::string_view public_pem);
-[[nodiscard]] Key es512_key(std::string_view public_pem);
-[[nodiscard]] Key ps256_key(std::string_view public_pem);
-[[nodiscard]] Key ps384_key(std::string_view public_pem);
-[[nodiscard]] Key ps512_key(std::string_view public_pem);
-/// An Ed25519 public key for `EdDSA`.
-[[nodiscard]] Key eddsa_key(std::string_view public_pem);
+/// Deprecated shorthands for Key::hmac and Key::public_key_pem (removed in 0.3).
+[[nodiscard, deprecated("use Key::hmac(Algorithm::hs256, secret)")]] Key hs256_key(std::string_view secret);
+[[nodiscard, deprecated("use Key::hmac(Algorithm::hs384, secret)")]] Key hs384_key(std::string_view secret);
+[[nodiscard, deprecated("use Key::hmac(Algorithm::hs512, secret)")]] Key hs512_key(std::string_view secret);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::rs256, pem)")]] Key rs256_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::rs384, pem)")]] Key rs384_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::rs512, pem)")]] Key rs512_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::es256, pem)")]] Key es256_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::es384, pem)")]] Key es384_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::es512, pem)")]] Key es512_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::ps256, pem)")]] Key ps256_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::ps384, pem)")]] Key ps384_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::ps512, pem)")]] Key ps512_key(std::string_view public_pem);
+[[nodiscard, deprecated("use Key::public_key_pem(Algorithm::eddsa, pem)")]] Key eddsa_key(std::string_view public_pem);
 
 /**
  * A signing key bound to one algorithm, so hosts can issue tokens.
+ * Made by hmac(), private_key_pem() or from_jwk(), as Key: `SigningKey::hmac(Algorithm::hs256,
+ * secret)`; verification_key() gives the matching Key.
  * Construction throws `std::invalid_argument` as Key does.
  * @par Thread Safety Immutable; safe to share between threads.
  */
@@ -156,9 +160,13 @@ private:
     friend class Key;
 };
 
-[[nodiscard]] SigningKey hs256_signing_key(std::string_view secret);
-[[nodiscard]] SigningKey rs256_signing_key(std::string_view private_pem);
-[[nodiscard]] SigningKey es256_signing_key(std::string_view private_pem);
+/// Deprecated shorthands for SigningKey::hmac and SigningKey::private_key_pem (removed in 0.3).
+[[nodiscard, deprecated("use SigningKey::hmac(Algorithm::hs256, secret)")]] SigningKey
+hs256_signing_key(std::string_view secret);
+[[nodiscard, deprecated("use SigningKey::private_key_pem(Algorithm::rs256, pem)")]] SigningKey
+rs256_signing_key(std::string_view private_pem);
+[[nodiscard, deprecated("use SigningKey::private_key_pem(Algorithm::es256, pem)")]] SigningKey
+es256_signing_key(std::string_view private_pem);
 
 /**
  * Signs `claims` (a JSON object) as a compact JWS with header

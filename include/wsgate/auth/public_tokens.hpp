@@ -1,7 +1,7 @@
 #pragma once
 /**
- * @file public_tokens.hpp Public device tokens (seed 001): long-lived tokens that let a
- * status board or kiosk read named topics without a user session.
+ * @file public_tokens.hpp Public device tokens: long-lived tokens that let a status board or
+ * kiosk read named topics without a user session.
  *
  * A public token is a JWT whose claims are
  * `{"kind":"public","deviceId":...,"permissions":[...],"iat":...,"exp":...[,"iss"][,"aud"]}`.
@@ -25,11 +25,13 @@ inline constexpr std::string_view public_token_kind = "public";
 
 /** How a PublicTokenIssuer mints tokens. */
 struct PublicTokenSettings {
-    /// Permissions granted when a request names none.
-    std::vector<std::string> default_permissions{"read_leaderboard", "read_events"};
+    /// Permissions granted when a request names none. Empty by default: a token from an issuer
+    /// with default settings grants nothing, so set the permissions your topic rules name
+    /// (e.g. `{"read_leaderboard"}`).
+    std::vector<std::string> default_permissions{};
     /// Permissions a request may ask for; empty = only the defaults may be granted.
     std::vector<std::string> allowed_permissions{};
-    /// Token lifetime when a request names none (30 days, as seed 001).
+    /// Token lifetime when a request names none (30 days).
     std::chrono::seconds lifetime{std::chrono::hours{24 * 30}};
     /// Longest lifetime a request may ask for.
     std::chrono::seconds max_lifetime{std::chrono::hours{24 * 365}};
@@ -40,7 +42,7 @@ struct PublicTokenSettings {
     std::string device_id_prefix = "device-";
 };
 
-/** What a client asks for (seed 001's `POST /public/token` body). All fields optional. */
+/** What a client asks for, e.g. as the JSON body of a `POST /public/token`. All fields optional. */
 struct PublicTokenRequest {
     std::string device_id;  ///< empty → a fresh random id
     std::optional<std::vector<std::string>> permissions;
@@ -67,7 +69,10 @@ void to_json(nlohmann::json& j, const PublicToken& t);
  * Issues public device tokens.
  *
  * @code
- * wsgate::PublicTokenIssuer issuer{wsgate::jwt::hs256_signing_key(public_secret)};
+ * wsgate::PublicTokenSettings settings;
+ * settings.default_permissions = {"read_leaderboard"};
+ * wsgate::PublicTokenIssuer issuer{wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, public_secret),
+ *                                  settings};
  * auto t = issuer.issue({});            // random deviceId, default permissions, 30 days
  * reply(nlohmann::json(*t).dump());
  * @endcode

@@ -13,8 +13,11 @@ using namespace wsgate;
 TEST_CASE("Gateway::on_connect authorizes session and public tokens", "[auth][dual][gateway]") {
     constexpr std::int64_t now_s = 1'700'000'000;
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
-    auto session_key = jwt::hs256_signing_key("gateway-session-secret-0123456789");
-    PublicTokenIssuer issuer{jwt::hs256_signing_key("gateway-public-secret-0123456789"), {}, clock};
+    auto session_key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, "gateway-session-secret-0123456789");
+    PublicTokenSettings boards;
+    boards.default_permissions = {"read_leaderboard", "read_events"};
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, "gateway-public-secret-0123456789"), boards,
+                             clock};
     auto auth = std::make_shared<TokenAuthorizer>(
         jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
         issuer.verifier());

@@ -18,7 +18,7 @@ const std::string secret = "claims-suite-secret-0123456789abcdef-0123456789abcde
 
 TEST_CASE("leeway applies to exp, nbf and iat", "[auth][jwt][claims]") {
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
-    auto key = jwt::hs256_signing_key(secret);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret);
     auto v = jwt::Verifier{}.allow(key.verification_key()).with_clock(clock);
     jwt::Token t;
     auto expired = jwt::sign({{"exp", now_s - 20}}, key);
@@ -37,7 +37,7 @@ TEST_CASE("leeway applies to exp, nbf and iat", "[auth][jwt][claims]") {
 
 TEST_CASE("issuers, audiences and required claims", "[auth][jwt][claims]") {
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
-    auto key = jwt::hs256_signing_key(secret);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret);
     auto v = jwt::Verifier{}
                  .allow(key.verification_key())
                  .with_issuer("a")
@@ -140,25 +140,25 @@ TEST_CASE("every algorithm signs and verifies; keys are pinned to their algorith
 }
 
 TEST_CASE("misconfigured keys throw at construction", "[auth][jwt][claims]") {
-    CHECK_THROWS_AS(jwt::hs256_key(""), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::hmac(jwt::Algorithm::hs256, ""), std::invalid_argument);
     CHECK_THROWS_AS(jwt::Key::hmac(jwt::Algorithm::rs256, secret), std::invalid_argument);
     CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::hs256, test_keys::rsa_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::rs256_key(test_keys::rsa1024_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::rs256_key(test_keys::ec_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es256_key(test_keys::rsa_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es256_key(test_keys::k1_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es256_key(test_keys::ec384_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es384_key(test_keys::ec_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::rs256_key("not a pem"), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::rs256_signing_key(test_keys::rsa_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::sign({1, 2}, jwt::hs256_signing_key(secret)), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::sign({{"a", 1}}, jwt::hs256_signing_key(secret), {{"alg", "none"}}), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa1024_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::ec_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::rsa_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::k1_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::ec384_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es384, test_keys::ec_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::rs256, "not a pem"), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::sign({1, 2}, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret)), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::sign({{"a", 1}}, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret), {{"alg", "none"}}), std::invalid_argument);
     // A private PEM may serve as a verification key (its public half is used).
-    CHECK_NOTHROW(jwt::rs256_key(test_keys::rsa_pem));
+    CHECK_NOTHROW(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem));
 }
 
 TEST_CASE("max_length is configurable and counts bytes", "[auth][jwt][claims]") {
-    auto key = jwt::hs256_signing_key(secret);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret);
     auto token = jwt::sign({{"pad", std::string(600, 'x')}}, key);
     jwt::Token t;
     auto v = jwt::Verifier{}.allow(key.verification_key()).max_length(token.size());
@@ -168,8 +168,8 @@ TEST_CASE("max_length is configurable and counts bytes", "[auth][jwt][claims]") 
 }
 
 TEST_CASE("one verifier is safe to use from several threads", "[auth][jwt][claims]") {
-    auto hs = jwt::hs256_signing_key(secret);
-    auto es = jwt::es256_signing_key(test_keys::ec_pem);
+    auto hs = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret);
+    auto es = jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, test_keys::ec_pem);
     const auto v = jwt::Verifier{}.allow(hs.verification_key()).allow(es.verification_key());
     const auto good_hs = jwt::sign({{"sub", "a"}}, hs);
     const auto good_es = jwt::sign({{"sub", "b"}}, es);
@@ -192,7 +192,7 @@ TEST_CASE("one verifier is safe to use from several threads", "[auth][jwt][claim
 }
 
 TEST_CASE("duplicate detection looks only at top-level members and is not fooled by strings", "[auth][jwt][claims]") {
-    auto key = jwt::hs256_signing_key(secret);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret);
     auto v = jwt::Verifier{}.allow(key.verification_key());
     jwt::Token t;
     const std::string header = R"({"alg":"HS256"})";
@@ -209,8 +209,8 @@ TEST_CASE("duplicate detection looks only at top-level members and is not fooled
 
 TEST_CASE("refused tokens and keys leave the thread's OpenSSL error queue empty", "[auth][jwt][claims]") {
     ERR_clear_error();
-    auto rs = jwt::rs256_signing_key(test_keys::rsa_pem);
-    auto es = jwt::es256_signing_key(test_keys::ec_pem);
+    auto rs = jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem);
+    auto es = jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, test_keys::ec_pem);
     auto v = jwt::Verifier{}.allow(rs.verification_key()).allow(es.verification_key());
     jwt::Token t;
     for (auto token : {jwt::sign({{"a", 1}}, rs), jwt::sign({{"a", 1}}, es)}) {
@@ -218,6 +218,6 @@ TEST_CASE("refused tokens and keys leave the thread's OpenSSL error queue empty"
         CHECK(v.verify(token, t) == jwt_errc::bad_signature);
         CHECK(ERR_peek_error() == 0);
     }
-    CHECK_THROWS_AS(jwt::rs256_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::rs256, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), std::invalid_argument);
     CHECK(ERR_peek_error() == 0);
 }

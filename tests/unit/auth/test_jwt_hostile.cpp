@@ -23,21 +23,21 @@ nlohmann::json good_claims() {
 
 jwt::Verifier make_verifier() {
     return jwt::Verifier{}
-        .allow(jwt::hs256_key(secret))
-        .allow(jwt::rs256_key(test_keys::rsa_pub).with_kid("rsa1"))
-        .allow(jwt::es256_key(test_keys::ec_pub).with_kid("ec1"))
+        .allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret))
+        .allow(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pub).with_kid("rsa1"))
+        .allow(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::ec_pub).with_kid("ec1"))
         .with_issuer("wsgate-tests")
         .with_audience("game")
         .with_clock(std::make_shared<ManualClock>(from_unix_seconds(now_s)));
 }
 
 std::string hs(const nlohmann::json& claims, const nlohmann::json& header = nlohmann::json::object()) {
-    return jwt::sign(claims, jwt::hs256_signing_key(secret), header);
+    return jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret), header);
 }
 
 // A token whose header bytes are exactly `header`, signed with HS256 over whatever it says.
 std::string raw_hs(const std::string& header, const std::string& payload) {
-    return jwt::sign_compact(header, payload, jwt::hs256_signing_key(secret));
+    return jwt::sign_compact(header, payload, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret));
 }
 
 std::string unsigned_token(const std::string& header, const nlohmann::json& claims) {
@@ -79,8 +79,8 @@ TEST_CASE("a well-formed token passes the hostile-suite verifier", "[auth][jwt][
     auto v = make_verifier();
     jwt::Token t;
     CHECK_FALSE(v.verify(hs(good_claims()), t));
-    CHECK_FALSE(v.verify(jwt::sign(good_claims(), jwt::rs256_signing_key(test_keys::rsa_pem).with_kid("rsa1")), t));
-    CHECK_FALSE(v.verify(jwt::sign(good_claims(), jwt::es256_signing_key(test_keys::ec_pem).with_kid("ec1")), t));
+    CHECK_FALSE(v.verify(jwt::sign(good_claims(), jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem).with_kid("rsa1")), t));
+    CHECK_FALSE(v.verify(jwt::sign(good_claims(), jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, test_keys::ec_pem).with_kid("ec1")), t));
 }
 
 TEST_CASE("hostile tokens are refused with the expected error code", "[auth][jwt][hostile]") {
@@ -88,7 +88,7 @@ TEST_CASE("hostile tokens are refused with the expected error code", "[auth][jwt
     const auto parts = split3(good);
     const std::string rsa_public_pem{test_keys::rsa_pub};
     const std::string rs_token =
-        jwt::sign(good_claims(), jwt::rs256_signing_key(test_keys::rsa_pem).with_kid("rsa1"));
+        jwt::sign(good_claims(), jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem).with_kid("rsa1"));
     const auto rs_parts = split3(rs_token);
     std::string sig_bytes;
     REQUIRE(jwt::base64url_decode(parts[2], sig_bytes));
@@ -212,22 +212,22 @@ TEST_CASE("unknown kid and RS/HS confusion against key sets with ids", "[auth][j
     const std::string rsa_public_pem{test_keys::rsa_pub};
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     auto v = jwt::Verifier{}
-                 .allow(jwt::rs256_key(test_keys::rsa_pub).with_kid("rsa1"))
-                 .allow(jwt::hs256_key(secret).with_kid("hs1"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pub).with_kid("rsa1"))
+                 .allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret).with_kid("hs1"))
                  .with_clock(clock);
     jwt::Token t;
     nlohmann::json claims{{"sub", "u"}, {"exp", now_s + 60}};
-    CHECK(v.verify(jwt::sign(claims, jwt::hs256_signing_key(secret).with_kid("nope")), t) == jwt_errc::unknown_key);
-    CHECK_FALSE(v.verify(jwt::sign(claims, jwt::hs256_signing_key(secret).with_kid("hs1")), t));
+    CHECK(v.verify(jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret).with_kid("nope")), t) == jwt_errc::unknown_key);
+    CHECK_FALSE(v.verify(jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret).with_kid("hs1")), t));
     // The classic confusion: HS256 keyed with the RSA public key, presented under the RSA kid.
     auto confused = jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, rsa_public_pem).with_kid("rsa1"));
     CHECK(v.verify(confused, t) == jwt_errc::disallowed_algorithm);
     // A verifier holding only the RSA key refuses every HS token as a disallowed algorithm.
-    auto rsa_only = jwt::Verifier{}.allow(jwt::rs256_key(test_keys::rsa_pub)).with_clock(clock);
+    auto rsa_only = jwt::Verifier{}.allow(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pub)).with_clock(clock);
     CHECK(rsa_only.verify(jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, rsa_public_pem)), t) ==
           jwt_errc::disallowed_algorithm);
     // A verifier without keys knows no key at all.
-    CHECK(jwt::Verifier{}.verify(jwt::sign(claims, jwt::hs256_signing_key(secret)), t) == jwt_errc::unknown_key);
+    CHECK(jwt::Verifier{}.verify(jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret)), t) == jwt_errc::unknown_key);
 }
 
 TEST_CASE("decode() applies the same framing and never throws", "[auth][jwt][hostile]") {
@@ -257,7 +257,7 @@ TEST_CASE("error messages and reason codes never echo key material or the token"
     }
     CHECK(std::string(jwt_category().name()) == "wsgate.jwt");
     try {
-        (void)jwt::rs256_key("-----BEGIN PUBLIC KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PUBLIC KEY-----\n");
+        (void)jwt::Key::public_key_pem(jwt::Algorithm::rs256, "-----BEGIN PUBLIC KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PUBLIC KEY-----\n");
         FAIL("garbage PEM accepted");
     } catch (const std::invalid_argument& e) {
         CHECK(std::string(e.what()).find("c2VjcmV0") == std::string::npos);

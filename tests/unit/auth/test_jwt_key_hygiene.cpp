@@ -69,12 +69,12 @@ TEST_CASE("HMAC secrets shorter than the hash output are refused when the key is
     }
     CHECK(jwt::min_hmac_secret_bytes(jwt::Algorithm::rs256) == 0);
     // The message says what is wrong and what is needed, without the secret itself.
-    const std::string msg = what_of([] { (void)jwt::hs256_key("x"); });
+    const std::string msg = what_of([] { (void)jwt::Key::hmac(jwt::Algorithm::hs256, "x"); });
     CHECK(msg.find("HS256") != std::string::npos);
     CHECK(msg.find("at least 32") != std::string::npos);
-    CHECK_THROWS_AS(jwt::hs256_signing_key("only-sixteen-byt"), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::hs384_key(std::string(47, 'k')), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::hs512_key(std::string(63, 'k')), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::SigningKey::hmac(jwt::Algorithm::hs256, "only-sixteen-byt"), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::hmac(jwt::Algorithm::hs384, std::string(47, 'k')), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::hmac(jwt::Algorithm::hs512, std::string(63, 'k')), std::invalid_argument);
 }
 
 TEST_CASE("RSA keys need a modulus of 2048 bits and an odd exponent of at least 3", "[auth][jwt][keys]") {
@@ -89,7 +89,7 @@ TEST_CASE("RSA keys need a modulus of 2048 bits and an odd exponent of at least 
     CHECK(jwt::Key::from_jwk(rsa_jwk("AQAB")).algorithm() == jwt::Algorithm::rs256);
     // The same rules for PS* keys and for PEM keys.
     CHECK_THROWS_AS(jwt::Key::from_jwk(rsa_jwk("AQ"), jwt::Algorithm::ps256), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::ps256_key(test_keys::rsa1024_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::ps256, test_keys::rsa1024_pub), std::invalid_argument);
     // A 1024-bit modulus as a JWK.
     nlohmann::json small{{"kty", "RSA"}, {"e", "AQAB"}, {"n", jwt::base64url_encode(std::string(128, '\xC5'))}};
     CHECK_THROWS_AS(jwt::Key::from_jwk(small), std::invalid_argument);
@@ -141,9 +141,9 @@ TEST_CASE("JWK use and key_ops are honoured: a key not meant for verification ne
     CHECK(keys[0].kid() == "sig");
     auto v = jwt::Verifier{}.allow(keys).with_clock(clock_at_now());
     jwt::Token t;
-    CHECK(v.verify(jwt::sign(claims(), jwt::hs256_signing_key(secret_a).with_kid("enc")), t) == jwt_errc::unknown_key);
-    CHECK(v.verify(jwt::sign(claims(), jwt::hs256_signing_key(secret_a).with_kid("wrap")), t) == jwt_errc::unknown_key);
-    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::hs256_signing_key(secret_b).with_kid("sig")), t));
+    CHECK(v.verify(jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_a).with_kid("enc")), t) == jwt_errc::unknown_key);
+    CHECK(v.verify(jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_a).with_kid("wrap")), t) == jwt_errc::unknown_key);
+    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_b).with_kid("sig")), t));
 }
 
 TEST_CASE("a JWK's own alg binds it: asking for another algorithm is refused", "[auth][jwt][keys]") {
@@ -164,23 +164,23 @@ TEST_CASE("duplicate kids are refused in a JWKS and in a verifier", "[auth][jwt]
     CHECK(jwt::parse_jwks(nlohmann::json{{"keys", {a, b}}}.dump()).size() == 1);
 
     jwt::Verifier v;
-    v.allow(jwt::hs256_key(secret_a).with_kid("k1"));
-    CHECK_THROWS_AS(v.allow(jwt::hs256_key(secret_b).with_kid("k1")), std::invalid_argument);
-    std::vector<jwt::Key> batch{jwt::hs256_key(secret_b).with_kid("k2"), jwt::hs256_key(secret_b).with_kid("k1")};
+    v.allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_a).with_kid("k1"));
+    CHECK_THROWS_AS(v.allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k1")), std::invalid_argument);
+    std::vector<jwt::Key> batch{jwt::Key::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k2"), jwt::Key::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k1")};
     CHECK_THROWS_AS(v.allow(batch), std::invalid_argument);
     CHECK(v.keys().size() == 1);  // a refused batch adds nothing
     // Keys without a kid may be many (rotation without ids).
-    v.allow(jwt::hs256_key(secret_a)).allow(jwt::hs256_key(secret_b));
+    v.allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_a)).allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_b));
     CHECK(v.keys().size() == 3);
 }
 
 TEST_CASE("a token with a kid is checked only with the key of that kid", "[auth][jwt][keys]") {
     auto v = jwt::Verifier{}
-                 .allow(jwt::hs256_key(secret_a))                  // no kid
-                 .allow(jwt::hs256_key(secret_b).with_kid("k1"))
+                 .allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_a))                  // no kid
+                 .allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k1"))
                  .with_clock(clock_at_now());
     auto signed_by_a = [&](const char* kid) {
-        auto key = jwt::hs256_signing_key(secret_a);
+        auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_a);
         return jwt::sign(claims(), *kid ? key.with_kid(kid) : key);
     };
     jwt::Token t;
@@ -189,8 +189,8 @@ TEST_CASE("a token with a kid is checked only with the key of that kid", "[auth]
     CHECK(v.verify(signed_by_a("other"), t) == jwt_errc::unknown_key);
     // A token without kid selects nothing: every key of its algorithm is tried.
     CHECK_FALSE(v.verify(signed_by_a(""), t));
-    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::hs256_signing_key(secret_b)), t));
-    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::hs256_signing_key(secret_b).with_kid("k1")), t));
+    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_b)), t));
+    CHECK_FALSE(v.verify(jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k1")), t));
 
     SECTION("with the opt-in, kid-less keys serve unknown kids, never a kid that has its key") {
         v.kidless_keys_match_any_kid();
@@ -201,17 +201,17 @@ TEST_CASE("a token with a kid is checked only with the key of that kid", "[auth]
     }
     SECTION("the opt-in never lets a kid-less key serve a token when the verifier has no kid-less key") {
         auto only_ids = jwt::Verifier{}
-                            .allow(jwt::hs256_key(secret_b).with_kid("k1"))
+                            .allow(jwt::Key::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k1"))
                             .kidless_keys_match_any_kid()
                             .with_clock(clock_at_now());
-        auto other_kid = jwt::sign(claims(), jwt::hs256_signing_key(secret_b).with_kid("k2"));
+        auto other_kid = jwt::sign(claims(), jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_b).with_kid("k2"));
         CHECK(only_ids.verify(other_kid, t) == jwt_errc::unknown_key);
     }
 }
 
 TEST_CASE("header and claims nesting deeper than the limit are refused, whatever the length",
           "[auth][jwt][limits]") {
-    auto key = jwt::hs256_signing_key(secret_a);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_a);
     auto v = jwt::Verifier{}.allow(key.verification_key()).with_clock(clock_at_now());
     jwt::Token t;
     CHECK(jwt::default_max_json_depth == 32);
@@ -240,7 +240,7 @@ TEST_CASE("header and claims nesting deeper than the limit are refused, whatever
 
 TEST_CASE("a good signature over a payload that is not a JSON object is not broken framing",
           "[auth][jwt][errors]") {
-    auto key = jwt::hs256_signing_key(secret_a);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_a);
     auto v = jwt::Verifier{}.allow(key.verification_key()).with_clock(clock_at_now());
     jwt::Token t;
     for (const char* payload : {"[1,2]", "\"text\"", "42", "not json", R"({"sub":"a","sub":"b"})", ""}) {
@@ -255,21 +255,21 @@ TEST_CASE("a good signature over a payload that is not a JSON object is not brok
     CHECK(v.verify(jwt::sign_compact("[]", claims().dump(), key), t) == jwt_errc::malformed);
     CHECK(v.verify("a b.c.d", t) == jwt_errc::malformed);
     // The new code is not reached without a valid signature.
-    auto forged = jwt::sign_compact(R"({"alg":"HS256"})", "[1,2]", jwt::hs256_signing_key(secret_b));
+    auto forged = jwt::sign_compact(R"({"alg":"HS256"})", "[1,2]", jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret_b));
     CHECK(v.verify(forged, t) == jwt_errc::bad_signature);
     CHECK(reason_code(jwt_errc::invalid_claims_set) == "invalid_claims_set");
     CHECK(std::error_code(jwt_errc::invalid_claims_set) != std::error_code(jwt_errc::malformed));
 }
 
 TEST_CASE("ES512 and EdDSA keys must be on their own curve", "[auth][jwt][keys]") {
-    CHECK(jwt::es512_key(test_keys::ec521_pub).algorithm() == jwt::Algorithm::es512);
-    CHECK_THROWS_AS(jwt::es512_key(test_keys::ec_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es256_key(test_keys::ec521_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es512_key(test_keys::rsa_pub), std::invalid_argument);
-    CHECK(jwt::eddsa_key(test_keys::ed25519_pub).algorithm() == jwt::Algorithm::eddsa);
-    CHECK_THROWS_AS(jwt::eddsa_key(test_keys::ed448_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::eddsa_key(test_keys::ec_pub), std::invalid_argument);
-    CHECK_THROWS_AS(jwt::es256_key(test_keys::ed25519_pub), std::invalid_argument);
+    CHECK(jwt::Key::public_key_pem(jwt::Algorithm::es512, test_keys::ec521_pub).algorithm() == jwt::Algorithm::es512);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es512, test_keys::ec_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::ec521_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es512, test_keys::rsa_pub), std::invalid_argument);
+    CHECK(jwt::Key::public_key_pem(jwt::Algorithm::eddsa, test_keys::ed25519_pub).algorithm() == jwt::Algorithm::eddsa);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::eddsa, test_keys::ed448_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::eddsa, test_keys::ec_pub), std::invalid_argument);
+    CHECK_THROWS_AS(jwt::Key::public_key_pem(jwt::Algorithm::es256, test_keys::ed25519_pub), std::invalid_argument);
     CHECK_THROWS_AS(jwt::Key::hmac(jwt::Algorithm::eddsa, std::string(64, 'k')), std::invalid_argument);
     // OKP JWKs: Ed25519 only, 32-byte keys, and x must belong to d.
     nlohmann::json okp{{"kty", "OKP"}, {"crv", "Ed448"}, {"x", jwt::base64url_encode(std::string(57, 'x'))}};
@@ -282,15 +282,15 @@ TEST_CASE("ES512 and EdDSA keys must be on their own curve", "[auth][jwt][keys]"
                               {"x", jwt::base64url_encode(std::string(32, 'x'))}};
     CHECK_THROWS_AS(jwt::SigningKey::from_jwk(mismatched), std::invalid_argument);
     // A PS256 token meets an RS256 key of the same kid: the key decides.
-    auto rs = jwt::Verifier{}.allow(jwt::rs256_key(test_keys::rsa_pub).with_kid("r")).with_clock(clock_at_now());
+    auto rs = jwt::Verifier{}.allow(jwt::Key::public_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pub).with_kid("r")).with_clock(clock_at_now());
     jwt::Token t;
     auto ps_token = jwt::sign(claims(), jwt::SigningKey::private_key_pem(jwt::Algorithm::ps256, test_keys::rsa_pem)
                                             .with_kid("r"));
     CHECK(rs.verify(ps_token, t) == jwt_errc::disallowed_algorithm);
     // And the PKCS#1 v1.5 signature of the same key does not pass as PSS.
-    auto ps = jwt::Verifier{}.allow(jwt::ps256_key(test_keys::rsa_pub)).with_clock(clock_at_now());
+    auto ps = jwt::Verifier{}.allow(jwt::Key::public_key_pem(jwt::Algorithm::ps256, test_keys::rsa_pub)).with_clock(clock_at_now());
     auto pkcs1_under_ps_header =
-        jwt::sign_compact(R"({"alg":"PS256"})", claims().dump(), jwt::rs256_signing_key(test_keys::rsa_pem));
+        jwt::sign_compact(R"({"alg":"PS256"})", claims().dump(), jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem));
     CHECK(ps.verify(pkcs1_under_ps_header, t) == jwt_errc::bad_signature);
     CHECK_FALSE(ps.verify(jwt::sign(claims(), jwt::SigningKey::private_key_pem(jwt::Algorithm::ps256,
                                                                                   test_keys::rsa_pem)),

@@ -61,14 +61,14 @@ TEST_CASE("tokens minted by PyJWT verify in wsgate", "[auth][jwt][python]") {
     auto tokens = nlohmann::json::parse(read_file(dir.path / "tokens.json"));
 
     auto v = jwt::Verifier{}
-                 .allow(jwt::hs256_key(read_file(dir.path / "secret.bin")))
-                 .allow(jwt::rs256_key(read_file(dir.path / "rsa.pub")).with_kid("py-rsa"))
-                 .allow(jwt::es256_key(read_file(dir.path / "ec.pub")).with_kid("py-ec"))
-                 .allow(jwt::ps256_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps256"))
-                 .allow(jwt::ps384_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps384"))
-                 .allow(jwt::ps512_key(read_file(dir.path / "rsa.pub")).with_kid("py-ps512"))
-                 .allow(jwt::es512_key(read_file(dir.path / "ec521.pub")).with_kid("py-ec521"))
-                 .allow(jwt::eddsa_key(read_file(dir.path / "ed25519.pub")).with_kid("py-ed25519"))
+                 .allow(jwt::Key::hmac(jwt::Algorithm::hs256, read_file(dir.path / "secret.bin")))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::rs256, read_file(dir.path / "rsa.pub")).with_kid("py-rsa"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::es256, read_file(dir.path / "ec.pub")).with_kid("py-ec"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::ps256, read_file(dir.path / "rsa.pub")).with_kid("py-ps256"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::ps384, read_file(dir.path / "rsa.pub")).with_kid("py-ps384"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::ps512, read_file(dir.path / "rsa.pub")).with_kid("py-ps512"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::es512, read_file(dir.path / "ec521.pub")).with_kid("py-ec521"))
+                 .allow(jwt::Key::public_key_pem(jwt::Algorithm::eddsa, read_file(dir.path / "ed25519.pub")).with_kid("py-ed25519"))
                  .with_issuer("pyjwt")
                  .with_audience("wsgate")
                  .require_claim("exp")
@@ -110,8 +110,8 @@ TEST_CASE("tokens signed by wsgate verify in PyJWT", "[auth][jwt][python]") {
     TempDir dir;
     const std::string secret = "wsgate-to-pyjwt-" + random_token(16);
     write_file(dir.path / "secret.bin", secret);
-    auto rs = jwt::rs256_signing_key(test_keys::rsa_pem);
-    auto es = jwt::es256_signing_key(test_keys::ec_pem);
+    auto rs = jwt::SigningKey::private_key_pem(jwt::Algorithm::rs256, test_keys::rsa_pem);
+    auto es = jwt::SigningKey::private_key_pem(jwt::Algorithm::es256, test_keys::ec_pem);
     write_file(dir.path / "rsa.pub", rs.public_key_pem());
     write_file(dir.path / "ec.pub", es.public_key_pem());
     auto es512 = jwt::SigningKey::private_key_pem(jwt::Algorithm::es512, test_keys::ec521_pem);
@@ -127,7 +127,7 @@ TEST_CASE("tokens signed by wsgate verify in PyJWT", "[auth][jwt][python]") {
         const char* key_file;
         std::string token;
     };
-    std::vector<Case> cases = {{"HS256", "secret.bin", jwt::sign(claims, jwt::hs256_signing_key(secret))},
+    std::vector<Case> cases = {{"HS256", "secret.bin", jwt::sign(claims, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret))},
                                {"RS256", "rsa.pub", jwt::sign(claims, rs.with_kid("k1"))},
                                {"ES256", "ec.pub", jwt::sign(claims, es)},
                                {"PS256", "rsa.pub", jwt::sign(claims, ps(jwt::Algorithm::ps256))},

@@ -1,4 +1,4 @@
-// Public device tokens (seed 001) and the Lambda-authorizer-shaped result.
+// Public device tokens and the Lambda-authorizer-shaped result.
 
 #include "catch.hpp"
 
@@ -14,9 +14,12 @@ namespace {
 const std::string public_secret = "public-device-secret-0123456789abcdef";
 }
 
-TEST_CASE("the issuer mints 30-day tokens with a random device id and default permissions", "[auth][public]") {
+TEST_CASE("the issuer mints 30-day tokens with a random device id and the configured default permissions",
+          "[auth][public]") {
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(1'700'000'000));
-    PublicTokenIssuer issuer{jwt::hs256_signing_key(public_secret), {}, clock};
+    PublicTokenSettings s;
+    s.default_permissions = {"read_leaderboard", "read_events"};
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), s, clock};
     auto t = issuer.issue();
     REQUIRE(t);
     CHECK(t->device_id.rfind("device-", 0) == 0);
@@ -47,13 +50,37 @@ TEST_CASE("the issuer mints 30-day tokens with a random device id and default pe
     CHECK(issuer.verifier().verify(t->token, decoded) == jwt_errc::expired);
 }
 
+TEST_CASE("an issuer with default settings grants no permissions", "[auth][public]") {
+    auto clock = std::make_shared<ManualClock>(from_unix_seconds(1'700'000'000));
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), {}, clock};
+    CHECK(issuer.settings().default_permissions.empty());
+
+    auto t = issuer.issue();
+    REQUIRE(t);
+    CHECK(t->permissions.empty());
+    CHECK(nlohmann::json(*t).at("permissions") == nlohmann::json::array());
+
+    // The token carries an empty permission list, and so does the principal made from it.
+    TokenAuthorizer auth{std::nullopt, issuer.verifier()};
+    ConnectRequest req;
+    req.query["token"] = t->token;
+    auto d = auth.authorize(req);
+    REQUIRE(d.allowed);
+    CHECK(d.principal.kind == PrincipalKind::public_device);
+    CHECK(d.principal.permissions.empty());
+
+    // With no allowed or default permissions, asking for one is refused.
+    CHECK_FALSE(issuer.issue({"", std::vector<std::string>{"read_leaderboard"}, std::nullopt}));
+    CHECK(issuer.issue({"", std::vector<std::string>{}, std::nullopt}));
+}
+
 TEST_CASE("issuer requests: device id, permissions and lifetime are validated", "[auth][public]") {
     auto clock = std::make_shared<ManualClock>();
     PublicTokenSettings s;
     s.allowed_permissions = {"read_leaderboard", "read_events", "read_polls"};
     s.issuer = "wsgate-public";
     s.audience = "boards";
-    PublicTokenIssuer issuer{jwt::hs256_signing_key(public_secret), s, clock};
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), s, clock};
 
     auto req = PublicTokenRequest::from_json({{"deviceId", "kiosk-7"}, {"permissions", {"read_polls"}},
                                               {"lifetimeSeconds", 3600}});
@@ -80,7 +107,8 @@ TEST_CASE("issuer requests: device id, permissions and lifetime are validated", 
     CHECK_FALSE(PublicTokenRequest::from_json(nlohmann::json::array()));
     PublicTokenSettings zero;
     zero.lifetime = std::chrono::seconds{0};
-    CHECK_THROWS_AS(PublicTokenIssuer(jwt::hs256_signing_key(public_secret), zero), std::invalid_argument);
+    CHECK_THROWS_AS(PublicTokenIssuer(jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), zero),
+                    std::invalid_argument);
 }
 
 TEST_CASE("Lambda authorizer result: Allow and Deny policy documents", "[auth][lambda]") {

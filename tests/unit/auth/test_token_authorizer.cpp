@@ -13,12 +13,19 @@ constexpr std::int64_t now_s = 1'700'000'000;
 const std::string session_secret = "session-secret-0123456789abcdefghij";
 const std::string public_secret = "public-secret-0123456789abcdefghijkl";
 
+// Status-board tokens: they read the leaderboard and events.
+PublicTokenSettings board_tokens() {
+    PublicTokenSettings s;
+    s.default_permissions = {"read_leaderboard", "read_events"};
+    return s;
+}
+
 struct Fixture {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
-    jwt::SigningKey session_key = jwt::hs256_signing_key(session_secret);
-    PublicTokenIssuer issuer{jwt::hs256_signing_key(public_secret), {}, clock};
+    jwt::SigningKey session_key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, session_secret);
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), board_tokens(), clock};
     TokenAuthorizer auth{jwt::Verifier{}.allow(session_key.verification_key()).require_claim("exp").with_clock(clock),
-                             issuer.verifier()};
+                         issuer.verifier()};
 
     std::string session_token(nlohmann::json extra = nlohmann::json::object()) const {
         nlohmann::json c{{"sub", "user-1"},      {"sid", "sess-9"},     {"deviceId", "phone-2"},
@@ -139,7 +146,7 @@ TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never th
     };
     check_denied("not-a-token", "malformed_token", jwt_errc::malformed);
     check_denied(f.session_token({{"exp", now_s - 1}}), "expired", jwt_errc::expired);
-    check_denied(jwt::sign({{"sub", "x"}, {"exp", now_s + 60}}, jwt::hs256_signing_key("some-other-secret-0123456789abcdef")),
+    check_denied(jwt::sign({{"sub", "x"}, {"exp", now_s + 60}}, jwt::SigningKey::hmac(jwt::Algorithm::hs256, "some-other-secret-0123456789abcdef")),
                  "bad_signature", jwt_errc::bad_signature);
     // An expired public token reports `expired`, not the session verifier's bad_signature.
     auto pt = f.issuer.issue();
@@ -150,7 +157,7 @@ TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never th
 TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dual]") {
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     // One secret for both (a misconfiguration the kind claim still guards).
-    auto key = jwt::hs256_signing_key(session_secret);
+    auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, session_secret);
     PublicTokenIssuer issuer{key, {}, clock};
     TokenAuthorizer auth{jwt::Verifier{}.allow(key.verification_key()).with_clock(clock), issuer.verifier()};
     auto pub = issuer.issue();

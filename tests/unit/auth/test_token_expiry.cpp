@@ -21,8 +21,8 @@ constexpr std::int64_t t0 = 1'700'000'000;
 // reads `news`, holders of `post` publish there.
 struct Rig {
     std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(from_unix_seconds(t0));
-    jwt::SigningKey session_key = jwt::hs256_signing_key("expiry-session-secret-0123456789abcdef");
-    PublicTokenIssuer issuer{jwt::hs256_signing_key("expiry-public-secret-0123456789abcdef"), {}, clock};
+    jwt::SigningKey session_key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, "expiry-session-secret-0123456789abcdef");
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, "expiry-public-secret-0123456789abcdef"), {}, clock};
     std::shared_ptr<InMemoryConnectionStore> store = std::make_shared<InMemoryConnectionStore>();
     std::shared_ptr<InMemoryTransport> transport = std::make_shared<InMemoryTransport>();
     std::unique_ptr<Gateway> gw;
@@ -220,7 +220,7 @@ TEST_CASE("a refresh with an expired, forged or missing token is refused and the
     const auto id = rig.connect(rig.token("u-1", 120));
     const auto expired = rig.token("u-1", -5);
     const auto forged = jwt::sign({{"sub", "u-1"}, {"deviceId", "phone"}, {"exp", t0 + 9999}},
-                                  jwt::hs256_signing_key("not-the-session-secret-0123456789"));
+                                  jwt::SigningKey::hmac(jwt::Algorithm::hs256, "not-the-session-secret-0123456789"));
     for (const auto& [token, reason] : std::vector<std::pair<std::string, std::string>>{
              {expired, "expired"}, {forged, "bad_signature"}, {"garbage", "malformed_token"}}) {
         INFO(reason);

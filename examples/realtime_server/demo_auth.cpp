@@ -65,12 +65,10 @@ DemoAuth make_demo_auth(const AuthConfig& cfg) {
         req.device_id = device_id;
         auto t = issuer->issue(req);
         if (!t) return nlohmann::json{{"success", false}, {"error", "invalid deviceId"}};
-        return nlohmann::json{{"success", true},
-                              {"deviceId", t->device_id},
-                              {"publicToken", t->token},
-                              {"permissions", t->permissions},
-                              {"expiresAt", wsgate::format_iso8601(t->expires_at)},
-                              {"timestamp", wsgate::format_iso8601(t->issued_at)}};
+        nlohmann::json body = *t;  // {deviceId, token, permissions, issuedAt, expiresAt}
+        body["success"] = true;
+        body["timestamp"] = body["issuedAt"];
+        return body;
     };
     return out;
 }

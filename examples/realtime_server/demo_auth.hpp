@@ -22,7 +22,7 @@ struct AuthConfig {
 struct DemoAuth {
     std::shared_ptr<wsgate::Authorizer> authorizer;
     /// Issues a public device token for `device_id` (empty = generate one); returns the
-    /// seed-001 response body: {success, deviceId, publicToken, permissions, expiresAt, timestamp},
+    /// response body: {success, deviceId, token, permissions, issuedAt, expiresAt, timestamp},
     /// or {success: false, error} for an unacceptable device id.
     std::function<nlohmann::json(const std::string& device_id)> issue_public_token;
     /// One line for the start-up banner.

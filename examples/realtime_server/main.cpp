@@ -364,7 +364,7 @@ int main(int argc, char** argv) {
     if (ss.static_root.empty()) std::cout << "  no --web-root: the status board page is not served\n";
     else std::cout << "\nOpen the status board:  " << base << "/\n";
     std::cout << "\nFrom a terminal:\n"
-              << "  TOKEN=$(curl -s -X POST " << base << "/public/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"publicToken\"])')\n"
+              << "  TOKEN=$(curl -s -X POST " << base << "/public/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')\n"
               << "  python3 -m websockets \"ws://" << host << ":" << port << ss.ws_path << "?token=$TOKEN\"\n"
               << "  > {\"type\":\"subscribe\",\"topic\":\"events:demo\"}\n"
               << "Publish (another terminal):\n"

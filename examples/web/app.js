@@ -34,10 +34,12 @@ async function getToken(forceFresh) {
     throw err;
   }
   const j = await res.json();
-  localStorage.setItem(TOKEN_KEY, j.publicToken);
+  // `publicToken` is what 0.1 servers sent; read until 0.3.
+  const token = j.token ?? j.publicToken;
+  localStorage.setItem(TOKEN_KEY, token);
   localStorage.setItem(DEVICE_KEY, j.deviceId);
   $('#device').textContent = 'Device ' + j.deviceId + ' — may ' + j.permissions.join(', ');
-  return j.publicToken;
+  return token;
 }
 
 // --- rendering -------------------------------------------------------------------------------

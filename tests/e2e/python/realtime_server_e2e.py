@@ -33,9 +33,9 @@ def public_token(port, device_id=None):
     status, body = http(port, "POST", "/public/token", {"deviceId": device_id} if device_id else {})
     assert status == 200, (status, body)
     j = json.loads(body)
-    assert j["success"] is True and j["publicToken"], j
+    assert j["success"] is True and j["token"] and "publicToken" not in j, j
     assert "read_leaderboard" in j["permissions"], j
-    return j["publicToken"]
+    return j["token"]
 
 
 def ws_url(port, token=None):

@@ -23,8 +23,8 @@ using ConnectionId = std::string;
 /// What kind of credential a principal presented.
 enum class PrincipalKind {
     anonymous,  ///< no credential (AnonymousAuthorizer)
-    user,       ///< a user session token (seed 001, 003)
-    public_device,  ///< a public device token with explicit permissions (seed 001)
+    user,       ///< a user session token
+    public_device,  ///< a public device token with explicit permissions
 };
 
 /// `"anonymous"`, `"user"` or `"public"`.

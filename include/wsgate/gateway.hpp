@@ -63,7 +63,7 @@ struct GatewaySettings {
      * then outlive the process that accepted them (API Gateway).
      */
     Duration node_lease = std::chrono::seconds{30};
-    Duration ttl = std::chrono::hours{1};                 ///< record TTL (seed 000)
+    Duration ttl = std::chrono::hours{1};                 ///< record TTL
     /// No message and no touch() (a pong the transport saw) for this long ends the connection
     /// (EndReason::idle) at the next sweep. 0 = off (API Gateway: 10 min).
     Duration inactivity_timeout = std::chrono::minutes{10};
@@ -77,7 +77,7 @@ struct GatewaySettings {
     double rate_per_second = 20.0;   ///< token bucket refill; 0 = no rate limit
     double rate_burst = 40.0;        ///< token bucket size
     LimitPolicy rate_policy = LimitPolicy::reply_error;
-    std::size_t max_connections_per_user = 20;  ///< 0 = unlimited (seed 003 connection limits)
+    std::size_t max_connections_per_user = 20;  ///< 0 = unlimited; beyond it a connect gets 429
     std::size_t max_connections = 0;            ///< per node; 0 = unlimited
     /// Anonymous connections per source IP on this node (429 beyond it); 0 = unlimited.
     /// Connections without a source IP (in-process hosts) are not counted.

@@ -28,7 +28,7 @@ struct LambdaAuthorizerResult {
 void to_json(nlohmann::json& j, const LambdaAuthorizerResult& r);
 
 /**
- * Maps an AuthDecision to an authorizer response (seed 001's context keys): `userId`,
+ * Maps an AuthDecision to an authorizer response with these context keys: `userId`,
  * `connectionType` (`user`/`public`/`anonymous`), `sessionId`, `nickname`, `deviceId`,
  * `permissions` (comma-joined), `createdAt` (ISO-8601 of issued_at), `expiresAt` (Unix seconds of
  * the token's `exp`, so the connection ends with its token) — empty values omitted.

@@ -90,8 +90,9 @@ struct Parsed {
  * `kind` and `connectionType` (`user`/`public`/`anonymous`), `userId`, `sessionId`, `deviceId`,
  * `nickname`, `permissions` (comma-separated), `issuedAt` and `expiresAt` (the token's `exp`, which
  * the connection's deadline follows; Unix seconds) and `claims` (a JSON
- * string, omitted when empty). Maps with only some of these keys are read back too, such as seed 001's
- * and make_lambda_authorizer_result()'s (`connectionType`, `createdAt` as ISO-8601 UTC).
+ * string, omitted when empty). Maps with only some of these keys are read back too, such as those
+ * of other authorizers and make_lambda_authorizer_result()'s (`connectionType`, `createdAt` as
+ * ISO-8601 UTC).
  */
 [[nodiscard]] std::map<std::string, std::string> to_authorizer_context(const Principal& p);
 /// Inverse of to_authorizer_context(); unknown keys are kept in `claims`. Never throws.

@@ -23,7 +23,7 @@ namespace wsgate::beast {
 /// Settings of ReconnectingClient; every field has a working default.
 struct ReconnectingClientSettings {
     /// Backoff `min(max, initial·2^attempt) + jitter(0–1000 ms)`, 10 attempts, heartbeat 30 s / 5 s,
-    /// bounded outbound queue, automatic re-subscription (seed 004).
+    /// bounded outbound queue, automatic re-subscription.
     client::ClientSettings machine;
     /// Upgrade headers, subprotocols and limits of each socket.
     ClientSettings socket;
@@ -35,7 +35,8 @@ struct ReconnectingClientSettings {
 };
 
 /**
- * A reconnecting WebSocket client for C++ hosts (seed 004's front end, in C++).
+ * A reconnecting WebSocket client for C++ hosts: the same behaviour as the web client
+ * (examples/web/wsgate-client.js), over a Beast socket.
  *
  * Every socket event goes into a ClientStateMachine on one worker thread, which tells this class
  * what to do: open a socket (a fresh Client each attempt), send a frame, close, deliver a message

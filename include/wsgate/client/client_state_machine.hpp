@@ -20,7 +20,7 @@
 
 namespace wsgate::client {
 
-/// The five connection states (seed 004).
+/// The five connection states.
 enum class ConnectionState {
     disconnected,  ///< idle: not started, closed by the host, or given up (see should_poll())
     connecting,    ///< the first socket after connect() is opening
@@ -60,7 +60,7 @@ struct Action {
 };
 using Actions = std::vector<Action>;
 
-/// Settings of ClientStateMachine; every field has a working default (the seed's values).
+/// Settings of ClientStateMachine; every field has a working default.
 struct ClientSettings {
     ReconnectSettings reconnect;      ///< backoff, jitter and attempt cap
     HeartbeatSettings heartbeat;      ///< ping interval and pong timeout

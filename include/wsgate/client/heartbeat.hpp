@@ -7,7 +7,7 @@
 
 namespace wsgate::client {
 
-/// Heartbeat settings; the defaults are the seed's (ping every 30 s, pong within 5 s).
+/// Heartbeat settings; by default a ping every 30 s, answered by a pong within 5 s.
 struct HeartbeatSettings {
     Duration interval = std::chrono::seconds{30};  ///< between pings (> 0)
     Duration timeout = std::chrono::seconds{5};    ///< a pong must arrive this soon after a ping (> 0)

@@ -10,7 +10,7 @@
 
 namespace wsgate::client {
 
-/// Backoff settings; the defaults are the seed's (1 s doubling to 30 s, +0–1 s, 10 attempts).
+/// Backoff settings; by default 1 s doubling to 30 s, plus 0–1 s jitter, 10 attempts.
 struct ReconnectSettings {
     Duration initial_delay = std::chrono::seconds{1};  ///< delay before attempt 0 (without jitter)
     Duration max_delay = std::chrono::seconds{30};     ///< cap on the exponential part

@@ -84,7 +84,7 @@ struct ChangeRecord {
 
 /// How `parse_change_record` reads the plain-JSON form. Every field has a working default.
 struct ChangeRecordFormat {
-    /// Image (or keys) attribute holding the entity type; the seed's tables use `entity_type`.
+    /// Image (or keys) attribute holding the entity type (`entity_type` by default).
     std::string entity_type_attribute = "entity_type";
     /// Used when no image carries `entity_type_attribute` (e.g. the table name). Empty: refuse.
     std::string default_entity_type;
@@ -130,7 +130,7 @@ struct ChangeRecordFormat {
 [[nodiscard]] std::string entity_topic(std::string_view entity_type, std::string_view entity_id,
                                        std::string_view prefix = "entity");
 
-/// Settings of ChangeStreamProcessor. Every field has a working default (the seed's values).
+/// Settings of ChangeStreamProcessor. Every field has a working default.
 struct ChangeStreamSettings {
     std::size_t max_batch_records = 100;             ///< a batch closes at this many updates (≥ 1)
     Duration batch_window = std::chrono::seconds{5};  ///< ... or this long after its first record
@@ -141,7 +141,7 @@ struct ChangeStreamSettings {
     std::string id_attribute = "entity_id";        ///< see entity_id_of
     bool publish_to_type_topic = true;    ///< publish to `<prefix>:<type>`
     bool publish_to_entity_topic = true;  ///< publish to `<prefix>:<type>:<id>`
-    bool publish_to_everyone = false;     ///< also one envelope with every update to everyone (seed 002)
+    bool publish_to_everyone = false;     ///< also one envelope with every update to everyone
     /// If set, every audience requires this permission (Audience::requiring).
     std::string required_permission;
     bool include_keys = false;       ///< add `keys` and `entityType` to each update

@@ -57,7 +57,7 @@ struct App {
         settings.local_delivery_only = false;  // behind API Gateway every process reaches every connection
         settings.router.topic_rules.push_back({"leaderboard:*", "read_leaderboard", ""});
         // Connections without an upstream authorizer context are let in anonymously here; plug a
-        // JWT or dual-token Authorizer for real deployments.
+        // TokenAuthorizer (JWTs) for real deployments.
         auto authorizer = std::make_shared<wsgate::AnonymousAuthorizer>(std::vector<std::string>{"read_leaderboard"});
         gateway = std::make_unique<wsgate::Gateway>(settings, store, transport, authorizer);
         connection_handler = std::make_unique<wsgate::aws::WebSocketEventHandler>(*gateway);

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
                         .require_claim("sub")
                         .require_claim("exp")
                         .with_clock(clock);
-    auto authorizer = std::make_shared<wsgate::TokenAuthorizer>(verifier, std::nullopt);
+    auto authorizer = std::make_shared<wsgate::TokenAuthorizer>(verifier);  // session tokens only
 
     wsgate::GatewaySettings settings;
     settings.router.unknown_route = wsgate::UnknownRoutePolicy::error;  // seed 003: 400

@@ -256,7 +256,7 @@ async def case_binary_and_invalid_utf8(a):
             assert e.rcvd is not None and e.rcvd.code == 1007, e
 
 
-# --- signed-token cases (server configured with the dual JWT authorizer) ------------------------
+# --- signed-token cases (server configured with the session + public TokenAuthorizer) ----------
 
 def jwt_token(secret, claims):
     import jwt  # python3-jwt

@@ -10,7 +10,7 @@
 
 using namespace wsgate;
 
-TEST_CASE("Gateway::on_connect authorizes session and public tokens", "[auth][dual][gateway]") {
+TEST_CASE("Gateway::on_connect authorizes session and public tokens", "[auth][token][gateway]") {
     constexpr std::int64_t now_s = 1'700'000'000;
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     auto session_key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, "gateway-session-secret-0123456789");

@@ -44,7 +44,7 @@ ConnectRequest with_query(const std::string& token) {
 
 }  // namespace
 
-TEST_CASE("a session token becomes a user principal", "[auth][dual]") {
+TEST_CASE("a session token becomes a user principal", "[auth][token]") {
     Fixture f;
     auto token = f.session_token();
     auto d = f.auth.authorize(with_query(token));
@@ -63,7 +63,7 @@ TEST_CASE("a session token becomes a user principal", "[auth][dual]") {
     CHECK_FALSE(p.claims.contains("scope"));
 }
 
-TEST_CASE("alternative claim names map to the same principal fields", "[auth][dual]") {
+TEST_CASE("alternative claim names map to the same principal fields", "[auth][token]") {
     jwt::Token t;
     t.claims = {{"userId", "u2"}, {"sessionId", "s2"}, {"device_id", "d2"}, {"name", "Bo"},
                 {"permissions", {"read_leaderboard"}}, {"scope", "ignored"}};
@@ -77,7 +77,7 @@ TEST_CASE("alternative claim names map to the same principal fields", "[auth][du
     CHECK_FALSE(p.issued_at);
 }
 
-TEST_CASE("a public token becomes a public_device principal", "[auth][dual]") {
+TEST_CASE("a public token becomes a public_device principal", "[auth][token]") {
     Fixture f;
     auto t = f.issuer.issue({"board-1", std::nullopt, std::nullopt});
     REQUIRE(t);
@@ -91,7 +91,7 @@ TEST_CASE("a public token becomes a public_device principal", "[auth][dual]") {
     CHECK_FALSE(d.principal.claims.contains("kind"));
 }
 
-TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-Protocol", "[auth][dual]") {
+TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-Protocol", "[auth][token]") {
     Fixture f;
     auto token = f.session_token();
     ConnectRequest bearer;
@@ -127,7 +127,7 @@ TEST_CASE("the token is read from the query, a Bearer header, or Sec-WebSocket-P
     CHECK(TokenAuthorizer::extract_token(bearer, only_header) == std::nullopt);
 }
 
-TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never the token", "[auth][dual]") {
+TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never the token", "[auth][token]") {
     Fixture f;
     auto d = f.auth.authorize(ConnectRequest{});
     CHECK_FALSE(d.allowed);
@@ -154,7 +154,7 @@ TEST_CASE("missing and invalid tokens are denied with 401 and a reason, never th
     check_denied(pt->token, "expired", jwt_errc::expired);
 }
 
-TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dual]") {
+TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][token]") {
     auto clock = std::make_shared<ManualClock>(from_unix_seconds(now_s));
     // One secret for both (a misconfiguration the kind claim still guards).
     auto key = jwt::SigningKey::hmac(jwt::Algorithm::hs256, session_secret);
@@ -174,4 +174,20 @@ TEST_CASE("token kinds cannot be swapped between the two verifiers", "[auth][dua
     CHECK(ds.error == jwt_errc::invalid_claim);
 
     CHECK_THROWS_AS(TokenAuthorizer(std::nullopt, std::nullopt), std::invalid_argument);
+}
+
+TEST_CASE("with one verifier it is a plain JWT authorizer: session tokens in, public tokens out", "[auth][token]") {
+    Fixture f;
+    TokenAuthorizer jwt_only{jwt::Verifier{}.allow(f.session_key.verification_key()).with_clock(f.clock)};
+
+    auto d = jwt_only.authorize(with_query(f.session_token()));
+    REQUIRE(d.allowed);
+    CHECK(d.principal.kind == PrincipalKind::user);
+    CHECK(d.principal.user_id == "user-1");
+
+    auto pub = f.issuer.issue();
+    REQUIRE(pub);
+    auto dp = jwt_only.authorize(with_query(pub->token));
+    CHECK_FALSE(dp.allowed);
+    CHECK(dp.status == 401);
 }

@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.20)
 # One package test case (CASE), run by ctest from the build tree. The `install` case installs the
 # built wsgate into WORK_DIR/prefix once; the find_* cases build and run small consumer projects
 # against that prefix; the subdir_* cases use wsgate's sources through add_subdirectory.

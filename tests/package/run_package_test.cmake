@@ -2,8 +2,8 @@ cmake_minimum_required(VERSION 3.20)
 # One package test case (CASE), run by ctest from the build tree. The `install` case installs the
 # built wsgate into WORK_DIR/prefix once; the find_* cases build and run small consumer projects
 # against that prefix; the subdir_* cases use wsgate's sources through add_subdirectory.
-# Variables: CASE, BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, CXX_COMPILER, LAUNCHER, BUILD_TYPE,
-# WARNINGS_AS_ERRORS (the build tree's, so that a compiler cache can reuse its objects)
+# Variables: CASE, BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, CXX_COMPILER, LAUNCHER,
+# WARNINGS_AS_ERRORS (the build tree's)
 set(prefix "${WORK_DIR}/prefix")
 set(consumer "${SOURCE_DIR}/tests/package/consumer")
 # Every optional dependency, made unfindable for the consumers that must not need it. (FindOpenSSL
@@ -12,10 +12,9 @@ set(no_optional_deps
   -DCMAKE_DISABLE_FIND_PACKAGE_OpenSSL=TRUE -DCMAKE_DISABLE_FIND_PACKAGE_Boost=TRUE
   -DCMAKE_DISABLE_FIND_PACKAGE_CURL=TRUE -DCMAKE_DISABLE_FIND_PACKAGE_SQLite3=TRUE
   -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=TRUE -DCMAKE_DISABLE_FIND_PACKAGE_hiredis=TRUE)
-if(NOT BUILD_TYPE)
-  set(BUILD_TYPE Release)
-endif()
-set(common -G "${GENERATOR}" "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}" "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+# Consumers build unoptimised (Debug): compiling is most of these tests' time, and linking a
+# Debug program to the installed optimised libraries is what many users do.
+set(common -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
 if(LAUNCHER)
   list(APPEND common "-DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER}")
 endif()

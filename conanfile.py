@@ -9,10 +9,12 @@ class WsgateConan(ConanFile):
     description = "Embeddable C++20 library for real-time WebSocket back ends"
     topics = ("websocket", "realtime", "pubsub", "jwt", "api-gateway")
     settings = "os", "compiler", "build_type", "arch"
-    # Options map one-to-one to the CMake options WSGATE_WITH_* and vcpkg features.
+    # Options map one-to-one to the CMake options WSGATE_WITH_* and vcpkg features
+    # (tests/package/check_option_maps.cmake checks that they do).
     options = {
         "shared": [True, False],
         "fPIC": [True, False],
+        "with_auth": [True, False],
         "with_sqlite": [True, False],
         "with_redis": [True, False],
         "with_beast": [True, False],
@@ -21,6 +23,7 @@ class WsgateConan(ConanFile):
     default_options = {
         "shared": False,
         "fPIC": True,
+        "with_auth": True,
         "with_sqlite": True,
         "with_redis": True,
         "with_beast": True,
@@ -37,7 +40,8 @@ class WsgateConan(ConanFile):
 
     def requirements(self):
         self.requires("nlohmann_json/3.11.3", transitive_headers=True)
-        self.requires("openssl/[>=1.1.1 <4]")
+        if self.options.with_auth or self.options.with_aws:
+            self.requires("openssl/[>=1.1.1 <4]")
         if self.options.with_sqlite:
             self.requires("sqlite3/3.45.0")
         if self.options.with_redis:
@@ -55,6 +59,7 @@ class WsgateConan(ConanFile):
         tc.variables["WSGATE_BUILD_TESTS"] = False
         tc.variables["WSGATE_BUILD_EXAMPLES"] = False
         tc.variables["WSGATE_BUILD_BENCHMARKS"] = False
+        tc.variables["WSGATE_WITH_AUTH"] = bool(self.options.with_auth)
         tc.variables["WSGATE_WITH_SQLITE"] = bool(self.options.with_sqlite)
         tc.variables["WSGATE_WITH_REDIS"] = bool(self.options.with_redis)
         tc.variables["WSGATE_WITH_BEAST"] = bool(self.options.with_beast)
@@ -71,17 +76,31 @@ class WsgateConan(ConanFile):
         CMake(self).install()
 
     def package_info(self):
+        # One component per CMake target of the installed package, with the same requires.
         self.cpp_info.set_property("cmake_file_name", "wsgate")
-        core = self.cpp_info.components["core"]
-        core.set_property("cmake_target_name", "wsgate::wsgate")
-        core.libs = ["wsgate"]
-        core.requires = ["nlohmann_json::nlohmann_json", "openssl::crypto"]
-        for opt, comp, dep in (("with_sqlite", "sqlite", "sqlite3::sqlite3"),
-                               ("with_redis", "redis", "hiredis::hiredis"),
-                               ("with_beast", "beast", "boost::headers"),
-                               ("with_aws", "aws", "libcurl::libcurl")):
-            if self.options.get_safe(opt):
-                c = self.cpp_info.components[comp]
-                c.set_property("cmake_target_name", f"wsgate::{comp}")
-                c.libs = [f"wsgate_{comp}"]
-                c.requires = ["core", dep]
+
+        def component(name, lib, requires):
+            c = self.cpp_info.components[name]
+            c.set_property("cmake_target_name", f"wsgate::{'wsgate' if name == 'core' else name}")
+            c.libs = [lib]
+            c.requires = requires
+            if self.settings.os in ("Linux", "FreeBSD"):
+                c.system_libs = ["pthread"]
+            return c
+
+        component("core", "wsgate", ["nlohmann_json::nlohmann_json"])
+        component("client", "wsgate_client", ["core"])
+        component("stream", "wsgate_stream", ["core"])
+        if self.options.with_auth:
+            component("auth", "wsgate_auth", ["core", "openssl::crypto"])
+        if self.options.with_sqlite:
+            component("sqlite", "wsgate_sqlite", ["core", "sqlite3::sqlite3"])
+        if self.options.with_redis:
+            component("redis", "wsgate_redis", ["core", "hiredis::hiredis"])
+        if self.options.with_beast:
+            # Boost is header-only and private to wsgate::beast; listed so Conan sees it used.
+            component("beast", "wsgate_beast", ["core", "client", "boost::headers"])
+        if self.options.with_aws:
+            component("aws", "wsgate_aws", ["core", "libcurl::libcurl", "openssl::crypto"])
+        stores = ["core"] + [m for m in ("sqlite", "redis") if self.options.get_safe(f"with_{m}")]
+        component("stores", "wsgate_stores", stores)

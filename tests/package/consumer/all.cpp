@@ -45,8 +45,8 @@ void gateway_on(const std::shared_ptr<wsgate::ConnectionStore>& store) {
 int main() {
     // auth (OpenSSL): a signed token verifies; a tampered one does not.
     const std::string secret(32, 'k');
-    const std::string token = wsgate::jwt::sign({{"sub", "ann"}}, wsgate::jwt::hs256_signing_key(secret));
-    auto verifier = wsgate::jwt::Verifier{}.allow(wsgate::jwt::hs256_key(secret));
+    const std::string token = wsgate::jwt::sign({{"sub", "ann"}}, wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, secret));
+    auto verifier = wsgate::jwt::Verifier{}.allow(wsgate::jwt::Key::hmac(wsgate::jwt::Algorithm::hs256, secret));
     wsgate::jwt::Token decoded;
     check(!verifier.verify(token, decoded) && decoded.claim<std::string>("sub") == "ann", "HS256 token verifies");
     std::string tampered = token;

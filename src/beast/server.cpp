@@ -12,6 +12,8 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <string>
+#include <system_error>
 
 namespace wsgate::beast {
 
@@ -94,11 +96,17 @@ void Server::start() {
         if (im.started) return;
         im.started = true;
     }
-    tcp::endpoint ep{net::ip::make_address(im.settings.address), im.settings.port};
-    im.acceptor.open(ep.protocol());
-    im.acceptor.set_option(net::socket_base::reuse_address(true));
-    im.acceptor.bind(ep);
-    im.acceptor.listen(net::socket_base::max_listen_connections);
+    // Asio throws boost::system::system_error; the documented contract is std::system_error.
+    try {
+        tcp::endpoint ep{net::ip::make_address(im.settings.address), im.settings.port};
+        im.acceptor.open(ep.protocol());
+        im.acceptor.set_option(net::socket_base::reuse_address(true));
+        im.acceptor.bind(ep);
+        im.acceptor.listen(net::socket_base::max_listen_connections);
+    } catch (const boost::system::system_error& e) {
+        throw std::system_error(static_cast<std::error_code>(e.code()),
+                                "listen on " + im.settings.address + ":" + std::to_string(im.settings.port));
+    }
     im.bound_port = im.acceptor.local_endpoint().port();
     im.accepting = true;
     net::dispatch(im.acceptor.get_executor(), [&im] { im.do_accept(); });

@@ -21,6 +21,8 @@ class Gateway;
 
 namespace wsgate::beast {
 
+class App;
+
 /// What the server does when a connection's outbound queue is full.
 enum class BackpressurePolicy {
     drop_newest,  ///< drop the new frame and report SendStatus::backpressure
@@ -214,6 +216,7 @@ public:
     struct Impl;
 
 private:
+    friend class App;  // runs its timers, posts and signal handling on this server's io loop
     std::shared_ptr<Impl> impl_;
 };
 

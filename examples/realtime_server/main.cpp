@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     try {
         app.run();
     } catch (const std::system_error& e) {
-        std::cerr << "realtime_server: cannot listen on " << ss.address << ":" << ss.port << ": " << e.what() << "\n";
+        std::cerr << "realtime_server: cannot listen on " << ss.address << ":" << ss.port << ": " << e.code().message() << "\n";
         return 1;
     }
     return 0;

@@ -44,13 +44,16 @@ public:
     /// On the strand (or the only io thread): writes what is queued.
     void start_write() { do_write(); }
 
+    /// Any thread: queues a frame (backpressure beyond `queue_capacity`) and schedules a write.
     SendStatus enqueue(const Payload& p);
 
+    /// Any thread: sends a close frame with `code` once the queued frames went out.
     void close(CloseCode code, std::string_view reason);
 
     // Answers a denied upgrade with an HTTP status and ends the socket.
     void deny(int status, const std::string& reason, unsigned version);
 
+    /// Answers the upgrade the Gateway accepted (timeouts, limits, subprotocol), then reads.
     void accept(http::request<http::string_body> req);
 
 private:

@@ -50,7 +50,9 @@ struct AppPlugins {
  * app.on("hello", [](wsgate::MessageContext& m) { m.ack({{"hi", m.principal().user_id}}); },
  *        wsgate::RouteAccess::include_anonymous);
  * app.http("GET", "/healthz", [](const auto&) { return wsgate::beast::HttpResponse::json(200, "{}"); });
- * app.every(std::chrono::seconds(5), [&] { app.publish(wsgate::Envelope{"tick"}, wsgate::Audience::topic("news:1")); });
+ * app.every(std::chrono::seconds(5), [&] {
+ *     app.publish(wsgate::Envelope{"tick"}, wsgate::Audience::topic("news:1"));
+ * });
  * app.run();   // until SIGINT/SIGTERM or stop()
  * @endcode
  *
@@ -100,7 +102,8 @@ public:
      * @throws std::invalid_argument for a non-positive interval or an empty function.
      */
     void every(std::chrono::milliseconds interval, std::function<void()> fn);
-    /// Runs `fn` once on the io loop: soon while running, or as soon as run() starts the loop.
+    /// Runs `fn` once on the io loop: soon while running, or as soon as run() starts the loop
+    /// (the socket listens by then). Once run() has returned, `fn` never runs.
     /// @throws std::invalid_argument for an empty function.
     void post(std::function<void()> fn);
     /// Called on run()'s thread when a stop begins (a signal or stop()), before clients are closed.

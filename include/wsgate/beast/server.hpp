@@ -166,7 +166,8 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * retried after a doubling delay (`accept_retry_min` to `accept_retry_max`), never at once.
  * HEAD is answered like GET without a body; a HEAD without its own route uses the GET route.
  * With `threads == 1` everything runs on one io thread without strands; with more, each
- * connection runs on its own strand.
+ * connection runs on its own strand. App (app.hpp) builds all of this, with timers, the sweep
+ * and signal handling, in one object.
  *
  * @par Thread Safety Safe: send(), close(), route() and stop() may be called from any thread.
  */

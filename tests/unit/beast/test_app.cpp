@@ -4,6 +4,7 @@
 
 #include <wsgate/beast/app.hpp>
 #include <wsgate/beast/client.hpp>
+#include <wsgate/memory_store.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -219,17 +220,39 @@ TEST_CASE("App::stop() closes clients with 1001 and run() returns", "[beast][app
     CHECK(app.server().connection_count() == 0);
 }
 
-TEST_CASE("SIGTERM stops an App that handles signals: clients get 1001, run() returns", "[beast][app][signal]") {
-    auto s = test_settings();
-    s.handle_signals = true;
-    App app{s, anonymous()};
+TEST_CASE("SIGTERM and SIGINT stop an App that handles signals: clients get 1001, run() returns",
+          "[beast][app][signal]") {
+    for (int sig : {SIGTERM, SIGINT}) {
+        CAPTURE(sig);
+        auto s = test_settings();
+        s.handle_signals = true;
+        App app{s, anonymous()};
+        std::atomic<bool> on_stop_called{false};
+        app.on_stop([&] { on_stop_called = true; });
+        Running r{app};
+        wsgate::beast::Client c;
+        REQUIRE_FALSE(c.connect(r.ws_url()));
+        REQUIRE(std::raise(sig) == 0);
+        REQUIRE(r.returned(10s));
+        REQUIRE(c.wait_closed(5s));
+        CHECK(c.close_code() == 1001);
+        CHECK(on_stop_called.load());
+    }
+}
+
+TEST_CASE("an App keeps its records in the store the host gave it", "[beast][app]") {
+    auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
+    wsgate::beast::AppPlugins plugins;
+    plugins.store = store;
+    App app{test_settings(), anonymous(), plugins};
     Running r{app};
     wsgate::beast::Client c;
     REQUIRE_FALSE(c.connect(r.ws_url()));
-    REQUIRE(std::raise(SIGTERM) == 0);
-    REQUIRE(r.returned(10s));
-    REQUIRE(c.wait_closed(5s));
-    CHECK(c.close_code() == 1001);
+    CHECK(store->count() == 1);
+    REQUIRE_FALSE(c.close());
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (store->count() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    CHECK(store->count() == 0);
 }
 
 TEST_CASE("the built-in sweep ends a connection whose TTL ran out", "[beast][app]") {

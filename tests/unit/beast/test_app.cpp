@@ -191,6 +191,29 @@ TEST_CASE("every() fires repeatedly on the io thread and publish() reaches subsc
     CHECK(tick_thread == loop.get_future().get());
 }
 
+TEST_CASE("every() and post() called from another thread while running run on the io thread", "[beast][app]") {
+    App app{test_settings(), anonymous()};
+    std::promise<std::thread::id> first;
+    app.post([&] { first.set_value(std::this_thread::get_id()); });
+    Running r{app};
+    const auto loop_id = first.get_future().get();
+    std::promise<std::thread::id> later;
+    app.post([&] { later.set_value(std::this_thread::get_id()); });
+    auto later_id = later.get_future();
+    REQUIRE(later_id.wait_for(5s) == std::future_status::ready);
+    CHECK(later_id.get() == loop_id);
+    std::atomic<int> ticks{0};
+    std::atomic<bool> off_loop{false};
+    app.every(10ms, [&] {
+        if (std::this_thread::get_id() != loop_id) off_loop = true;
+        ++ticks;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (ticks.load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    CHECK(ticks.load() >= 3);
+    CHECK_FALSE(off_loop.load());
+}
+
 TEST_CASE("every() keeps firing after its callback threw", "[beast][app]") {
     App app{test_settings(), anonymous()};
     std::atomic<int> calls{0};

@@ -21,6 +21,8 @@ class Gateway;
 
 namespace wsgate::beast {
 
+class App;
+
 /// What the server does when a connection's outbound queue is full.
 enum class BackpressurePolicy {
     drop_newest,  ///< drop the new frame and report SendStatus::backpressure
@@ -164,7 +166,8 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * retried after a doubling delay (`accept_retry_min` to `accept_retry_max`), never at once.
  * HEAD is answered like GET without a body; a HEAD without its own route uses the GET route.
  * With `threads == 1` everything runs on one io thread without strands; with more, each
- * connection runs on its own strand.
+ * connection runs on its own strand. App (app.hpp) builds all of this, with timers, the sweep
+ * and signal handling, in one object.
  *
  * @par Thread Safety Safe: send(), close(), route() and stop() may be called from any thread.
  */
@@ -214,6 +217,7 @@ public:
     struct Impl;
 
 private:
+    friend class App;  // runs its timers, posts and signal handling on this server's io loop
     std::shared_ptr<Impl> impl_;
 };
 

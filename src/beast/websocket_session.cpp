@@ -1,0 +1,289 @@
+// WsSession: handshake, read loop, queue, batched writes, close. See websocket_session.hpp.
+#include "websocket_session.hpp"
+
+#include "http_handling.hpp"
+
+#include <wsgate/gateway.hpp>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+
+namespace wsgate::beast {
+
+using detail::json_error;
+using detail::split_list;
+
+void WsSession::hold_slot(std::string address) {
+    slot_address_ = std::move(address);
+    slot_held_ = true;
+}
+
+SendStatus WsSession::enqueue(const Payload& p) {
+    bool schedule = false;
+    {
+        std::lock_guard lk(mu_);
+        if (closing_) return SendStatus::gone;
+        if (queue_.size() >= srv_.settings.queue_capacity) {
+            srv_.dropped.fetch_add(1, std::memory_order_relaxed);
+            if (srv_.settings.backpressure == BackpressurePolicy::close && !overflow_ending_) {
+                overflow_ending_ = true;
+                net::post(srv_.ioc, [gw = srv_.gateway, id = id_] {
+                    if (auto g = gw.lock()) g->end(id, EndReason::backpressure, "backpressure");
+                });
+            }
+            return SendStatus::backpressure;
+        }
+        queue_.push_back(p);
+        if (accepted_ && !write_scheduled_) schedule = write_scheduled_ = true;
+    }
+    if (schedule) srv_.schedule_write(shared_from_this());
+    return SendStatus::ok;
+}
+
+void WsSession::close(CloseCode code, std::string_view reason) {
+    {
+        std::lock_guard lk(mu_);
+        if (closing_) return;
+        closing_ = true;
+    }
+    // A close reason is at most 123 bytes (RFC 6455 §5.5).
+    websocket::close_reason cr{static_cast<websocket::close_code>(static_cast<std::uint16_t>(code)), std::string{reason.substr(0, 120)}};
+    net::dispatch(ws_.get_executor(), [self = shared_from_this(), cr] {
+        self->pending_close_ = std::make_unique<websocket::close_reason>(cr);
+        self->maybe_close();
+    });
+}
+
+void WsSession::deny(int status, const std::string& reason, unsigned version) {
+    release_slot();
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), version);
+    res->set(http::field::server, srv_.settings.server_name);
+    res->set(http::field::content_type, "application/json");
+    res->keep_alive(false);
+    res->body() = json_error(status, reason);
+    res->prepare_payload();
+    auto& stream = bb::get_lowest_layer(ws_);
+    stream.expires_after(std::chrono::seconds(5));
+    http::async_write(stream, *res, [self = shared_from_this(), res](boost::system::error_code, std::size_t) {
+        boost::system::error_code ec;
+        bb::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_send, ec);
+        bb::get_lowest_layer(self->ws_).close();
+    });
+}
+
+void WsSession::accept(http::request<http::string_body> req) {
+    auto& s = srv_.settings;
+    bb::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
+    ws_.next_layer().set_owner(weak_from_this());
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = s.handshake_timeout;
+    t.idle_timeout = s.heartbeat_timeout.count() > 0 ? bb::websocket::stream_base::duration(s.heartbeat_timeout)
+                                                     : websocket::stream_base::none();
+    t.keep_alive_pings = s.keep_alive_pings;
+    ws_.set_option(t);
+    ws_.read_message_max(s.max_message_bytes);
+    // A pong shows a live peer even when it sends no messages (a read-only viewer): tell the
+    // Gateway, whose inactivity timeout would otherwise end it. Runs on this session's strand.
+    ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
+        if (kind != websocket::frame_type::pong) return;
+        if (auto gw = srv_.gateway.lock()) gw->touch(id_);
+        srv_.metrics.pongs.fetch_add(1, std::memory_order_release);
+    });
+    std::string chosen;
+    if (auto offered = req.find(http::field::sec_websocket_protocol); offered != req.end()) {
+        auto list = split_list(std::string_view{offered->value().data(), offered->value().size()});
+        for (const auto& want : s.subprotocols) {
+            if (std::find(list.begin(), list.end(), want) != list.end()) {
+                chosen = want;
+                break;
+            }
+        }
+    }
+    ws_.set_option(websocket::stream_base::decorator(
+        [name = s.server_name, chosen](websocket::response_type& res) {
+            res.set(http::field::server, name);
+            if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
+        }));
+    ws_.text(true);
+    auto held = std::make_shared<http::request<http::string_body>>(std::move(req));
+    ws_.async_accept(*held, [self = shared_from_this(), held](boost::system::error_code ec) {
+        self->on_accept(ec);
+    });
+}
+
+void WsSession::on_accept(boost::system::error_code ec) {
+    if (ec) return finish(ec);
+    bool schedule = false;
+    {
+        std::lock_guard lk(mu_);
+        accepted_ = true;
+        if (!queue_.empty() && !write_scheduled_) schedule = write_scheduled_ = true;
+    }
+    if (schedule) do_write();
+    else maybe_close();
+    do_read();
+}
+
+void WsSession::do_read() {
+    ws_.async_read(rbuf_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+        self->on_read(ec);
+    });
+}
+
+void WsSession::on_read(boost::system::error_code ec) {
+    if (ec) return finish(ec);
+    if (auto gw = srv_.gateway.lock()) {
+        if (!ws_.got_text()) {
+            // The protocol is JSON text; Beast has validated UTF-8 only for text frames.
+            gw->send_error(id_, 400, "binary frames are not supported");
+        } else {
+            auto data = rbuf_.cdata();
+            gw->on_message(id_, std::string_view{static_cast<const char*>(data.data()), data.size()});
+        }
+    }
+    rbuf_.consume(rbuf_.size());
+    // An idle connection should not keep the buffer of its largest message.
+    if (rbuf_.capacity() > 16 * 1024) rbuf_.shrink_to_fit();
+    do_read();
+}
+
+void WsSession::do_write() {
+    if (writing_ || close_started_) return;
+    {
+        std::lock_guard lk(mu_);
+        if (queue_.empty()) {
+            write_scheduled_ = false;
+        } else {
+            const std::size_t max_frames = srv_.settings.coalesce_writes ? srv_.settings.max_batch_frames : 1;
+            std::size_t bytes = 0;
+            std::size_t take = 0;
+            while (take < queue_.size() && take < max_frames &&
+                   (take == 0 || bytes + queue_[take]->size() <= srv_.settings.max_batch_bytes)) {
+                bytes += queue_[take]->size();
+                ++take;
+            }
+            if (take == queue_.size() && batch_.capacity() <= queue_.capacity()) {
+                batch_.swap(queue_);
+            } else {
+                batch_.assign(std::make_move_iterator(queue_.begin()),
+                              std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(take)));
+                queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
+            }
+        }
+    }
+    if (batch_.empty()) return maybe_close();
+    writing_ = true;
+    batch_pos_ = 0;
+    if (batch_.size() > 1) {
+        srv_.coalesced.fetch_add(batch_.size(), std::memory_order_relaxed);
+        ws_.next_layer().cork();
+    }
+    write_next();
+}
+
+void WsSession::write_next() {
+    const Payload& frame = batch_[batch_pos_];
+    ws_.async_write(net::buffer(*frame), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+        if (ec) return self->write_failed();
+        if (++self->batch_pos_ < self->batch_.size()) return self->write_next();
+        if (self->batch_.size() == 1) return self->batch_done();
+        self->ws_.next_layer().uncork([self](boost::system::error_code ec2) {
+            if (ec2) return self->write_failed();
+            self->batch_done();
+        });
+    });
+}
+
+void WsSession::batch_done() {
+    batch_.clear();
+    writing_ = false;
+    do_write();
+}
+
+void WsSession::write_failed() {
+    // The read side reports the end of the connection; stop writing.
+    batch_.clear();
+    writing_ = false;
+    std::lock_guard lk(mu_);
+    closing_ = true;
+    queue_.clear();
+}
+
+void WsSession::maybe_close() {
+    if (!pending_close_ || close_started_ || writing_) return;
+    {
+        std::lock_guard lk(mu_);
+        if (!accepted_ || !queue_.empty()) {
+            if (accepted_ && !write_scheduled_) {
+                write_scheduled_ = true;
+                net::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
+            }
+            return;
+        }
+    }
+    close_started_ = true;
+    ws_.async_close(*pending_close_, [self = shared_from_this()](boost::system::error_code) {
+        // The pending read completes with websocket::error::closed (or a timeout) and finishes.
+    });
+}
+
+void WsSession::finish(boost::system::error_code ec) {
+    {
+        std::lock_guard lk(mu_);
+        closing_ = true;
+        queue_.clear();
+    }
+    release_slot();
+    srv_.erase(id_, this);
+    auto gw = srv_.gateway.lock();
+    if (!gw) return;
+    if (ec == websocket::error::message_too_big) {
+        // Beast has already sent close 1009.
+        gw->end(id_, EndReason::policy, "message too big");
+    } else if (ec == bb::error::timeout && !close_started_) {
+        gw->end(id_, EndReason::heartbeat, "no traffic");
+    } else {
+        gw->on_disconnect(id_);
+    }
+}
+
+void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
+    if (settings.threads > 1) {
+        auto ex = s->executor();
+        net::post(ex, [s = std::move(s)] { s->start_write(); });
+        return;
+    }
+    bool post = false;
+    {
+        std::lock_guard lk(dirty_mu);
+        dirty.push_back(std::move(s));
+        if (!flush_posted) post = flush_posted = true;
+    }
+    // Two hops: the first lets read completions already in the reactor run (more publishes
+    // queue more frames on the same connections), the second writes them together.
+    if (post) net::post(ioc, [this] { net::post(ioc, [this] { flush_dirty(); }); });
+}
+
+void Server::Impl::flush_dirty() {
+    std::vector<std::shared_ptr<WsSession>> batch;
+    {
+        std::lock_guard lk(dirty_mu);
+        batch.swap(dirty);
+        flush_posted = false;
+    }
+    // One io thread: nothing else runs now, so every session's strand is free.
+    for (auto& s : batch) s->start_write();
+}
+
+void Server::Impl::erase(const ConnectionId& id, const WsSession* s) {
+    std::unique_lock lk(sessions_mu);
+    auto it = sessions.find(id);
+    if (it != sessions.end() && it->second.get() == s) sessions.erase(it);
+    lk.unlock();
+    state_cv.notify_all();
+}
+
+
+}  // namespace wsgate::beast

@@ -1,0 +1,106 @@
+#pragma once
+// One WebSocket connection of the server: the handshake after Gateway::on_connect accepted it,
+// the read loop feeding Gateway::on_message, the bounded queue the Transport fills, batched
+// (corked) writes, and the close handshake. Internal to wsgate::beast.
+#include "cork_stream.hpp"
+#include "server_state.hpp"
+
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsgate::beast {
+
+namespace bb = boost::beast;
+namespace http = bb::http;
+namespace websocket = bb::websocket;
+
+// Socket work runs on the stream's strand (or the only io thread); the queue is shared with
+// senders on other threads under `mu_`.
+class WsSession : public std::enable_shared_from_this<WsSession> {
+public:
+    WsSession(Server::Impl& srv, bb::tcp_stream&& stream, ConnectionId id)
+        : srv_(srv), ws_(std::move(stream)), id_(std::move(id)) {}
+    ~WsSession() { release_slot(); }
+    WsSession(const WsSession&) = delete;
+    WsSession& operator=(const WsSession&) = delete;
+
+    /// Takes over a place under the caps, taken by Server::Impl::take_slot for `address`.
+    void hold_slot(std::string address);
+    /// Gives the place back once (the session ended or was denied).
+    void release_slot() {
+        if (slot_held_.exchange(false)) srv_.release_slot(slot_address_);
+    }
+
+    const ConnectionId& id() const noexcept { return id_; }
+    void set_id(ConnectionId id) { id_ = std::move(id); }
+    auto executor() { return ws_.get_executor(); }
+    /// On the strand (or the only io thread): writes what is queued.
+    void start_write() { do_write(); }
+
+    /// Any thread: queues a frame (backpressure beyond `queue_capacity`) and schedules a write.
+    SendStatus enqueue(const Payload& p);
+
+    /// Any thread: sends a close frame with `code` once the queued frames went out.
+    void close(CloseCode code, std::string_view reason);
+
+    // Answers a denied upgrade with an HTTP status and ends the socket.
+    void deny(int status, const std::string& reason, unsigned version);
+
+    /// Answers the upgrade the Gateway accepted (timeouts, limits, subprotocol), then reads.
+    void accept(http::request<http::string_body> req);
+
+private:
+    void on_accept(boost::system::error_code ec);
+
+    void do_read();
+
+    void on_read(boost::system::error_code ec);
+
+    // Strand only. Writes queued frames; when several are waiting, they are written as one batch:
+    // each frame goes through the websocket stream into the corked next layer, and one socket
+    // write sends them all.
+    void do_write();
+
+    void write_next();
+
+    void batch_done();
+
+    void write_failed();
+
+    // Strand only. Starts the close handshake once the queue has been flushed.
+    void maybe_close();
+
+    void finish(boost::system::error_code ec);
+
+    Server::Impl& srv_;
+    websocket::stream<detail::CorkStream> ws_;
+    ConnectionId id_;
+    bb::flat_buffer rbuf_;
+    std::vector<Payload> batch_;  // strand only: frames of the current corked write
+    std::size_t batch_pos_ = 0;
+
+    std::mutex mu_;
+    std::vector<Payload> queue_;  // not a deque: an empty vector costs no heap per idle connection
+    bool accepted_ = false;
+    bool write_scheduled_ = false;
+    bool closing_ = false;
+    bool overflow_ending_ = false;
+
+    // strand only
+    bool writing_ = false;
+    bool close_started_ = false;
+    std::unique_ptr<websocket::close_reason> pending_close_;  // heap: a close_reason is ~130 bytes
+
+    std::string slot_address_;
+    std::atomic<bool> slot_held_{false};
+};
+
+
+}  // namespace wsgate::beast

@@ -297,7 +297,7 @@ int main(int argc, char** argv) {
         const auto* topic = req.query.count("topic") ? &req.query.at("topic") : nullptr;
         auto readable = nlohmann::json::array();
         for (auto& e : recent.since(topic ? *topic : "")) {
-            if (gateway->router().may_read(d.principal, e.value("topic", ""))) readable.push_back(std::move(e));
+            if (gateway->may_read(d.principal, e.value("topic", ""))) readable.push_back(std::move(e));
         }
         return HttpResponse::json(200, nlohmann::json{{"events", std::move(readable)}}.dump());
     });

@@ -671,6 +671,9 @@ public:
     bool remove(const ConnectionId& id) override { return inner.remove(id); }
     bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
     bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+    SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t n) override {
+        return inner.subscribe_capped(id, t, n);
+    }
     bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
     std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
     std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
@@ -709,6 +712,9 @@ TEST_CASE("the default remove_node pages through scan and removes only that node
         bool remove(const ConnectionId& id) override { return inner.remove(id); }
         bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
         bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+        SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t n) override {
+            return inner.subscribe_capped(id, t, n);
+        }
         bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
         std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
         std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }

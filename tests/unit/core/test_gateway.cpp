@@ -105,7 +105,7 @@ TEST_CASE("oversized messages: error by default, 1009 close by policy", "[gatewa
         f.gw->on_message(id, std::string(65, ' '));
         CHECK(f.transport->close_code(id) == CloseCode::message_too_big);
         CHECK_FALSE(f.store->get(id));
-        CHECK(f.gw->metrics().ended_policy == 1);
+        CHECK(f.gw->metrics().ended_total(EndReason::policy) == 1);
         CHECK(f.say(other, R"({"type":"ping"})")[0]["type"] == "pong");
     }
 }
@@ -254,8 +254,8 @@ TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock"
     CHECK(rep.max_age == 1);
     CHECK_FALSE(f.store->get(chatty));
     CHECK(reasons == std::vector<EndReason>{EndReason::idle, EndReason::max_age});
-    CHECK(f.gw->metrics().ended_idle == 1);
-    CHECK(f.gw->metrics().ended_max_age == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::idle) == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::max_age) == 1);
     CHECK(f.gw->metrics().active_connections == 0);
 }
 
@@ -295,7 +295,7 @@ TEST_CASE("TTL expiry (seed 000: one hour)", "[gateway][sweep][ttl]") {
     CHECK(rep.ttl_expired == 1);
     CHECK_FALSE(f.store->get(a));
     CHECK(f.store->get(b));
-    CHECK(f.gw->metrics().ended_ttl == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::ttl_expired) == 1);
     CHECK(f.gw->sweep(f.clock->now()).ttl_expired == 0);
 }
 
@@ -323,7 +323,7 @@ TEST_CASE("the reaper ends a connection once when reasons race", "[gateway][reap
     CHECK(hooks == 1);
     CHECK(f.transport->close_count(id) == 1);
     CHECK(f.gw->metrics().disconnects == 1);
-    CHECK(f.gw->metrics().ended_kicked == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::kicked) == 1);
     CHECK(f.gw->metrics().active_connections == 0);
     // a message from an ended connection is refused without a reply
     CHECK(f.gw->on_message(id, R"({"type":"ping"})") == make_error_code(protocol_errc::unknown_connection));
@@ -335,7 +335,7 @@ TEST_CASE("a client close does not send a close frame back", "[gateway][reaper]"
     auto id = f.connect();
     f.gw->on_disconnect(id);
     CHECK(f.transport->close_count(id) == 0);
-    CHECK(f.gw->metrics().ended_client_closed == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::client_closed) == 1);
 }
 
 namespace {
@@ -348,6 +348,7 @@ public:
     bool remove(const ConnectionId&) override { fail(); }
     bool touch(const ConnectionId&, TimePoint, std::optional<TimePoint>) override { fail(); }
     bool subscribe(const ConnectionId&, const std::string&) override { fail(); }
+    SubscribeResult subscribe_capped(const ConnectionId&, const std::string&, std::size_t) override { fail(); }
     bool unsubscribe(const ConnectionId&, const std::string&) override { fail(); }
     std::vector<std::string> topics_of(const ConnectionId&) override { fail(); }
     std::vector<ConnectionId> subscribers(const std::string&) override { fail(); }

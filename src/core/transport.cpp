@@ -1,0 +1,2 @@
+// Compiles the definitions of transport.hpp into wsgate::wsgate (see wsgate/detail/config.hpp).
+#include <wsgate/impl/transport-inl.hpp>

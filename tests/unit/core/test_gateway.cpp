@@ -1,6 +1,8 @@
 #include "catch.hpp"
 #include "gateway_fixture.hpp"
 
+#include <set>
+
 using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::GatewayFixture;
@@ -375,6 +377,21 @@ TEST_CASE("a failing store is caught at the boundary", "[gateway][store][errors]
     CHECK_NOTHROW(gw.sweep());
     CHECK(gw.metrics().store_errors >= 3);
     CHECK(gw.local_count() == 0);
+    // Subscription operations answer a store failure as a value, never by throwing.
+    ConnectionRecord rec;
+    rec.id = "x";
+    rec.principal.kind = PrincipalKind::user;
+    rec.principal.user_id = "u";
+    GatewaySettings open;
+    open.router.open_topics = true;
+    Gateway gw2{open, std::make_shared<BrokenStore>(), transport, std::make_shared<AnonymousAuthorizer>(),
+                std::make_shared<ManualClock>()};
+    SubscriptionResult sub;
+    CHECK_NOTHROW(sub = gw2.subscribe(rec, "t"));
+    CHECK(sub.error == protocol_errc::store_unavailable);
+    CHECK(status_of(sub.error) == 503);
+    CHECK(gw2.unsubscribe("x", "t").error == protocol_errc::store_unavailable);
+    CHECK(gw2.drop_unreadable("x", rec.principal).empty());
 }
 
 TEST_CASE("construction rejects misconfiguration", "[gateway][config]") {
@@ -451,4 +468,82 @@ TEST_CASE("metrics export as Prometheus text", "[gateway][metrics]") {
     CHECK(text.find("wsgate_messages_in_total 1\n") != std::string::npos);
     CHECK(text.find("wsgate_active_connections 0\n") != std::string::npos);
     CHECK(text.find("wsgate_connections_ended_total{reason=\"client_closed\"} 1\n") != std::string::npos);
+}
+
+TEST_CASE("every EndReason has one row: name, counter, close code and close text", "[gateway][reaper][metrics]") {
+    STATIC_REQUIRE(end_reason_count == static_cast<std::size_t>(EndReason::shutdown) + 1);
+    std::set<std::string_view> names;
+    for (std::size_t i = 0; i < end_reason_count; ++i) {
+        const auto r = static_cast<EndReason>(i);
+        const auto& row = end_reason_info(r);
+        CHECK(row.reason == r);
+        CHECK_FALSE(row.name.empty());
+        CHECK_FALSE(row.close_text.empty());
+        CHECK(names.insert(row.name).second);  // names are unique: they label one Prometheus series each
+        CHECK(to_string(r) == row.name);
+        CHECK(close_code_for(r) == row.close_code);
+    }
+    CHECK(close_code_for(EndReason::token_expired) == CloseCode::token_expired);
+    CHECK(close_code_for(EndReason::policy) == CloseCode::policy_violation);
+    CHECK(close_code_for(EndReason::idle) == CloseCode::going_away);
+    CHECK(close_code_for(EndReason::kicked) == CloseCode::normal);
+    CHECK_FALSE(end_reason_info(EndReason::client_closed).sends_close);
+    CHECK_FALSE(end_reason_info(EndReason::gone).sends_close);
+    // A value outside the enum is named, not read past the table.
+    CHECK(to_string(static_cast<EndReason>(200)) == "unknown");
+
+    // Each reason ends a connection with its row's close code and text, counts under its name, and
+    // the Prometheus export has one line per reason.
+    GatewayFixture f;
+    for (const auto& row : end_reasons) {
+        auto id = f.connect();
+        REQUIRE(f.gw->end(id, row.reason));
+        CHECK(f.gw->metrics().ended_total(row.reason) == 1);
+        if (row.sends_close) {
+            CHECK(f.transport->close_code(id) == row.close_code);
+        } else {
+            CHECK(f.transport->close_count(id) == 0);
+        }
+    }
+    const auto text = f.gw->metrics().prometheus_text();
+    for (const auto& row : end_reasons)
+        CHECK(text.find("wsgate_connections_ended_total{reason=\"" + std::string{row.name} + "\"} 1\n") !=
+              std::string::npos);
+    CHECK(f.gw->metrics().disconnects == end_reason_count);
+}
+
+TEST_CASE("a topic publish names its topic unless the host named one", "[gateway][fanout][envelope]") {
+    RouterSettings r;
+    r.open_topics = true;
+    GatewaySettings s;
+    s.router = r;
+    GatewayFixture f{s};
+    auto id = f.connect("user:u1:d1");
+    REQUIRE(f.say(id, R"({"type":"subscribe","topic":"news"})")[0]["type"] == "ack");
+
+    SECTION("no topic set: the audience's topic is filled in") {
+        f.gw->publish(Envelope{"headline"}.data("hi"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "news");
+        CHECK(got[0]["data"] == "hi");
+    }
+    SECTION("an explicit topic wins") {
+        f.gw->publish(Envelope{"headline"}.topic("news:eu"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "news:eu");
+    }
+    SECTION("a topic given as an extra field wins too") {
+        f.gw->publish(Envelope{"headline"}.field("topic", "custom"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "custom");
+    }
+    SECTION("other audiences get no topic") {
+        f.gw->publish(Envelope{"notice"}, Audience::user("u1"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK_FALSE(got[0].contains("topic"));
+    }
 }

@@ -1,6 +1,8 @@
 #include "catch.hpp"
 #include "gateway_fixture.hpp"
 
+#include <type_traits>
+
 using namespace wsgate;
 using wsgate::test::GatewayFixture;
 
@@ -272,6 +274,21 @@ TEST_CASE("Gateway::subscribe applies the topic policy and the cap, and a refusa
         CHECK(g.store->topics_of(id) == std::vector<std::string>{"open:1"});
         CHECK(g.gw->drop_unreadable(id, narrower).empty());
     }
+}
+
+TEST_CASE("the router is one concrete class the Gateway owns; hosts extend it with handlers", "[router]") {
+    STATIC_REQUIRE(std::is_final_v<EventRouter>);
+    STATIC_REQUIRE_FALSE(std::is_polymorphic_v<EventRouter>);
+    // A host handler replaces a built-in route: here `subscribe` answers without subscribing.
+    RouterSettings r;
+    r.open_topics = true;
+    GatewayFixture f{with_router(r)};
+    f.gw->router().on("subscribe", [](MessageContext& ctx) { ctx.ack({{"custom", true}}); });
+    auto id = f.connect("user:u1:d1");
+    auto out = f.say(id, R"({"type":"subscribe","topic":"news"})");
+    REQUIRE(out.size() == 1);
+    CHECK(out[0]["custom"] == true);
+    CHECK(f.store->topics_of(id).empty());
 }
 
 TEST_CASE("the Gateway owns the topic policy the router applies", "[gateway][permissions][security]") {

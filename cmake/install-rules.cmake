@@ -8,7 +8,7 @@ set(WSGATE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/wsgate CACHE STRING
   "Where wsgate's CMake package files are installed, relative to the prefix")
 mark_as_advanced(WSGATE_CMAKE_DIR)
 
-install(TARGETS wsgate EXPORT wsgateTargets
+install(TARGETS wsgate wsgate_header_only EXPORT wsgateTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

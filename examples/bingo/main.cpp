@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
         auto game = game_of(ctx);
         if (game.empty()) return;
         const auto topic = "game:" + game;
-        if (!ctx.gateway().router().may_read(ctx.principal(), topic)) return ctx.reply_error(403, "not permitted");
-        ctx.gateway().store().subscribe(ctx.connection().id, topic);
+        if (auto r = ctx.gateway().subscribe(ctx.connection(), topic); !r)
+            return ctx.reply_error(wsgate::status_of(r.error),
+                                   r.error.message());
         ctx.ack({{"action", "subscribe"}, {"gameId", game}});
     });
     router.on("get_leaderboard", [&](wsgate::MessageContext& ctx) {
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
         auto game = game_of(ctx);
         if (game.empty()) return;
         const auto topic = "game:" + game;
-        if (!ctx.gateway().router().may_publish(ctx.principal(), topic)) return ctx.reply_error(403, "players only");
+        if (!ctx.gateway().may_publish(ctx.principal(), topic)) return ctx.reply_error(403, "players only");
         auto word = ctx.message().value("word", std::string{});
         if (word.empty() || word.size() > 64) return ctx.reply_error(400, "word must be 1 to 64 characters");
         const auto& player = ctx.principal().nickname.empty() ? ctx.principal().user_id : ctx.principal().nickname;

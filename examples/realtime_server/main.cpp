@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
         if (!d.allowed) return HttpResponse::json(d.status == 403 ? 403 : 401, json{{"success", false}, {"error", d.reason}}.dump());
         auto readable = json::array();
         for (auto& e : recent.since(req.query.count("topic") ? req.query.at("topic") : ""))
-            if (gateway.router().may_read(d.principal, e.value("topic", ""))) readable.push_back(std::move(e));
+            if (gateway.may_read(d.principal, e.value("topic", ""))) readable.push_back(std::move(e));
         return HttpResponse::json(200, json{{"events", std::move(readable)}}.dump());
     });
     // Server-side publish to the topic's subscribers; the admin key is required.

@@ -1,6 +1,7 @@
 #pragma once
 /** @file audience.hpp Who a publish goes to, and what came of it (BroadcastReport). */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
 
@@ -108,3 +109,7 @@ struct BroadcastReport {
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/audience-inl.hpp>
+#endif

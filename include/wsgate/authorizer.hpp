@@ -1,6 +1,7 @@
 #pragma once
 /** @file authorizer.hpp Plug point: who a connecting client is. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/connection.hpp>
 
 #include <map>
@@ -107,3 +108,7 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/authorizer-inl.hpp>
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 /** @file bus.hpp Plug point: carries every publish to every node (Redis pub/sub in `wsgate::redis`). */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/audience.hpp>
 
 #include <functional>
@@ -40,3 +41,7 @@ public:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/bus-inl.hpp>
+#endif

@@ -1,6 +1,8 @@
 #pragma once
 /** @file clock.hpp Injected time source: every TTL, rate limit and token check reads it. */
 
+#include <wsgate/detail/config.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -80,3 +82,7 @@ private:
 [[nodiscard]] std::string format_iso8601(TimePoint t);
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/clock-inl.hpp>
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 /** @file connection.hpp Who is connected: ConnectionId, Principal, ConnectionRecord. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/clock.hpp>
 
 #include <nlohmann/json.hpp>
@@ -81,3 +82,7 @@ void to_json(nlohmann::json& j, const ConnectionRecord& r);
 void from_json(const nlohmann::json& j, ConnectionRecord& r);
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/connection-inl.hpp>
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 /** @file connection_store.hpp Plug point: where connection records, subscriptions and TTLs live. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/audience.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
@@ -22,6 +23,14 @@ struct ScanPage {
 struct ResolvedAudience {
     std::vector<ConnectionId> ids;
     std::size_t filtered = 0;  ///< matched the audience kind but were excluded or lacked permission
+};
+
+/// The outcome of ConnectionStore::subscribe_capped().
+enum class SubscribeResult {
+    subscribed,          ///< added now
+    already_subscribed,  ///< it was there already (never refused by the cap)
+    limit_reached,       ///< refused: the connection holds `max_topics` subscriptions; nothing changed
+    not_found,           ///< no such connection; nothing changed
 };
 
 /**
@@ -56,6 +65,15 @@ public:
     virtual bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) = 0;
     /// Adds a subscription. False if the connection is absent. Idempotent.
     virtual bool subscribe(const ConnectionId& id, const std::string& topic) = 0;
+    /**
+     * Adds a subscription unless the connection already holds `max_topics` others (0: no cap).
+     * The count is checked and the subscription written in one step (under the store's lock, in
+     * one transaction or one server-side script), so racing calls never take the connection past
+     * the cap; a refused call changes nothing. Idempotent: a topic already held is
+     * `already_subscribed`, even at the cap.
+     */
+    virtual SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& topic,
+                                             std::size_t max_topics) = 0;
     /// Removes a subscription. False if it did not exist.
     virtual bool unsubscribe(const ConnectionId& id, const std::string& topic) = 0;
     [[nodiscard]] virtual std::vector<std::string> topics_of(const ConnectionId& id) = 0;
@@ -117,3 +135,7 @@ public:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/connection_store-inl.hpp>
+#endif

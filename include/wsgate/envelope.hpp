@@ -1,6 +1,7 @@
 #pragma once
 /** @file envelope.hpp Server → client messages, serialized once per publish and shared. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/clock.hpp>
 
 #include <nlohmann/json.hpp>
@@ -76,3 +77,7 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/envelope-inl.hpp>
+#endif

@@ -1,6 +1,8 @@
 #pragma once
 /** @file error.hpp Typed error codes per area (protocol, store, transport), as `std::error_code`. */
 
+#include <wsgate/detail/config.hpp>
+
 #include <string>
 #include <system_error>
 
@@ -20,6 +22,7 @@ enum class protocol_errc {
     invalid_utf8,          ///< a text frame that is not UTF-8 (400)
     handler_failed,        ///< a host handler threw (500)
     store_unavailable,     ///< the ConnectionStore failed (503)
+    too_many_subscriptions,  ///< the connection holds RouterSettings::max_subscriptions topics (429)
 };
 
 /// ConnectionStore failures.
@@ -54,6 +57,8 @@ inline std::error_code make_error_code(transport_errc e) noexcept { return {stat
 
 /// The status number an error envelope carries for `e` (400, 403, 413, 429, 500, 503).
 [[nodiscard]] int status_of(protocol_errc e) noexcept;
+/// status_of() for a protocol_errc code; 500 for an error of any other category, 200 for none.
+[[nodiscard]] int status_of(const std::error_code& ec) noexcept;
 
 /// Thrown by store backends for failures; the Gateway catches it at its boundary.
 class StoreError : public std::system_error {
@@ -82,3 +87,7 @@ enum class CloseCode : unsigned short {
 template <> struct std::is_error_code_enum<wsgate::protocol_errc> : std::true_type {};
 template <> struct std::is_error_code_enum<wsgate::store_errc> : std::true_type {};
 template <> struct std::is_error_code_enum<wsgate::transport_errc> : std::true_type {};
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/error-inl.hpp>
+#endif

@@ -2,6 +2,7 @@
 /** @file event_router.hpp Plug point: what a client message does. */
 
 #include <wsgate/audience.hpp>
+#include <wsgate/detail/config.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/envelope.hpp>
 #include <wsgate/error.hpp>
@@ -145,9 +146,18 @@ private:
  * router.on("get_leaderboard", [](wsgate::MessageContext& ctx) { ctx.reply(...); });
  * @endcode
  * A handler that throws gets the caller a 500 error envelope; other connections are unaffected.
+ *
+ * Data flows one way: the router parses and validates a message and maps it to a Gateway
+ * operation (Gateway::subscribe, unsubscribe, publish, reauthorize, drop_unreadable); the topic
+ * policy and the store belong to the Gateway, and the router never reaches into the store.
+ *
+ * The class is final and nothing in it is virtual: a host changes what a message does by
+ * registering a handler with on(), which may replace any built-in, and the Gateway owns its one
+ * router. A subclass could not be installed, and a second way in would bypass the route access
+ * checks that dispatch() applies.
  * @par Thread Safety Registering and dispatching may happen concurrently.
  */
-class EventRouter {
+class EventRouter final {
 public:
     using Handler = std::function<void(MessageContext&)>;
 
@@ -156,7 +166,7 @@ public:
     explicit EventRouter(RouterSettings s = {});
     EventRouter(const EventRouter&) = delete;
     EventRouter& operator=(const EventRouter&) = delete;
-    virtual ~EventRouter() = default;
+    ~EventRouter() = default;
 
     /// Registers (or replaces) the handler for `route`. Host handlers may override built-ins.
     /// Anonymous principals get 403 unless `access` lets them in.
@@ -169,22 +179,15 @@ public:
 
     /// The route of `msg`, or an error: not a string / absent → missing_route.
     [[nodiscard]] std::error_code route_of(const nlohmann::json& msg, std::string& route) const;
-    /// The first rule matching `topic`, or nullptr.
-    [[nodiscard]] const TopicRule* rule_for(std::string_view topic) const noexcept;
-    /// May `p` subscribe to (and receive) `topic`?
-    [[nodiscard]] bool may_read(const Principal& p, std::string_view topic) const noexcept;
-    /// May `p` publish to `topic` from a client? Only a user holding the matching rule's
-    /// non-empty `publish_permission`.
-    [[nodiscard]] bool may_publish(const Principal& p, std::string_view topic) const noexcept;
     /// Is `type` an event name a client may not publish (the server's own and the reserved list)?
     [[nodiscard]] bool reserved_event(std::string_view type) const noexcept;
     /// The permission a topic's audience must hold ("" if none).
     [[nodiscard]] std::string read_permission(std::string_view topic) const;
 
     /// Runs the message through built-ins, handlers and the unknown-route policy.
-    virtual void dispatch(MessageContext& ctx);
+    void dispatch(MessageContext& ctx);
 
-protected:
+private:
     void builtin_ping(MessageContext& ctx);
     void builtin_refresh(MessageContext& ctx);
     void builtin_subscribe(MessageContext& ctx);
@@ -193,7 +196,6 @@ protected:
     /// A valid topic name from the message, or replies an error and returns false.
     bool topic_from(MessageContext& ctx, std::string& topic) const;
 
-private:
     RouterSettings settings_;
     std::optional<nlohmann::json::json_pointer> route_pointer_;
     mutable std::shared_mutex mu_;
@@ -206,3 +208,8 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+// The router's definitions need the complete Gateway; gateway.hpp brings both.
+#include <wsgate/gateway.hpp>
+#endif

@@ -2,11 +2,13 @@
 /** @file gateway.hpp The facade: connect → authorize → store; message → limits → route; publish → fan-out. */
 
 #include <wsgate/audience.hpp>
+#include <wsgate/detail/config.hpp>
 #include <wsgate/authorizer.hpp>
 #include <wsgate/bus.hpp>
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/connection_store.hpp>
+#include <wsgate/end_reason.hpp>
 #include <wsgate/envelope.hpp>
 #include <wsgate/error.hpp>
 #include <wsgate/event_router.hpp>
@@ -22,26 +24,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace wsgate {
-
-/// Why a connection ended; each is counted and reported to the host.
-enum class EndReason {
-    client_closed,  ///< the client (or the socket server) closed
-    gone,           ///< a send reported Gone (410)
-    ttl_expired,    ///< `expires_at` passed
-    token_expired,  ///< the token's `exp` passed without a refresh (close 4001, "token expired")
-    idle,           ///< no message and no touch() for `inactivity_timeout`
-    max_age,        ///< connected longer than `max_age`
-    heartbeat,      ///< the transport saw no pong
-    backpressure,   ///< its queue overflowed under the `close` policy
-    policy,         ///< it broke a limit under a closing policy (oversize, rate)
-    kicked,         ///< the host ended it
-    shutdown,       ///< the server is shutting down
-};
-[[nodiscard]] std::string_view to_string(EndReason r) noexcept;
-/// The close code the reaper sends for `r` (1000, 1001, 1008, 1009, 4001, ...).
-[[nodiscard]] CloseCode close_code_for(EndReason r) noexcept;
 
 /// What to do when a limit is broken.
 enum class LimitPolicy {
@@ -95,6 +80,15 @@ struct ConnectResult {
     int status = 401;      ///< 200, or 401/403/429/503 on denial
     std::string reason;    ///< denial reason code (`missing_token`, `too_many_connections`, ...)
     Principal principal;
+};
+
+/// The result of Gateway::subscribe() and Gateway::unsubscribe().
+struct SubscriptionResult {
+    /// Empty on success; else protocol_errc::forbidden (403), too_many_subscriptions (429),
+    /// unknown_connection (410) or store_unavailable (503).
+    std::error_code error;
+    bool changed = false;  ///< subscribe: newly subscribed; unsubscribe: it was subscribed
+    [[nodiscard]] explicit operator bool() const noexcept { return !error; }
 };
 
 /// The result of sweep().
@@ -182,6 +176,37 @@ public:
     /// The deadline of a connection holding `p` at `now`: the earlier of its TTL deadline and `p.expires_at`.
     [[nodiscard]] TimePoint deadline_for(const ConnectionRecord& rec, const Principal& p, TimePoint now) const;
 
+    // ---- topic policy: GatewaySettings::router.topic_rules (first matching rule wins) ------
+
+    /// The first rule matching `topic`, or nullptr.
+    [[nodiscard]] const TopicRule* rule_for(std::string_view topic) const noexcept;
+    /// May `p` subscribe to (and receive) `topic`? See TopicRule for the table.
+    [[nodiscard]] bool may_read(const Principal& p, std::string_view topic) const noexcept;
+    /// May `p` publish to `topic` from a client? Only a user holding the matching rule's non-empty
+    /// `publish_permission`.
+    [[nodiscard]] bool may_publish(const Principal& p, std::string_view topic) const noexcept;
+    /// The permission a topic's audience must hold ("" if none).
+    [[nodiscard]] std::string read_permission(std::string_view topic) const;
+
+    // ---- subscriptions --------------------------------------------------------------------
+
+    /**
+     * Subscribes `rec.id` to `topic` if `rec.principal` may read it, within
+     * RouterSettings::max_subscriptions. The cap is checked and applied by the store in one step
+     * (ConnectionStore::subscribe_capped), so concurrent subscribes of one connection never exceed
+     * it; a refused subscribe changes nothing. Subscribing to a topic held already succeeds
+     * (`changed` false), even at the cap. Never throws: a store failure is store_unavailable.
+     */
+    SubscriptionResult subscribe(const ConnectionRecord& rec, const std::string& topic);
+    /// Removes `id`'s subscription to `topic`; `changed` tells whether it had one. Never throws.
+    SubscriptionResult unsubscribe(const ConnectionId& id, const std::string& topic);
+    /**
+     * Drops each of `id`'s subscriptions that `p` may not read (after a token refresh narrowed its
+     * permissions) and returns those topics. Never throws: on a store failure returns what it
+     * dropped so far.
+     */
+    std::vector<std::string> drop_unreadable(const ConnectionId& id, const Principal& p);
+
     /// Called after a connection ended (from the thread that ended it).
     void set_end_hook(EndHook h);
 
@@ -235,3 +260,8 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/gateway-inl.hpp>
+#include <wsgate/impl/event_router-inl.hpp>
+#endif

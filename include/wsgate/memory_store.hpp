@@ -1,6 +1,7 @@
 #pragma once
 /** @file memory_store.hpp The default ConnectionStore: indexed, in-process, thread-safe. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/connection_store.hpp>
 
 #include <map>
@@ -25,6 +26,7 @@ public:
     bool remove(const ConnectionId& id) override;
     bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) override;
     bool subscribe(const ConnectionId& id, const std::string& topic) override;
+    SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& topic, std::size_t max_topics) override;
     bool unsubscribe(const ConnectionId& id, const std::string& topic) override;
     [[nodiscard]] std::vector<std::string> topics_of(const ConnectionId& id) override;
     [[nodiscard]] std::vector<ConnectionId> subscribers(const std::string& topic) override;
@@ -66,3 +68,7 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/memory_store-inl.hpp>
+#endif

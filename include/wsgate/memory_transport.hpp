@@ -1,6 +1,7 @@
 #pragma once
 /** @file memory_transport.hpp A Transport that queues frames in memory (tests, examples, embedding). */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/transport.hpp>
 
 #include <cstddef>
@@ -67,3 +68,7 @@ private:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/memory_transport-inl.hpp>
+#endif

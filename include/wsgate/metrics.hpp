@@ -1,7 +1,13 @@
 #pragma once
 /** @file metrics.hpp Monitoring counters, exportable as Prometheus text. */
 
+#include <wsgate/detail/config.hpp>
+
+#include <wsgate/end_reason.hpp>
+
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -33,24 +39,29 @@ struct Metrics {
     Counter store_errors{0};
     Counter bus_errors{0};       ///< bus publishes that failed (a gap other nodes did not see)
     Counter bus_received{0};
-    // reasons a connection ended (the reaper)
-    Counter ended_client_closed{0};
-    Counter ended_gone{0};
-    Counter ended_ttl{0};
-    Counter ended_token_expired{0};
-    Counter ended_idle{0};
-    Counter ended_max_age{0};
-    Counter ended_heartbeat{0};
-    Counter ended_backpressure{0};
-    Counter ended_policy{0};
-    Counter ended_shutdown{0};
-    Counter ended_kicked{0};
+    /// Connections ended, by reason: `ended[static_cast<std::size_t>(r)]` (see ended_total()).
+    std::array<Counter, end_reason_count> ended{};
     std::atomic<std::int64_t> active_connections{0};  ///< connections this node holds now
+
+    /// The counter of connections that ended for `r`.
+    [[nodiscard]] Counter& ended_total(EndReason r) noexcept { return ended[index_of(r)]; }
+    [[nodiscard]] const Counter& ended_total(EndReason r) const noexcept { return ended[index_of(r)]; }
 
     /// Prometheus text exposition (version 0.0.4), every name prefixed `wsgate_`.
     [[nodiscard]] std::string prometheus_text() const;
+
+private:
+    // A value outside the enum counts with the first reason rather than past the array.
+    static constexpr std::size_t index_of(EndReason r) noexcept {
+        const auto i = static_cast<std::size_t>(r);
+        return i < end_reason_count ? i : 0;
+    }
 };
 
 inline void bump(Metrics::Counter& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/metrics-inl.hpp>
+#endif

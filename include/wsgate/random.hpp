@@ -1,6 +1,8 @@
 #pragma once
 /** @file random.hpp Unguessable identifiers from the operating system's CSPRNG. */
 
+#include <wsgate/detail/config.hpp>
+
 #include <cstddef>
 #include <string>
 
@@ -15,3 +17,7 @@ namespace wsgate {
 [[nodiscard]] std::string random_token(std::size_t bytes = 16);
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/random-inl.hpp>
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 /** @file transport.hpp Plug point: how bytes reach a connection. */
 
+#include <wsgate/detail/config.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/envelope.hpp>
 #include <wsgate/error.hpp>
@@ -50,3 +51,7 @@ public:
 };
 
 }  // namespace wsgate
+
+#ifdef WSGATE_HEADER_ONLY
+#include <wsgate/impl/transport-inl.hpp>
+#endif

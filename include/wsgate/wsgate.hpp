@@ -7,6 +7,7 @@
 #include <wsgate/clock.hpp>
 #include <wsgate/connection.hpp>
 #include <wsgate/connection_store.hpp>
+#include <wsgate/end_reason.hpp>
 #include <wsgate/envelope.hpp>
 #include <wsgate/error.hpp>
 #include <wsgate/event_router.hpp>

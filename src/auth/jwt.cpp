@@ -4,6 +4,7 @@
 #include "key_material.hpp"
 
 #include <wsgate/auth/jwt.hpp>
+#include <wsgate/detail/error_category.hpp>
 
 #include <array>
 #include <cmath>
@@ -13,34 +14,29 @@ namespace wsgate {
 
 namespace {
 
-class JwtCategory final : public std::error_category {
-public:
-    const char* name() const noexcept override { return "wsgate.jwt"; }
-    std::string message(int ev) const override {
-        switch (static_cast<jwt_errc>(ev)) {
-            case jwt_errc::malformed: return "malformed token";
-            case jwt_errc::bad_signature: return "signature does not verify";
-            case jwt_errc::expired: return "token expired";
-            case jwt_errc::not_yet_valid: return "token not yet valid";
-            case jwt_errc::wrong_issuer: return "wrong issuer";
-            case jwt_errc::wrong_audience: return "wrong audience";
-            case jwt_errc::unknown_key: return "no key with the token's key id";
-            case jwt_errc::disallowed_algorithm: return "algorithm not allowed";
-            case jwt_errc::missing_claim: return "required claim missing";
-            case jwt_errc::too_long: return "token too long";
-            case jwt_errc::invalid_claim: return "claim of the wrong type";
-            case jwt_errc::invalid_claims_set: return "claims set is not a JSON object";
-            case jwt_errc::too_deep: return "token JSON nested too deeply";
-        }
-        return "unknown jwt error";
+std::string describe_jwt(jwt_errc e) {
+    switch (e) {
+        case jwt_errc::malformed: return "malformed token";
+        case jwt_errc::bad_signature: return "signature does not verify";
+        case jwt_errc::expired: return "token expired";
+        case jwt_errc::not_yet_valid: return "token not yet valid";
+        case jwt_errc::wrong_issuer: return "wrong issuer";
+        case jwt_errc::wrong_audience: return "wrong audience";
+        case jwt_errc::unknown_key: return "no key with the token's key id";
+        case jwt_errc::disallowed_algorithm: return "algorithm not allowed";
+        case jwt_errc::missing_claim: return "required claim missing";
+        case jwt_errc::too_long: return "token too long";
+        case jwt_errc::invalid_claim: return "claim of the wrong type";
+        case jwt_errc::invalid_claims_set: return "claims set is not a JSON object";
+        case jwt_errc::too_deep: return "token JSON nested too deeply";
     }
-};
+    return "unknown jwt error";
+}
 
 }  // namespace
 
 const std::error_category& jwt_category() noexcept {
-    static const JwtCategory category;
-    return category;
+    return detail::error_category_of<jwt_errc, &describe_jwt>("wsgate.jwt");
 }
 
 std::string_view reason_code(std::error_code ec) noexcept {

@@ -1,5 +1,6 @@
 // API Gateway WebSocket events: parsing, the authorizer context ↔ Principal mapping, the handler.
 #include <wsgate/aws/apigw_event.hpp>
+#include <wsgate/detail/text.hpp>
 #include "json_fields.hpp"
 
 #include <algorithm>
@@ -109,11 +110,6 @@ std::string base64_encode(std::string_view in) {
 
 namespace detail {
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
-
 const json* field(const json& obj, const char* name) {
     auto it = obj.find(name);
     if (it == obj.end() || it->is_null()) return nullptr;
@@ -159,7 +155,7 @@ std::map<std::string, std::string> string_map(const json& obj, const char* name,
     for (const auto& [k, val] : v->items()) {
         if (val.is_null()) continue;
         if (!val.is_string()) throw FieldError{event_errc::bad_field_type, std::string{name} + "." + k};
-        out[lower_keys ? lower(k) : k] = val.get<std::string>();
+        out[lower_keys ? wsgate::detail::to_lower(k) : k] = val.get<std::string>();
     }
     return out;
 }
@@ -171,7 +167,7 @@ std::map<std::string, std::vector<std::string>> multi_map(const json& obj, const
     if (!v->is_object()) throw FieldError{event_errc::bad_field_type, name};
     for (const auto& [k, arr] : v->items()) {
         if (!arr.is_array()) throw FieldError{event_errc::bad_field_type, std::string{name} + "." + k};
-        auto& dst = out[lower_keys ? lower(k) : k];
+        auto& dst = out[lower_keys ? wsgate::detail::to_lower(k) : k];
         for (const auto& s : arr) {
             if (!s.is_string()) throw FieldError{event_errc::bad_field_type, std::string{name} + "." + k};
             dst.push_back(s.get<std::string>());

@@ -1,6 +1,7 @@
 // WebSocketEventHandler: API Gateway WebSocket events → Gateway calls → Lambda responses.
 #include <wsgate/aws/apigw_event.hpp>
 #include <wsgate/gateway.hpp>
+#include <wsgate/detail/text.hpp>
 
 #include <algorithm>
 #include <optional>
@@ -18,11 +19,7 @@ LambdaResponse error_response(int status, std::string_view code, std::string_vie
     return {status, body.dump(), {}};
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
+using wsgate::detail::trim;
 
 // The accepted name to echo for an offered `Sec-WebSocket-Protocol` list: empty when nothing
 // was offered, nullopt when something was offered but no accepted name.

@@ -18,7 +18,6 @@ struct FieldError {
     std::string field;
 };
 
-std::string lower(std::string s);
 const nlohmann::json* field(const nlohmann::json& obj, const char* name);
 std::string scalar_text(const nlohmann::json& v);
 std::string opt_string(const nlohmann::json& obj, const char* name);

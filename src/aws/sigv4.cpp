@@ -1,5 +1,6 @@
 // AWS Signature Version 4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html).
 #include <wsgate/aws/sigv4.hpp>
+#include <wsgate/detail/text.hpp>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -33,12 +34,6 @@ std::string hmac(std::string_view key, std::string_view data) {
     HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
          data.size(), out.data(), &len);
     return std::string(reinterpret_cast<const char*>(out.data()), len);
-}
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
 }
 
 // Trims and collapses runs of spaces (the spec's Trimall).
@@ -180,7 +175,7 @@ Signature canonical_request(const HttpRequest& request) {
     // Header names lower-cased and sorted; repeated headers joined by commas in request order.
     std::map<std::string, std::string> headers;
     for (const auto& [name, value] : request.headers) {
-        auto key = lower(name);
+        auto key = wsgate::detail::to_lower(name);
         auto v = trimall(value);
         auto [it, inserted] = headers.try_emplace(std::move(key), v);
         if (!inserted) it->second += "," + v;
@@ -208,7 +203,7 @@ Signature sign_request(HttpRequest& request, const Credentials& credentials, con
     if (!credentials.session_token.empty() && !request.header("x-amz-security-token"))
         request.headers.emplace_back("X-Amz-Security-Token", credentials.session_token);
     // Never sign a stale Authorization header.
-    std::erase_if(request.headers, [](const auto& h) { return lower(h.first) == "authorization"; });
+    std::erase_if(request.headers, [](const auto& h) { return wsgate::detail::to_lower(h.first) == "authorization"; });
 
     Signature s = canonical_request(request);
     const std::string date = amz_date.substr(0, 8);
@@ -238,11 +233,7 @@ namespace {
 template <class Headers>
 const std::string* find_header(const Headers& headers, std::string_view name) noexcept {
     for (const auto& h : headers) {
-        if (h.first.size() == name.size() &&
-            std::equal(h.first.begin(), h.first.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-            }))
-            return &h.second;
+        if (wsgate::detail::iequals(h.first, name)) return &h.second;
     }
     return nullptr;
 }
@@ -253,8 +244,8 @@ const std::string* HttpRequest::header(std::string_view name) const noexcept { r
 const std::string* HttpResponse::header(std::string_view name) const noexcept { return find_header(headers, name); }
 
 void HttpRequest::set_header(std::string_view name, std::string value) {
-    const auto lname = lower(name);
-    std::erase_if(headers, [&](const auto& h) { return lower(h.first) == lname; });
+    const auto lname = wsgate::detail::to_lower(name);
+    std::erase_if(headers, [&](const auto& h) { return wsgate::detail::to_lower(h.first) == lname; });
     headers.emplace_back(std::string{name}, std::move(value));
 }
 

@@ -2,6 +2,7 @@
 #include "http_handling.hpp"
 
 #include <wsgate/authorizer.hpp>
+#include <wsgate/detail/text.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -15,21 +16,11 @@ namespace wsgate::beast::detail {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out{s};
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
+using wsgate::detail::trim;
 
 std::string_view mime_type(std::string_view path) {
     auto dot = path.rfind('.');
-    auto ext = dot == std::string_view::npos ? std::string{} : lower(path.substr(dot));
+    auto ext = dot == std::string_view::npos ? std::string{} : wsgate::detail::to_lower(path.substr(dot));
     if (ext == ".html" || ext == ".htm") return "text/html; charset=utf-8";
     if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
     if (ext == ".css") return "text/css; charset=utf-8";
@@ -73,7 +64,7 @@ void split_target(std::string_view target, std::string& path, std::map<std::stri
 std::map<std::string, std::string> lower_headers(const Request& req) {
     std::map<std::string, std::string> out;
     for (const auto& f : req) {
-        auto name = lower(std::string_view{f.name_string().data(), f.name_string().size()});
+        auto name = wsgate::detail::to_lower(std::string_view{f.name_string().data(), f.name_string().size()});
         std::string value{f.value()};
         auto [it, fresh] = out.emplace(name, value);
         if (!fresh) it->second += ", " + value;  // RFC 9110 §5.3: repeated fields join with commas

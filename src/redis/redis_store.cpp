@@ -107,12 +107,16 @@ end
 return 1
 )lua";
 
-// ARGV: P, id, topic
+// ARGV: P, id, topic, max_topics (0: no cap). 0: no such connection, 1: subscribed,
+// 2: already subscribed, 3: at the cap (nothing written). One script: the count and the write
+// cannot interleave with another client's.
 constexpr const char* lua_subscribe = R"lua(
-local id, topic = ARGV[2], ARGV[3]
+local id, topic, cap = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ttl = redis.call('PTTL', P .. 'conn:' .. id)
 if ttl == -2 then return 0 end
 local subs = P .. 'subs:' .. id
+if redis.call('SISMEMBER', subs, topic) == 1 then return 2 end
+if cap > 0 and redis.call('SCARD', subs) >= cap then return 3 end
 redis.call('SADD', subs, topic)
 redis.call('SADD', P .. 'topic:' .. topic, id)
 if ttl > 0 then
@@ -547,8 +551,20 @@ bool RedisConnectionStore::touch(const ConnectionId& id, TimePoint now, std::opt
 }
 
 bool RedisConnectionStore::subscribe(const ConnectionId& id, const std::string& topic) {
-    return impl_->with(
-        [&](Impl::Slot& s) { return impl_->eval(s, s_subscribe, {id, topic}, "subscribe")->integer == 1; });
+    return subscribe_capped(id, topic, 0) != SubscribeResult::not_found;
+}
+
+SubscribeResult RedisConnectionStore::subscribe_capped(const ConnectionId& id, const std::string& topic,
+                                                       std::size_t max_topics) {
+    const std::string cap = std::to_string(max_topics);
+    const auto code = impl_->with(
+        [&](Impl::Slot& s) { return impl_->eval(s, s_subscribe, {id, topic, cap}, "subscribe")->integer; });
+    switch (code) {
+        case 1: return SubscribeResult::subscribed;
+        case 2: return SubscribeResult::already_subscribed;
+        case 3: return SubscribeResult::limit_reached;
+        default: return SubscribeResult::not_found;
+    }
 }
 
 bool RedisConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {

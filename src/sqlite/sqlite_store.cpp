@@ -7,6 +7,7 @@
 
 #include <wsgate/random.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_set>
 #include <utility>
@@ -419,6 +420,24 @@ bool SqliteConnectionStore::subscribe(const ConnectionId& id, const std::string&
     }
     t.commit();
     return true;
+}
+
+SubscribeResult SqliteConnectionStore::subscribe_capped(const ConnectionId& id, const std::string& topic,
+                                                        std::size_t max_topics) {
+    std::lock_guard lk(impl_->mu);
+    // BEGIN IMMEDIATE holds the database's write lock from the count to the insert, so no other
+    // connection or process can interleave; an early return rolls back.
+    Impl::Txn t(*impl_);
+    if (!impl_->exists_locked(id)) return SubscribeResult::not_found;
+    const auto held = impl_->read_topics(id);
+    if (std::find(held.begin(), held.end(), topic) != held.end()) return SubscribeResult::already_subscribed;
+    if (max_topics > 0 && held.size() >= max_topics) return SubscribeResult::limit_reached;
+    {
+        Impl::Use u(*impl_, impl_->sub_ins);
+        u.text(1, topic).text(2, id).run();
+    }
+    t.commit();
+    return SubscribeResult::subscribed;
 }
 
 bool SqliteConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {

@@ -1,5 +1,6 @@
 // Change-stream batching: parse plain-JSON change records, coalesce per item, publish per topic.
 #include <wsgate/stream/change_stream.hpp>
+#include <wsgate/detail/error_category.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -31,26 +32,22 @@ std::optional<ChangeEventType> change_event_type_from_string(std::string_view s)
 
 namespace {
 
-class ChangeStreamCategory final : public std::error_category {
-public:
-    const char* name() const noexcept override { return "wsgate.change_stream"; }
-    std::string message(int ev) const override {
-        switch (static_cast<change_stream_errc>(ev)) {
-            case change_stream_errc::malformed_json: return "change record is not valid JSON";
-            case change_stream_errc::not_an_object: return "change record must be a JSON object";
-            case change_stream_errc::bad_event_name: return "eventName must be INSERT, MODIFY or REMOVE";
-            case change_stream_errc::bad_keys: return "keys must be a non-empty object";
-            case change_stream_errc::bad_image: return "newImage and oldImage must be objects";
-            case change_stream_errc::missing_image: return "INSERT and MODIFY need a newImage";
-            case change_stream_errc::bad_sequence_number: return "sequenceNumber must be a decimal number";
-            case change_stream_errc::bad_timestamp:
-                return "approximateCreationDateTime must be epoch seconds or ISO-8601 UTC";
-            case change_stream_errc::bad_entity_type: return "entity type is missing, empty or contains ':'";
-            case change_stream_errc::bad_entity_id: return "no entity id can be derived from the keys";
-        }
-        return "unknown change stream error";
+std::string describe_change_stream(change_stream_errc e) {
+    switch (e) {
+        case change_stream_errc::malformed_json: return "change record is not valid JSON";
+        case change_stream_errc::not_an_object: return "change record must be a JSON object";
+        case change_stream_errc::bad_event_name: return "eventName must be INSERT, MODIFY or REMOVE";
+        case change_stream_errc::bad_keys: return "keys must be a non-empty object";
+        case change_stream_errc::bad_image: return "newImage and oldImage must be objects";
+        case change_stream_errc::missing_image: return "INSERT and MODIFY need a newImage";
+        case change_stream_errc::bad_sequence_number: return "sequenceNumber must be a decimal number";
+        case change_stream_errc::bad_timestamp:
+            return "approximateCreationDateTime must be epoch seconds or ISO-8601 UTC";
+        case change_stream_errc::bad_entity_type: return "entity type is missing, empty or contains ':'";
+        case change_stream_errc::bad_entity_id: return "no entity id can be derived from the keys";
     }
-};
+    return "unknown change stream error";
+}
 
 bool valid_entity_type(std::string_view t) noexcept {
     return !t.empty() && t.find(':') == std::string_view::npos;
@@ -130,8 +127,7 @@ std::string scalar_text(const nlohmann::json& v) {
 }  // namespace
 
 const std::error_category& change_stream_category() noexcept {
-    static const ChangeStreamCategory c;
-    return c;
+    return detail::error_category_of<change_stream_errc, &describe_change_stream>("wsgate.change_stream");
 }
 
 std::string entity_id_of(const nlohmann::json& keys, std::string_view id_attribute) {

@@ -434,6 +434,51 @@ TEMPLATE_TEST_CASE("store contract: concurrent writers and readers leave a consi
     CHECK(s->expire(t0 + 2h).size() == kept);
 }
 
+TEMPLATE_TEST_CASE("store contract: a capped subscribe refuses past the cap and changes nothing", "[store][contract][subscribe]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->put(rec("c1"));
+    CHECK(s->subscribe_capped("c1", "a", 2) == SubscribeResult::subscribed);
+    CHECK(s->subscribe_capped("c1", "b", 2) == SubscribeResult::subscribed);
+    CHECK(s->subscribe_capped("c1", "a", 2) == SubscribeResult::already_subscribed);  // held: never refused
+    CHECK(s->subscribe_capped("c1", "c", 2) == SubscribeResult::limit_reached);
+    CHECK(s->topics_of("c1") == sorted({"a", "b"}));
+    CHECK(s->subscribers("c").empty());
+    CHECK(s->get("c1")->topics == sorted({"a", "b"}));
+    CHECK(s->subscribe_capped("ghost", "a", 2) == SubscribeResult::not_found);
+    CHECK(s->subscribers("a") == Ids{"c1"});
+    CHECK(s->subscribe_capped("c1", "c", 0) == SubscribeResult::subscribed);  // 0: no cap
+    CHECK(s->unsubscribe("c1", "a"));
+    CHECK(s->unsubscribe("c1", "b"));
+    CHECK(s->subscribe_capped("c1", "d", 2) == SubscribeResult::subscribed);  // a slot came free
+    CHECK(s->topics_of("c1") == sorted({"c", "d"}));
+}
+
+TEMPLATE_TEST_CASE("store contract: racing capped subscribes of one connection stop exactly at the cap", "[store][contract][subscribe]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    s->put(rec("c1"));
+    constexpr std::size_t cap = 6;
+    constexpr int threads = 4;
+    constexpr int per_thread = 12;
+    std::atomic<int> subscribed{0}, limited{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&, t] {
+            for (int i = 0; i < per_thread; ++i) {
+                const auto r = s->subscribe_capped("c1", "t" + std::to_string(t) + "-" + std::to_string(i), cap);
+                if (r == SubscribeResult::subscribed) ++subscribed;
+                else if (r == SubscribeResult::limit_reached) ++limited;
+            }
+        });
+    for (auto& t : ts) t.join();
+    CHECK(subscribed == static_cast<int>(cap));
+    CHECK(limited == threads * per_thread - static_cast<int>(cap));
+    const auto held = s->topics_of("c1");
+    CHECK(held.size() == cap);
+    for (const auto& topic : held) CHECK(s->subscribers(topic) == Ids{"c1"});
+}
+
 TEMPLATE_TEST_CASE("store contract: hostile ids and topics are data, not syntax", "[store][contract]", STORE_TYPES) {
     TestType f;
     auto s = f.make();
@@ -671,6 +716,9 @@ public:
     bool remove(const ConnectionId& id) override { return inner.remove(id); }
     bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
     bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+    SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t n) override {
+        return inner.subscribe_capped(id, t, n);
+    }
     bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
     std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
     std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }
@@ -709,6 +757,9 @@ TEST_CASE("the default remove_node pages through scan and removes only that node
         bool remove(const ConnectionId& id) override { return inner.remove(id); }
         bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return inner.touch(id, now, e); }
         bool subscribe(const ConnectionId& id, const std::string& t) override { return inner.subscribe(id, t); }
+        SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t n) override {
+            return inner.subscribe_capped(id, t, n);
+        }
         bool unsubscribe(const ConnectionId& id, const std::string& t) override { return inner.unsubscribe(id, t); }
         std::vector<std::string> topics_of(const ConnectionId& id) override { return inner.topics_of(id); }
         std::vector<ConnectionId> subscribers(const std::string& t) override { return inner.subscribers(t); }

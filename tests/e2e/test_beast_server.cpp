@@ -357,7 +357,7 @@ TEST_CASE("a pong is activity: a viewer that only answers pings outlives the ina
     // The timeout itself is live: a sweep further ahead than the last pong ends it as idle.
     report = rig.gw->sweep(clock->now() + 11min);
     CHECK(report.idle == 1);
-    CHECK(rig.gw->metrics().ended_idle.load() == 1);
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::idle).load() == 1);
 }
 
 // Sanitizer runtimes open descriptors of their own while checking (UBSan's vptr check makes a
@@ -486,7 +486,7 @@ TEST_CASE("a client close reaches Gateway::on_disconnect", "[e2e][beast]") {
     CHECK(rig.gw->local_count() == 1);
     CHECK_FALSE(c.close());
     CHECK(eventually([&] { return rig.gw->local_count() == 0 && rig.server->connection_count() == 0; }));
-    CHECK(rig.gw->metrics().ended_client_closed.load() == 1);
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::client_closed).load() == 1);
 }
 
 TEST_CASE("graceful shutdown closes every socket with 1001", "[e2e][beast]") {
@@ -501,7 +501,7 @@ TEST_CASE("graceful shutdown closes every socket with 1001", "[e2e][beast]") {
         REQUIRE(c->wait_closed(10s));
         CHECK(c->close_code() == 1001);
     }
-    CHECK(rig.gw->metrics().ended_shutdown.load() == 5);
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::shutdown).load() == 5);
 }
 
 namespace {
@@ -561,7 +561,7 @@ TEST_CASE("a slow consumer under the close policy is ended with 1008", "[e2e][be
     wsgate::SendStatus st = wsgate::SendStatus::ok;
     for (int i = 0; i < 4000 && st == wsgate::SendStatus::ok; ++i) st = rig.server->send(slow_id, big);
     CHECK(st == wsgate::SendStatus::backpressure);
-    CHECK(eventually([&] { return rig.gw->metrics().ended_backpressure.load() == 1; }));
+    CHECK(eventually([&] { return rig.gw->metrics().ended_total(wsgate::EndReason::backpressure).load() == 1; }));
     slow.unblock();
     REQUIRE(slow.client.wait_closed(20s));
     CHECK(slow.client.close_code() == 1008);
@@ -578,7 +578,7 @@ TEST_CASE("keep-alive pings hold a live peer; a silent one is ended by the idle 
     auto silent_id = rig.auth->last().connection_id;
     // One frame parks the silent client's I/O thread: it no longer reads, so it cannot pong.
     rig.server->send(silent_id, wsgate::make_payload(R"({"type":"wake"})"));
-    CHECK(eventually([&] { return rig.gw->metrics().ended_heartbeat.load() == 1; }));
+    CHECK(eventually([&] { return rig.gw->metrics().ended_total(wsgate::EndReason::heartbeat).load() == 1; }));
     CHECK(live.is_open());
     live.send(R"({"type":"ping"})");
     CHECK(next_of_type(live, "pong"));
@@ -705,7 +705,7 @@ TEST_CASE("the reconnecting client refreshes short-lived tokens and outlives the
     CHECK(client.connections_opened() == 1);
     CHECK_FALSE(client.last_close_code());
     CHECK(rig.gw->local_count() == 1);
-    CHECK(rig.gw->metrics().ended_token_expired == 0);
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::token_expired) == 0);
     client.stop();
 }
 
@@ -717,6 +717,6 @@ TEST_CASE("without a token provider the server closes the connection with 4001 w
     REQUIRE(eventually([&] { return client.state() == wsgate::client::ConnectionState::connected; }));
     REQUIRE(eventually([&] { return client.last_close_code().has_value(); }, 15s));
     CHECK(*client.last_close_code() == static_cast<std::uint16_t>(wsgate::CloseCode::token_expired));
-    CHECK(rig.gw->metrics().ended_token_expired == 1);
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::token_expired) == 1);
     client.stop();
 }

@@ -149,6 +149,27 @@ if(wsgate_FOUND)
 endif()]])
   run(${CMAKE_COMMAND} -S "${WORK_DIR}/major" -B "${WORK_DIR}/major/build" ${common} "-DCMAKE_PREFIX_PATH=${prefix}")
 
+elseif(CASE MATCHES "^(find|subdir)_header_only$")
+  # The core header-only: the consumer links wsgate::header_only and no wsgate library, so a core
+  # definition missing from the headers fails its link, and its two translation units fail it on a
+  # definition that is not inline. It needs no optional dependency either way.
+  set(dir "${WORK_DIR}/${CASE}")
+  file(REMOVE_RECURSE "${dir}")
+  if(CASE STREQUAL "find_header_only")
+    foreach(f include/wsgate/detail/config.hpp include/wsgate/impl/gateway-inl.hpp)
+      if(NOT EXISTS "${prefix}/${f}")
+        message(FATAL_ERROR "install is missing ${f}")
+      endif()
+    endforeach()
+    set(how "-DCMAKE_PREFIX_PATH=${prefix}")
+  else()
+    set(how "-DWSGATE_CONSUMER_SUBDIR=${SOURCE_DIR}" "-DWSGATE_WARNINGS_AS_ERRORS=${WARNINGS_AS_ERRORS}")
+  endif()
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/package/header_only_consumer" -B "${dir}" ${common} ${how}
+      ${no_optional_deps} -DWSGATE_WITH_AUTH=OFF)
+  run(${CMAKE_COMMAND} --build "${dir}" --target header_only_consumer)
+  run("${dir}/header_only_consumer")
+
 elseif(CASE STREQUAL "subdir_core")
   consumer(subdir_core "-DWSGATE_CONSUMER_SUBDIR=${SOURCE_DIR}" "-DWSGATE_WARNINGS_AS_ERRORS=${WARNINGS_AS_ERRORS}"
     -DWSGATE_WITH_AUTH=OFF -DWSGATE_WITH_SQLITE=OFF -DWSGATE_WITH_REDIS=OFF -DWSGATE_WITH_BEAST=OFF -DWSGATE_WITH_AWS=OFF

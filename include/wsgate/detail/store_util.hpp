@@ -1,9 +1,10 @@
 #pragma once
-// Helpers shared by the compiled ConnectionStore backends (not installed, no API promise).
+// Helpers shared by the ConnectionStore implementations (no API promise).
 
 #include <wsgate/audience.hpp>
 #include <wsgate/connection.hpp>
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,14 @@ inline bool joined_has_permission(std::string_view joined, std::string_view want
         if (pos == std::string_view::npos) return false;
         joined.remove_prefix(pos + 1);
     }
+}
+
+/// The audience's user ids, sorted and unique: a user named twice still gets each frame once.
+inline std::vector<std::string> unique_users(const Audience& a) {
+    std::vector<std::string> users = a.user_ids;
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
+    return users;
 }
 
 /// Audience::admits() over the flattened columns a backend keeps for filtering.

@@ -52,6 +52,7 @@ public:
     bool remove(const ConnectionId& id) override;
     bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry = {}) override;
     bool subscribe(const ConnectionId& id, const std::string& topic) override;
+    SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& topic, std::size_t max_topics) override;
     bool unsubscribe(const ConnectionId& id, const std::string& topic) override;
     [[nodiscard]] std::vector<std::string> topics_of(const ConnectionId& id) override;
     [[nodiscard]] std::vector<ConnectionId> subscribers(const std::string& topic) override;

@@ -109,8 +109,8 @@ TEST_CASE("a connection ends when its token expires, with close 4001 \"token exp
     CHECK(close_code_for(EndReason::token_expired) == CloseCode::token_expired);
     CHECK(to_string(EndReason::token_expired) == "token_expired");
     CHECK(ended == std::vector<EndReason>{EndReason::token_expired});
-    CHECK(rig.gw->metrics().ended_token_expired == 1);
-    CHECK(rig.gw->metrics().ended_ttl == 0);
+    CHECK(rig.gw->metrics().ended_total(EndReason::token_expired) == 1);
+    CHECK(rig.gw->metrics().ended_total(EndReason::ttl_expired) == 0);
     CHECK(rig.gw->metrics().prometheus_text().find("wsgate_connections_ended_total{reason=\"token_expired\"} 1") !=
           std::string::npos);
 }
@@ -133,7 +133,7 @@ TEST_CASE("a connection whose token expired cannot publish, even before the swee
     CHECK_FALSE(rig.alive(id));
     REQUIRE(rig.transport->close_code(id));
     CHECK(*rig.transport->close_code(id) == CloseCode::token_expired);
-    CHECK(rig.gw->metrics().ended_token_expired == 1);
+    CHECK(rig.gw->metrics().ended_total(EndReason::token_expired) == 1);
 }
 
 TEST_CASE("token_expiring is sent once, the configured time before exp", "[auth][expiry]") {
@@ -256,7 +256,7 @@ TEST_CASE("a refresh with another principal's token is forbidden and ends the co
         REQUIRE(rig.transport->close_code(id));
         CHECK(*rig.transport->close_code(id) == CloseCode::policy_violation);
     }
-    CHECK(rig.gw->metrics().ended_policy == 3);
+    CHECK(rig.gw->metrics().ended_total(EndReason::policy) == 3);
 }
 
 TEST_CASE("a sliding TTL never reaches past the token's exp", "[auth][expiry]") {

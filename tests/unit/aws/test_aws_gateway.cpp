@@ -258,7 +258,7 @@ TEST_CASE("a token's expiry ends a connection behind API Gateway with a signed D
     CHECK(swept.ttl_expired == 0);
     CHECK_FALSE(store->get(id));
     CHECK(store->get("other-1="));
-    CHECK(sweeper.metrics().ended_token_expired == 1);
+    CHECK(sweeper.metrics().ended_total(EndReason::token_expired) == 1);
     const auto stats = server.stats();
     CHECK(stats.at("deleted") == json{id});
     CHECK(stats.at("bad_signatures") == 0);

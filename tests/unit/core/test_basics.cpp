@@ -1,5 +1,7 @@
 #include "catch.hpp"
 
+#include <wsgate/detail/error_category.hpp>
+#include <wsgate/detail/text.hpp>
 #include <wsgate/wsgate.hpp>
 
 #include <set>
@@ -127,6 +129,50 @@ TEST_CASE("error codes have categories and statuses", "[basics][error]") {
     CHECK(std::error_code{store_errc::busy}.message() == "store is locked");
     CHECK(std::error_code{transport_errc::gone}.category().name() == std::string{"wsgate.transport"});
     CHECK(to_string(SendStatus::backpressure) == "backpressure");
+    CHECK(status_of(protocol_errc::too_many_subscriptions) == 429);
+    CHECK(std::error_code{protocol_errc::too_many_subscriptions}.message() == "too many subscriptions");
+    // status_of(error_code): a protocol error's status; other categories are server errors.
+    CHECK(status_of(std::error_code{protocol_errc::forbidden}) == 403);
+    CHECK(status_of(std::error_code{store_errc::busy}) == 500);
+    CHECK(status_of(std::error_code{}) == 200);
+    // One category instance per enum: codes compare by category, and values outside the enum
+    // still have a message.
+    CHECK(std::error_code{store_errc::busy} != std::error_code{static_cast<int>(store_errc::busy), protocol_category()});
+    CHECK(&store_category() == &std::error_code{store_errc::corrupt}.category());
+    CHECK(std::error_code(999, protocol_category()).message() == "unknown protocol error");
+}
+
+namespace {
+enum class demo_errc { first = 1, second };
+const char* describe_demo(demo_errc e) noexcept { return e == demo_errc::first ? "the first" : "something else"; }
+}  // namespace
+
+TEST_CASE("the generic error category names its enum and describes each value", "[basics][error]") {
+    const auto& cat = detail::error_category_of<demo_errc, &describe_demo>("demo");
+    CHECK(cat.name() == std::string{"demo"});
+    CHECK(cat.message(1) == "the first");
+    CHECK(cat.message(2) == "something else");
+    CHECK(&cat == &detail::error_category_of<demo_errc, &describe_demo>("ignored after the first call"));
+    CHECK(cat.name() == std::string{"demo"});
+}
+
+TEST_CASE("ASCII text helpers: lower, iequals, trim", "[basics][text]") {
+    CHECK(detail::to_lower("Sec-WebSocket-Protocol") == "sec-websocket-protocol");
+    CHECK(detail::to_lower("") == "");
+    // Bytes outside A-Z are left alone (UTF-8 stays intact, no locale).
+    CHECK(detail::to_lower("\xC3\x89T\xC3\x89") == "\xC3\x89t\xC3\x89");
+    CHECK(detail::ascii_lower('@') == '@');
+    CHECK(detail::ascii_lower('[') == '[');
+    CHECK(detail::iequals("Bearer", "bEARER"));
+    CHECK_FALSE(detail::iequals("bearer", "bearer "));
+    CHECK_FALSE(detail::iequals("bearer", "beaker"));
+    CHECK_FALSE(detail::iequals("@", "`"));  // 0x40 and 0x60 differ by the case bit but are not letters
+    CHECK(detail::trim(" \t token\t ") == "token");
+    CHECK(detail::trim(" \t ").empty());
+    CHECK(detail::trim("a b") == "a b");
+    CHECK(detail::trim("\nx\n") == "\nx\n");  // only spaces and tabs (HTTP whitespace)
+    STATIC_REQUIRE(detail::iequals("ABC", "abc"));
+    STATIC_REQUIRE(detail::trim("  x ") == "x");
 }
 
 TEST_CASE("permissions: exact names and the wildcard", "[basics][principal]") {

@@ -2,6 +2,8 @@
 #include "gateway_fixture.hpp"
 
 #include <atomic>
+#include <set>
+#include <string>
 #include <thread>
 
 using namespace wsgate;
@@ -74,4 +76,88 @@ TEST_CASE("many threads ending one connection: exactly one wins", "[gateway][con
         REQUIRE(f.gw->metrics().disconnects == 1);
         REQUIRE(f.transport->close_count(id) <= 1);
     }
+}
+
+TEST_CASE("racing subscribes of one connection never pass the subscription cap", "[gateway][subscribe][concurrency][security]") {
+    constexpr std::size_t cap = 16;
+    constexpr int threads = 8;
+    constexpr int per_thread = 40;  // 320 distinct topics for 16 slots
+    GatewaySettings s;
+    s.rate_per_second = 0;
+    s.router.open_topics = true;
+    s.router.max_subscriptions = cap;
+    GatewayFixture f{s, 100000};
+    const auto id = f.connect("user:u1:d1");
+    REQUIRE_FALSE(id.empty());
+    const auto rec = *f.store->get(id);
+
+    std::atomic<int> accepted{0}, refused{0}, other{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            while (!go.load()) std::this_thread::yield();
+            for (int i = 0; i < per_thread; ++i) {
+                const auto topic = "t" + std::to_string(t) + "-" + std::to_string(i);
+                // Half through the router (the client path; checked through the store below), half
+                // through the Gateway directly.
+                if (i % 2 == 1) {
+                    f.gw->on_message(id, R"({"type":"subscribe","topic":")" + topic + R"("})");
+                    continue;
+                }
+                const auto ec = f.gw->subscribe(rec, topic).error;
+                if (!ec) ++accepted;
+                else if (ec == protocol_errc::too_many_subscriptions) ++refused;
+                else ++other;
+            }
+        });
+    }
+    go = true;
+    for (auto& th : pool) th.join();
+
+    const auto held = f.store->topics_of(id);
+    CHECK(held.size() == cap);  // filled exactly to the cap, never past it
+    CHECK(other == 0);
+    CHECK(accepted <= static_cast<int>(cap));
+    CHECK(accepted + refused == threads * per_thread / 2);
+    // A refused subscribe left nothing: only the held topics have a subscriber at all.
+    const std::set<std::string> kept(held.begin(), held.end());
+    std::size_t with_members = 0;
+    for (int t = 0; t < threads; ++t)
+        for (int i = 0; i < per_thread; ++i) {
+            const auto topic = "t" + std::to_string(t) + "-" + std::to_string(i);
+            const auto subs = f.store->subscribers(topic);
+            if (!subs.empty()) ++with_members;
+            CHECK(subs.empty() != kept.contains(topic));
+        }
+    CHECK(with_members == cap);
+}
+
+TEST_CASE("the in-memory store's capped subscribe is one step under racing callers", "[store][subscribe][concurrency]") {
+    InMemoryConnectionStore store;
+    ConnectionRecord rec;
+    rec.id = "c1";
+    rec.expires_at = TimePoint::max();
+    store.put(rec);
+    constexpr std::size_t cap = 5;
+    constexpr int threads = 8;
+    std::atomic<int> subscribed{0}, limited{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            for (int i = 0; i < 100; ++i) {
+                // Every thread also retries topics others hold: those must never count as refusals.
+                const auto topic = "topic-" + std::to_string((t * 100 + i) % 300);
+                switch (store.subscribe_capped("c1", topic, cap)) {
+                    case SubscribeResult::subscribed: ++subscribed; break;
+                    case SubscribeResult::limit_reached: ++limited; break;
+                    default: break;
+                }
+            }
+        });
+    for (auto& th : pool) th.join();
+    CHECK(subscribed == static_cast<int>(cap));
+    CHECK(store.topics_of("c1").size() == cap);
+    CHECK(limited > 0);
+    CHECK(store.subscribe_capped("ghost", "topic-0", cap) == SubscribeResult::not_found);
 }

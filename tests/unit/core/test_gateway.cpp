@@ -1,6 +1,8 @@
 #include "catch.hpp"
 #include "gateway_fixture.hpp"
 
+#include <set>
+
 using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::GatewayFixture;
@@ -105,7 +107,7 @@ TEST_CASE("oversized messages: error by default, 1009 close by policy", "[gatewa
         f.gw->on_message(id, std::string(65, ' '));
         CHECK(f.transport->close_code(id) == CloseCode::message_too_big);
         CHECK_FALSE(f.store->get(id));
-        CHECK(f.gw->metrics().ended_policy == 1);
+        CHECK(f.gw->metrics().ended_total(EndReason::policy) == 1);
         CHECK(f.say(other, R"({"type":"ping"})")[0]["type"] == "pong");
     }
 }
@@ -254,8 +256,8 @@ TEST_CASE("TTL, idle and maximum age expire through sweep with the manual clock"
     CHECK(rep.max_age == 1);
     CHECK_FALSE(f.store->get(chatty));
     CHECK(reasons == std::vector<EndReason>{EndReason::idle, EndReason::max_age});
-    CHECK(f.gw->metrics().ended_idle == 1);
-    CHECK(f.gw->metrics().ended_max_age == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::idle) == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::max_age) == 1);
     CHECK(f.gw->metrics().active_connections == 0);
 }
 
@@ -295,7 +297,7 @@ TEST_CASE("TTL expiry (seed 000: one hour)", "[gateway][sweep][ttl]") {
     CHECK(rep.ttl_expired == 1);
     CHECK_FALSE(f.store->get(a));
     CHECK(f.store->get(b));
-    CHECK(f.gw->metrics().ended_ttl == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::ttl_expired) == 1);
     CHECK(f.gw->sweep(f.clock->now()).ttl_expired == 0);
 }
 
@@ -323,7 +325,7 @@ TEST_CASE("the reaper ends a connection once when reasons race", "[gateway][reap
     CHECK(hooks == 1);
     CHECK(f.transport->close_count(id) == 1);
     CHECK(f.gw->metrics().disconnects == 1);
-    CHECK(f.gw->metrics().ended_kicked == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::kicked) == 1);
     CHECK(f.gw->metrics().active_connections == 0);
     // a message from an ended connection is refused without a reply
     CHECK(f.gw->on_message(id, R"({"type":"ping"})") == make_error_code(protocol_errc::unknown_connection));
@@ -335,7 +337,7 @@ TEST_CASE("a client close does not send a close frame back", "[gateway][reaper]"
     auto id = f.connect();
     f.gw->on_disconnect(id);
     CHECK(f.transport->close_count(id) == 0);
-    CHECK(f.gw->metrics().ended_client_closed == 1);
+    CHECK(f.gw->metrics().ended_total(EndReason::client_closed) == 1);
 }
 
 namespace {
@@ -348,6 +350,7 @@ public:
     bool remove(const ConnectionId&) override { fail(); }
     bool touch(const ConnectionId&, TimePoint, std::optional<TimePoint>) override { fail(); }
     bool subscribe(const ConnectionId&, const std::string&) override { fail(); }
+    SubscribeResult subscribe_capped(const ConnectionId&, const std::string&, std::size_t) override { fail(); }
     bool unsubscribe(const ConnectionId&, const std::string&) override { fail(); }
     std::vector<std::string> topics_of(const ConnectionId&) override { fail(); }
     std::vector<ConnectionId> subscribers(const std::string&) override { fail(); }
@@ -374,6 +377,21 @@ TEST_CASE("a failing store is caught at the boundary", "[gateway][store][errors]
     CHECK_NOTHROW(gw.sweep());
     CHECK(gw.metrics().store_errors >= 3);
     CHECK(gw.local_count() == 0);
+    // Subscription operations answer a store failure as a value, never by throwing.
+    ConnectionRecord rec;
+    rec.id = "x";
+    rec.principal.kind = PrincipalKind::user;
+    rec.principal.user_id = "u";
+    GatewaySettings open;
+    open.router.open_topics = true;
+    Gateway gw2{open, std::make_shared<BrokenStore>(), transport, std::make_shared<AnonymousAuthorizer>(),
+                std::make_shared<ManualClock>()};
+    SubscriptionResult sub;
+    CHECK_NOTHROW(sub = gw2.subscribe(rec, "t"));
+    CHECK(sub.error == protocol_errc::store_unavailable);
+    CHECK(status_of(sub.error) == 503);
+    CHECK(gw2.unsubscribe("x", "t").error == protocol_errc::store_unavailable);
+    CHECK(gw2.drop_unreadable("x", rec.principal).empty());
 }
 
 TEST_CASE("construction rejects misconfiguration", "[gateway][config]") {
@@ -450,4 +468,82 @@ TEST_CASE("metrics export as Prometheus text", "[gateway][metrics]") {
     CHECK(text.find("wsgate_messages_in_total 1\n") != std::string::npos);
     CHECK(text.find("wsgate_active_connections 0\n") != std::string::npos);
     CHECK(text.find("wsgate_connections_ended_total{reason=\"client_closed\"} 1\n") != std::string::npos);
+}
+
+TEST_CASE("every EndReason has one row: name, counter, close code and close text", "[gateway][reaper][metrics]") {
+    STATIC_REQUIRE(end_reason_count == static_cast<std::size_t>(EndReason::shutdown) + 1);
+    std::set<std::string_view> names;
+    for (std::size_t i = 0; i < end_reason_count; ++i) {
+        const auto r = static_cast<EndReason>(i);
+        const auto& row = end_reason_info(r);
+        CHECK(row.reason == r);
+        CHECK_FALSE(row.name.empty());
+        CHECK_FALSE(row.close_text.empty());
+        CHECK(names.insert(row.name).second);  // names are unique: they label one Prometheus series each
+        CHECK(to_string(r) == row.name);
+        CHECK(close_code_for(r) == row.close_code);
+    }
+    CHECK(close_code_for(EndReason::token_expired) == CloseCode::token_expired);
+    CHECK(close_code_for(EndReason::policy) == CloseCode::policy_violation);
+    CHECK(close_code_for(EndReason::idle) == CloseCode::going_away);
+    CHECK(close_code_for(EndReason::kicked) == CloseCode::normal);
+    CHECK_FALSE(end_reason_info(EndReason::client_closed).sends_close);
+    CHECK_FALSE(end_reason_info(EndReason::gone).sends_close);
+    // A value outside the enum is named, not read past the table.
+    CHECK(to_string(static_cast<EndReason>(200)) == "unknown");
+
+    // Each reason ends a connection with its row's close code and text, counts under its name, and
+    // the Prometheus export has one line per reason.
+    GatewayFixture f;
+    for (const auto& row : end_reasons) {
+        auto id = f.connect();
+        REQUIRE(f.gw->end(id, row.reason));
+        CHECK(f.gw->metrics().ended_total(row.reason) == 1);
+        if (row.sends_close) {
+            CHECK(f.transport->close_code(id) == row.close_code);
+        } else {
+            CHECK(f.transport->close_count(id) == 0);
+        }
+    }
+    const auto text = f.gw->metrics().prometheus_text();
+    for (const auto& row : end_reasons)
+        CHECK(text.find("wsgate_connections_ended_total{reason=\"" + std::string{row.name} + "\"} 1\n") !=
+              std::string::npos);
+    CHECK(f.gw->metrics().disconnects == end_reason_count);
+}
+
+TEST_CASE("a topic publish names its topic unless the host named one", "[gateway][fanout][envelope]") {
+    RouterSettings r;
+    r.open_topics = true;
+    GatewaySettings s;
+    s.router = r;
+    GatewayFixture f{s};
+    auto id = f.connect("user:u1:d1");
+    REQUIRE(f.say(id, R"({"type":"subscribe","topic":"news"})")[0]["type"] == "ack");
+
+    SECTION("no topic set: the audience's topic is filled in") {
+        f.gw->publish(Envelope{"headline"}.data("hi"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "news");
+        CHECK(got[0]["data"] == "hi");
+    }
+    SECTION("an explicit topic wins") {
+        f.gw->publish(Envelope{"headline"}.topic("news:eu"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "news:eu");
+    }
+    SECTION("a topic given as an extra field wins too") {
+        f.gw->publish(Envelope{"headline"}.field("topic", "custom"), Audience::topic("news"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0]["topic"] == "custom");
+    }
+    SECTION("other audiences get no topic") {
+        f.gw->publish(Envelope{"notice"}, Audience::user("u1"));
+        auto got = f.frames(id);
+        REQUIRE(got.size() == 1);
+        CHECK_FALSE(got[0].contains("topic"));
+    }
 }

@@ -1,6 +1,8 @@
 #include "catch.hpp"
 #include "gateway_fixture.hpp"
 
+#include <type_traits>
+
 using namespace wsgate;
 using wsgate::test::GatewayFixture;
 
@@ -203,6 +205,128 @@ TEST_CASE("subscriptions per connection are capped", "[router][limits]") {
     CHECK(f.say(id, R"({"type":"subscribe","topic":"a"})")[0]["type"] == "ack");  // already held
     auto out = f.say(id, R"({"type":"subscribe","topic":"c"})");
     CHECK(out[0]["status"] == 429);
+    CHECK(out[0]["error"] == "too many subscriptions");
+    // The refused subscribe left nothing behind.
+    CHECK(f.store->topics_of(id) == std::vector<std::string>{"a", "b"});
+    CHECK(f.store->subscribers("c").empty());
+    // Freeing a slot lets the next one in.
+    CHECK(f.say(id, R"({"type":"unsubscribe","topic":"a"})")[0]["wasSubscribed"] == true);
+    CHECK(f.say(id, R"({"type":"subscribe","topic":"c"})")[0]["type"] == "ack");
+}
+
+TEST_CASE("Gateway::subscribe applies the topic policy and the cap, and a refusal changes nothing", "[gateway][subscribe][security]") {
+    RouterSettings r;
+    r.max_subscriptions = 1;
+    r.topic_rules = {{"scores:*", "read_scores", ""}, {"open:*", "", ""}};
+    GatewayFixture f{with_router(r)};
+    auto reader = f.connect("user:u1:d1:read_scores");
+    auto stranger = f.connect("user:u2:d2");
+    auto rec = *f.store->get(reader);
+    auto other = *f.store->get(stranger);
+
+    SECTION("a principal without the read permission is refused, with no subscription written") {
+        auto res = f.gw->subscribe(other, "scores:1");
+        CHECK_FALSE(res);
+        CHECK(res.error == protocol_errc::forbidden);
+        CHECK(status_of(res.error) == 403);
+        CHECK(f.store->topics_of(stranger).empty());
+        CHECK(f.store->subscribers("scores:1").empty());
+    }
+    SECTION("the cap refuses a second topic but not the one held") {
+        auto first = f.gw->subscribe(rec, "scores:1");
+        CHECK(first);
+        CHECK(first.changed);
+        auto again = f.gw->subscribe(rec, "scores:1");
+        CHECK(again);
+        CHECK_FALSE(again.changed);
+        auto second = f.gw->subscribe(rec, "open:1");
+        CHECK(second.error == protocol_errc::too_many_subscriptions);
+        CHECK(status_of(second.error) == 429);
+        CHECK(f.store->topics_of(reader) == std::vector<std::string>{"scores:1"});
+        CHECK(f.store->subscribers("open:1").empty());
+    }
+    SECTION("a connection that is gone gets unknown_connection") {
+        f.gw->on_disconnect(reader);
+        CHECK(f.gw->subscribe(rec, "scores:1").error == protocol_errc::unknown_connection);
+        CHECK(f.store->subscribers("scores:1").empty());
+    }
+    SECTION("unsubscribe reports whether there was a subscription") {
+        REQUIRE(f.gw->subscribe(rec, "scores:1"));
+        auto was = f.gw->unsubscribe(reader, "scores:1");
+        CHECK(was);
+        CHECK(was.changed);
+        auto not_any_more = f.gw->unsubscribe(reader, "scores:1");
+        CHECK(not_any_more);
+        CHECK_FALSE(not_any_more.changed);
+    }
+    SECTION("drop_unreadable removes exactly the topics a narrower principal may not read") {
+        RouterSettings wide;
+        wide.max_subscriptions = 0;
+        wide.topic_rules = r.topic_rules;
+        GatewayFixture g{with_router(wide)};
+        auto id = g.connect("user:u1:d1:read_scores");
+        auto full = *g.store->get(id);
+        REQUIRE(g.gw->subscribe(full, "scores:1"));
+        REQUIRE(g.gw->subscribe(full, "open:1"));
+        Principal narrower = full.principal;
+        narrower.permissions.clear();
+        CHECK(g.gw->drop_unreadable(id, narrower) == std::vector<std::string>{"scores:1"});
+        CHECK(g.store->topics_of(id) == std::vector<std::string>{"open:1"});
+        CHECK(g.gw->drop_unreadable(id, narrower).empty());
+    }
+}
+
+TEST_CASE("the router is one concrete class the Gateway owns; hosts extend it with handlers", "[router]") {
+    STATIC_REQUIRE(std::is_final_v<EventRouter>);
+    STATIC_REQUIRE_FALSE(std::is_polymorphic_v<EventRouter>);
+    // A host handler replaces a built-in route: here `subscribe` answers without subscribing.
+    RouterSettings r;
+    r.open_topics = true;
+    GatewayFixture f{with_router(r)};
+    f.gw->router().on("subscribe", [](MessageContext& ctx) { ctx.ack({{"custom", true}}); });
+    auto id = f.connect("user:u1:d1");
+    auto out = f.say(id, R"({"type":"subscribe","topic":"news"})");
+    REQUIRE(out.size() == 1);
+    CHECK(out[0]["custom"] == true);
+    CHECK(f.store->topics_of(id).empty());
+}
+
+TEST_CASE("the Gateway owns the topic policy the router applies", "[gateway][permissions][security]") {
+    RouterSettings r;
+    r.topic_rules = {{"game:*", "play", "play"}, {"news", "", ""}, {"public:*", "read_public", "", true}};
+    GatewayFixture f{with_router(r)};
+    Principal player;
+    player.kind = PrincipalKind::user;
+    player.user_id = "u1";
+    player.permissions = {"play"};
+    Principal user = player;
+    user.permissions.clear();
+    Principal device;
+    device.kind = PrincipalKind::public_device;
+    device.permissions = {"play", "read_public"};
+    Principal anonymous;
+    anonymous.kind = PrincipalKind::anonymous;
+    anonymous.permissions = {"read_public"};
+
+    CHECK(f.gw->rule_for("game:7") == &f.gw->settings().router.topic_rules[0]);
+    CHECK(f.gw->rule_for("elsewhere") == nullptr);
+    CHECK(f.gw->read_permission("game:7") == "play");
+    CHECK(f.gw->read_permission("elsewhere").empty());
+
+    CHECK(f.gw->may_read(player, "game:7"));
+    CHECK_FALSE(f.gw->may_read(user, "game:7"));
+    CHECK(f.gw->may_read(user, "news"));
+    CHECK_FALSE(f.gw->may_read(user, "elsewhere"));  // closed unless open_topics
+    CHECK(f.gw->may_read(device, "game:7"));
+    CHECK_FALSE(f.gw->may_read(device, "news"));      // a public device needs a named permission
+    CHECK(f.gw->may_read(anonymous, "public:1"));
+    CHECK_FALSE(f.gw->may_read(anonymous, "game:7"));
+
+    CHECK(f.gw->may_publish(player, "game:7"));
+    CHECK_FALSE(f.gw->may_publish(user, "game:7"));
+    CHECK_FALSE(f.gw->may_publish(player, "news"));   // no publish permission: nobody
+    CHECK_FALSE(f.gw->may_publish(device, "game:7"));  // public devices never act
+    CHECK_FALSE(f.gw->may_publish(anonymous, "public:1"));
 }
 
 TEST_CASE("topic permission rules for subscribe and publish", "[router][permissions]") {

@@ -1,4 +1,8 @@
+#pragma once
+// Definitions for gateway.hpp: included by it under WSGATE_HEADER_ONLY, else compiled once into wsgate::wsgate.
+
 #include <wsgate/gateway.hpp>
+#include <wsgate/detail/config.hpp>
 #include <wsgate/random.hpp>
 
 #include <algorithm>
@@ -6,40 +10,6 @@
 #include <mutex>
 
 namespace wsgate {
-
-std::string_view to_string(EndReason r) noexcept {
-    switch (r) {
-        case EndReason::client_closed: return "client_closed";
-        case EndReason::gone: return "gone";
-        case EndReason::ttl_expired: return "ttl_expired";
-        case EndReason::token_expired: return "token_expired";
-        case EndReason::idle: return "idle";
-        case EndReason::max_age: return "max_age";
-        case EndReason::heartbeat: return "heartbeat";
-        case EndReason::backpressure: return "backpressure";
-        case EndReason::policy: return "policy";
-        case EndReason::kicked: return "kicked";
-        case EndReason::shutdown: return "shutdown";
-    }
-    return "unknown";
-}
-
-CloseCode close_code_for(EndReason r) noexcept {
-    switch (r) {
-        case EndReason::client_closed:
-        case EndReason::ttl_expired:
-        case EndReason::max_age:
-        case EndReason::kicked: return CloseCode::normal;
-        case EndReason::token_expired: return CloseCode::token_expired;
-        case EndReason::idle:
-        case EndReason::shutdown: return CloseCode::going_away;
-        case EndReason::heartbeat: return CloseCode::going_away;
-        case EndReason::backpressure:
-        case EndReason::policy: return CloseCode::policy_violation;
-        case EndReason::gone: return CloseCode::normal;
-    }
-    return CloseCode::normal;
-}
 
 /// What this node keeps about a connection it accepted: the reaper flag, the rate bucket and
 /// copies of the times sweep() checks (so a sweep never reads the store for live connections).
@@ -57,21 +27,21 @@ struct Gateway::Local {
     std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
 };
 
-namespace {
+namespace detail {
 
-TimePoint earlier_of(TimePoint ttl_deadline, const Principal& p) {
+inline TimePoint earlier_of(TimePoint ttl_deadline, const Principal& p) {
     return p.expires_at ? std::min(ttl_deadline, *p.expires_at) : ttl_deadline;
 }
 
-bool token_expired_at(const Principal& p, TimePoint now) { return p.expires_at && *p.expires_at <= now; }
+inline bool token_expired_at(const Principal& p, TimePoint now) { return p.expires_at && *p.expires_at <= now; }
 
-EndReason expiry_reason(const Principal& p, TimePoint now) {
+inline EndReason expiry_reason(const Principal& p, TimePoint now) {
     return token_expired_at(p, now) ? EndReason::token_expired : EndReason::ttl_expired;
 }
 
-}  // namespace
+}  // namespace detail
 
-Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
+WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> store,
                  std::shared_ptr<Transport> transport, std::shared_ptr<Authorizer> authorizer,
                  std::shared_ptr<const Clock> clock, std::shared_ptr<Bus> bus)
     : settings_(std::move(settings)),
@@ -127,21 +97,21 @@ Gateway::Gateway(GatewaySettings settings, std::shared_ptr<ConnectionStore> stor
     }
 }
 
-Gateway::~Gateway() {
+WSGATE_INLINE Gateway::~Gateway() {
     if (bus_) bus_->set_handler(nullptr);
 }
 
-void Gateway::set_end_hook(EndHook h) {
+WSGATE_INLINE void Gateway::set_end_hook(EndHook h) {
     std::lock_guard lock(hook_mu_);
     end_hook_ = std::move(h);
 }
 
-std::size_t Gateway::local_count() const {
+WSGATE_INLINE std::size_t Gateway::local_count() const {
     std::shared_lock lock(local_mu_);
     return local_.size();
 }
 
-std::shared_ptr<Gateway::Local> Gateway::local_of(const ConnectionId& id) const {
+WSGATE_INLINE std::shared_ptr<Gateway::Local> Gateway::local_of(const ConnectionId& id) const {
     std::shared_lock lock(local_mu_);
     auto it = local_.find(id);
     return it == local_.end() ? nullptr : it->second;
@@ -149,7 +119,7 @@ std::shared_ptr<Gateway::Local> Gateway::local_of(const ConnectionId& id) const 
 
 // ---- connect ----------------------------------------------------------------------------
 
-ConnectResult Gateway::on_connect(const ConnectRequest& request) {
+WSGATE_INLINE ConnectResult Gateway::on_connect(const ConnectRequest& request) {
     AuthDecision d;
     try {
         d = authorizer_->authorize(request);
@@ -166,11 +136,11 @@ ConnectResult Gateway::on_connect(const ConnectRequest& request) {
     return admit(request, std::move(d.principal));
 }
 
-ConnectResult Gateway::on_connect(const ConnectRequest& request, Principal principal) {
+WSGATE_INLINE ConnectResult Gateway::on_connect(const ConnectRequest& request, Principal principal) {
     return admit(request, std::move(principal));
 }
 
-ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal) {
+WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal) {
     ConnectResult result;
     auto deny = [&](int status, std::string reason) {
         bump(metrics_.denied_connects);
@@ -183,11 +153,11 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
 
     const auto now = clock_->now();
     // A principal from upstream (API Gateway caches authorizer results) may carry a spent token.
-    if (token_expired_at(principal, now)) return deny(401, "expired");
+    if (detail::token_expired_at(principal, now)) return deny(401, "expired");
     ConnectionRecord rec;
     rec.id = request.connection_id.empty() ? make_connection_id() : request.connection_id;
     rec.connected_at = now;
-    rec.expires_at = earlier_of(now + settings_.ttl, principal);
+    rec.expires_at = detail::earlier_of(now + settings_.ttl, principal);
     rec.last_seen = now;
     rec.source_ip = request.source_ip;
     rec.user_agent = request.user_agent;
@@ -252,7 +222,7 @@ ConnectResult Gateway::admit(const ConnectRequest& request, Principal principal)
     return result;
 }
 
-void Gateway::release_anonymous_slot(const std::string& ip) {
+WSGATE_INLINE void Gateway::release_anonymous_slot(const std::string& ip) {
     auto it = anonymous_per_ip_.find(ip);
     if (it == anonymous_per_ip_.end()) return;
     if (--it->second == 0) anonymous_per_ip_.erase(it);
@@ -260,10 +230,10 @@ void Gateway::release_anonymous_slot(const std::string& ip) {
 
 // ---- messages ---------------------------------------------------------------------------
 
-namespace {
+namespace detail {
 
 // Rejects nesting deeper than `limit` before the parser sees it (bounded recursion and memory).
-bool nesting_within(std::string_view text, int limit) {
+inline bool nesting_within(std::string_view text, int limit) {
     int depth = 0;
     bool in_string = false;
     for (std::size_t i = 0; i < text.size(); ++i) {
@@ -283,16 +253,16 @@ bool nesting_within(std::string_view text, int limit) {
     return true;
 }
 
-}  // namespace
+}  // namespace detail
 
-void Gateway::send_error(const ConnectionId& id, int status, std::string_view message) {
+WSGATE_INLINE void Gateway::send_error(const ConnectionId& id, int status, std::string_view message) {
     Envelope e{"error"};
     e.field("status", status);
     e.field("error", std::string{message});
     send_to(id, e);
 }
 
-SendStatus Gateway::send_to(const ConnectionId& id, const Envelope& e) {
+WSGATE_INLINE SendStatus Gateway::send_to(const ConnectionId& id, const Envelope& e) {
     Payload p;
     try {
         p = e.serialize(clock_->now());
@@ -318,7 +288,7 @@ SendStatus Gateway::send_to(const ConnectionId& id, const Envelope& e) {
     return s;
 }
 
-std::error_code Gateway::on_message(const ConnectionId& id, std::string_view text) {
+WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::string_view text) {
     bump(metrics_.messages_in);
     bump(metrics_.bytes_in, text.size());
     const auto now = clock_->now();
@@ -384,8 +354,8 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
     }
     if (!rec) return protocol_errc::unknown_connection;
     // A connection past its token's expiry (or TTL) acts no more, even before the next sweep.
-    if (token_expired_at(rec->principal, now) || rec->expires_at <= now) {
-        end(id, expiry_reason(rec->principal, now));
+    if (detail::token_expired_at(rec->principal, now) || rec->expires_at <= now) {
+        end(id, detail::expiry_reason(rec->principal, now));
         return protocol_errc::unknown_connection;
     }
     if (local) {
@@ -397,7 +367,7 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
         }
     }
 
-    if (!nesting_within(text, 64)) {
+    if (!detail::nesting_within(text, 64)) {
         bump(metrics_.bad_messages);
         return fail(protocol_errc::malformed_json, "message is nested too deeply");
     }
@@ -428,9 +398,9 @@ std::error_code Gateway::on_message(const ConnectionId& id, std::string_view tex
     return {};
 }
 
-void Gateway::on_disconnect(const ConnectionId& id) { end(id, EndReason::client_closed); }
+WSGATE_INLINE void Gateway::on_disconnect(const ConnectionId& id) { end(id, EndReason::client_closed); }
 
-bool Gateway::touch(const ConnectionId& id) {
+WSGATE_INLINE bool Gateway::touch(const ConnectionId& id) {
     auto local = local_of(id);
     if (!local) return false;
     const auto now = clock_->now();
@@ -442,7 +412,7 @@ bool Gateway::touch(const ConnectionId& id) {
 
 // ---- the reaper -------------------------------------------------------------------------
 
-bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text, std::optional<CloseCode> code) {
+WSGATE_INLINE bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_text, std::optional<CloseCode> code) {
     // Arbiter: for a connection this node holds, the Local flag (exactly one exchange wins);
     // otherwise the store's remove (exactly one remover sees true).
     auto local = local_of(id);
@@ -472,7 +442,7 @@ bool Gateway::end(const ConnectionId& id, EndReason r, std::string_view reason_t
     return true;
 }
 
-void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
+WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
                      std::optional<CloseCode> code) {
     if (was_local) {
         std::unique_lock lock(local_mu_);
@@ -483,28 +453,17 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
         metrics_.active_connections.fetch_sub(1, std::memory_order_relaxed);
     }
     // A socket that closed or reported Gone has nobody to send a close frame to.
-    if (r != EndReason::client_closed && r != EndReason::gone) {
+    const EndReasonInfo& info = end_reason_info(r);
+    if (info.sends_close) {
         try {
-            if (reason_text.empty()) reason_text = r == EndReason::token_expired ? "token expired" : to_string(r);
-            transport_->close(rec.id, code.value_or(close_code_for(r)), reason_text);
+            if (reason_text.empty()) reason_text = info.close_text;
+            transport_->close(rec.id, code.value_or(info.close_code), reason_text);
         } catch (const std::exception&) {
             bump(metrics_.send_failures);
         }
     }
     bump(metrics_.disconnects);
-    switch (r) {
-        case EndReason::client_closed: bump(metrics_.ended_client_closed); break;
-        case EndReason::gone: bump(metrics_.ended_gone); break;
-        case EndReason::ttl_expired: bump(metrics_.ended_ttl); break;
-        case EndReason::token_expired: bump(metrics_.ended_token_expired); break;
-        case EndReason::idle: bump(metrics_.ended_idle); break;
-        case EndReason::max_age: bump(metrics_.ended_max_age); break;
-        case EndReason::heartbeat: bump(metrics_.ended_heartbeat); break;
-        case EndReason::backpressure: bump(metrics_.ended_backpressure); break;
-        case EndReason::policy: bump(metrics_.ended_policy); break;
-        case EndReason::kicked: bump(metrics_.ended_kicked); break;
-        case EndReason::shutdown: bump(metrics_.ended_shutdown); break;
-    }
+    bump(metrics_.ended_total(r));
     EndHook hook;
     {
         std::lock_guard lock(hook_mu_);
@@ -519,7 +478,7 @@ void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, s
     }
 }
 
-void Gateway::renew_lease(TimePoint now, bool force) {
+WSGATE_INLINE void Gateway::renew_lease(TimePoint now, bool force) {
     {
         std::lock_guard lock(lease_mu_);
         if (!force && lease_renewed_ && now - *lease_renewed_ < settings_.node_lease / 3) return;
@@ -536,7 +495,7 @@ void Gateway::renew_lease(TimePoint now, bool force) {
     else lease_renewed_.reset();  // retried on the next sweep
 }
 
-SweepReport Gateway::sweep(TimePoint now) {
+WSGATE_INLINE SweepReport Gateway::sweep(TimePoint now) {
     SweepReport report;
     if (leases_) {
         renew_lease(now, false);
@@ -588,7 +547,7 @@ SweepReport Gateway::sweep(TimePoint now) {
         bump(metrics_.store_errors);
     }
     for (const auto& rec : expired) {
-        const EndReason reason = expiry_reason(rec.principal, now);
+        const EndReason reason = detail::expiry_reason(rec.principal, now);
         auto& count = reason == EndReason::token_expired ? report.token_expired : report.ttl_expired;
         auto local = local_of(rec.id);
         if (local) {
@@ -604,7 +563,7 @@ SweepReport Gateway::sweep(TimePoint now) {
     return report;
 }
 
-bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry) {
+WSGATE_INLINE bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry) {
     try {
         auto rec = store_->get(id);
         if (!rec) return false;
@@ -624,7 +583,7 @@ bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::option
     }
 }
 
-AuthDecision Gateway::reauthorize(const ConnectionRecord& rec, const std::string& token) {
+WSGATE_INLINE AuthDecision Gateway::reauthorize(const ConnectionRecord& rec, const std::string& token) {
     try {
         ConnectRequest request;
         request.connection_id = rec.id;
@@ -641,24 +600,107 @@ AuthDecision Gateway::reauthorize(const ConnectionRecord& rec, const std::string
     }
 }
 
-TimePoint Gateway::deadline_for(const ConnectionRecord& rec, const Principal& p, TimePoint now) const {
+WSGATE_INLINE TimePoint Gateway::deadline_for(const ConnectionRecord& rec, const Principal& p, TimePoint now) const {
     const TimePoint ttl_deadline = settings_.extend_ttl_on_message ? now + settings_.ttl : rec.connected_at + settings_.ttl;
-    return earlier_of(ttl_deadline, p);
+    return detail::earlier_of(ttl_deadline, p);
+}
+
+// ---- topic policy and subscriptions -----------------------------------------------------
+
+WSGATE_INLINE const TopicRule* Gateway::rule_for(std::string_view topic) const noexcept {
+    for (const auto& r : settings_.router.topic_rules)
+        if (r.matches(topic)) return &r;
+    return nullptr;
+}
+
+WSGATE_INLINE bool Gateway::may_read(const Principal& p, std::string_view topic) const noexcept {
+    const TopicRule* rule = rule_for(topic);
+    switch (p.kind) {
+        case PrincipalKind::user:
+            if (rule == nullptr) return settings_.router.open_topics;
+            return p.has_permission(rule->read_permission);
+        case PrincipalKind::public_device:
+            // A public device token reads exactly what its permissions name.
+            return rule != nullptr && !rule->read_permission.empty() && p.has_permission(rule->read_permission);
+        case PrincipalKind::anonymous:
+            return rule != nullptr && rule->anonymous_read && p.has_permission(rule->read_permission);
+    }
+    return false;
+}
+
+WSGATE_INLINE bool Gateway::may_publish(const Principal& p, std::string_view topic) const noexcept {
+    // Public and anonymous principals read, never act; a user needs a rule's explicit grant.
+    if (p.kind != PrincipalKind::user) return false;
+    const TopicRule* rule = rule_for(topic);
+    return rule != nullptr && !rule->publish_permission.empty() && p.has_permission(rule->publish_permission);
+}
+
+WSGATE_INLINE std::string Gateway::read_permission(std::string_view topic) const {
+    const TopicRule* rule = rule_for(topic);
+    return rule ? rule->read_permission : std::string{};
+}
+
+WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec, const std::string& topic) {
+    SubscriptionResult r;
+    if (!may_read(rec.principal, topic)) {
+        r.error = protocol_errc::forbidden;
+        return r;
+    }
+    try {
+        switch (store_->subscribe_capped(rec.id, topic, settings_.router.max_subscriptions)) {
+            case SubscribeResult::subscribed: r.changed = true; break;
+            case SubscribeResult::already_subscribed: break;
+            case SubscribeResult::limit_reached: r.error = protocol_errc::too_many_subscriptions; break;
+            case SubscribeResult::not_found: r.error = protocol_errc::unknown_connection; break;
+        }
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        r.error = protocol_errc::store_unavailable;
+    }
+    return r;
+}
+
+WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, const std::string& topic) {
+    SubscriptionResult r;
+    try {
+        r.changed = store_->unsubscribe(id, topic);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        r.error = protocol_errc::store_unavailable;
+    }
+    return r;
+}
+
+WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const ConnectionId& id, const Principal& p) {
+    std::vector<std::string> dropped;
+    try {
+        for (auto& topic : store_->topics_of(id)) {
+            if (may_read(p, topic)) continue;
+            store_->unsubscribe(id, topic);
+            dropped.push_back(std::move(topic));
+        }
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+    }
+    return dropped;
 }
 
 // ---- fan-out ----------------------------------------------------------------------------
 
-Audience Gateway::with_topic_permission(const Audience& a) const {
+WSGATE_INLINE Audience Gateway::with_topic_permission(const Audience& a) const {
     if (a.kind != Audience::Kind::topic || !a.required_permission.empty()) return a;
     Audience out = a;
-    out.required_permission = router_->read_permission(a.topic_name);
+    out.required_permission = read_permission(a.topic_name);
     return out;
 }
 
-BroadcastReport Gateway::publish(const Envelope& e, const Audience& a) {
+WSGATE_INLINE BroadcastReport Gateway::publish(const Envelope& e, const Audience& a) {
     Payload payload;
     try {
-        payload = e.serialize(clock_->now());
+        auto j = e.to_json(clock_->now());
+        // A topic publish names its topic unless the host named one (explicitly or as a field).
+        if (a.kind == Audience::Kind::topic && !j.contains("topic")) j["topic"] = a.topic_name;
+        payload = make_payload(j.dump());
     } catch (const std::exception&) {
         bump(metrics_.send_failures);
         return {};
@@ -676,13 +718,13 @@ BroadcastReport Gateway::publish(const Envelope& e, const Audience& a) {
     return deliver_local(payload, audience);
 }
 
-BroadcastReport Gateway::send_to_user(const std::string& user_id, const Envelope& e, std::string except_device) {
+WSGATE_INLINE BroadcastReport Gateway::send_to_user(const std::string& user_id, const Envelope& e, std::string except_device) {
     auto a = Audience::user(user_id);
     if (!except_device.empty()) a.except_device(std::move(except_device));
     return publish(e, a);
 }
 
-BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a) {
+WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a) {
     const auto started = std::chrono::steady_clock::now();
     BroadcastReport report;
     ResolvedAudience resolved;

@@ -1,10 +1,14 @@
+#pragma once
+// Definitions for metrics.hpp: included by it under WSGATE_HEADER_ONLY, else compiled once into wsgate::wsgate.
+
 #include <wsgate/metrics.hpp>
+#include <wsgate/detail/config.hpp>
 
 #include <sstream>
 
 namespace wsgate {
 
-std::string Metrics::prometheus_text() const {
+WSGATE_INLINE std::string Metrics::prometheus_text() const {
     std::ostringstream out;
     auto counter = [&](const char* name, const char* help, const Counter& c) {
         out << "# HELP wsgate_" << name << ' ' << help << "\n# TYPE wsgate_" << name << " counter\nwsgate_"
@@ -34,21 +38,9 @@ std::string Metrics::prometheus_text() const {
     counter("bus_received_total", "Messages received from other nodes.", bus_received);
     out << "# HELP wsgate_connections_ended_total Connections ended, by reason.\n"
            "# TYPE wsgate_connections_ended_total counter\n";
-    auto reason = [&](const char* r, const Counter& c) {
-        out << "wsgate_connections_ended_total{reason=\"" << r << "\"} " << c.load(std::memory_order_relaxed)
-            << '\n';
-    };
-    reason("client_closed", ended_client_closed);
-    reason("gone", ended_gone);
-    reason("ttl_expired", ended_ttl);
-    reason("token_expired", ended_token_expired);
-    reason("idle", ended_idle);
-    reason("max_age", ended_max_age);
-    reason("heartbeat", ended_heartbeat);
-    reason("backpressure", ended_backpressure);
-    reason("policy", ended_policy);
-    reason("kicked", ended_kicked);
-    reason("shutdown", ended_shutdown);
+    for (const auto& row : end_reasons)
+        out << "wsgate_connections_ended_total{reason=\"" << row.name << "\"} "
+            << ended_total(row.reason).load(std::memory_order_relaxed) << '\n';
     return out.str();
 }
 

@@ -1,95 +1,32 @@
+#pragma once
+// Definitions for memory_store.hpp: included by it under WSGATE_HEADER_ONLY, else compiled once into wsgate::wsgate.
+
 #include <wsgate/memory_store.hpp>
+#include <wsgate/detail/config.hpp>
+#include <wsgate/detail/store_util.hpp>
 
 #include <algorithm>
 #include <mutex>
 
 namespace wsgate {
 
-namespace {
-// A user named twice in an audience still gets each frame once.
-std::vector<std::string> unique_users(const Audience& a) {
-    std::vector<std::string> users = a.user_ids;
-    std::sort(users.begin(), users.end());
-    users.erase(std::unique(users.begin(), users.end()), users.end());
-    return users;
-}
-}  // namespace
-
-// ---- ConnectionStore::resolve default: built on the primitives, for any backend ----------
-
-ResolvedAudience ConnectionStore::resolve(const Audience& a) {
-    ResolvedAudience out;
-    std::vector<ConnectionId> candidates;
-    switch (a.kind) {
-        case Audience::Kind::topic: candidates = subscribers(a.topic_name); break;
-        case Audience::Kind::user:
-        case Audience::Kind::users:
-            for (const auto& u : unique_users(a)) {
-                auto ids = connections_of_user(u);
-                candidates.insert(candidates.end(), ids.begin(), ids.end());
-            }
-            break;
-        case Audience::Kind::connections: candidates = a.connection_ids; break;
-        case Audience::Kind::everyone: {
-            std::string cursor;
-            do {
-                auto page = scan(cursor, 1000);
-                for (auto& r : page.records) {
-                    if (a.admits(r)) out.ids.push_back(std::move(r.id));
-                    else ++out.filtered;
-                }
-                cursor = std::move(page.next_cursor);
-            } while (!cursor.empty());
-            return out;
-        }
-    }
-    const bool need_record = !a.excluded_device.empty() || !a.required_permission.empty();
-    for (auto& id : candidates) {
-        if (!need_record) {
-            if (id == a.excluded_connection) ++out.filtered;
-            else out.ids.push_back(std::move(id));
-            continue;
-        }
-        auto rec = get(id);
-        if (!rec) continue;
-        if (a.admits(*rec)) out.ids.push_back(std::move(id));
-        else ++out.filtered;
-    }
-    return out;
-}
-
-std::size_t ConnectionStore::remove_node(const std::string& node_id) {
-    // Ids first, removals after: removing while paging could skip records.
-    std::vector<ConnectionId> ids;
-    std::string cursor;
-    do {
-        auto page = scan(cursor, 1000);
-        for (auto& r : page.records)
-            if (r.node_id == node_id) ids.push_back(std::move(r.id));
-        cursor = std::move(page.next_cursor);
-    } while (!cursor.empty());
-    std::size_t removed = 0;
-    for (const auto& id : ids) removed += remove(id) ? 1 : 0;
-    return removed;
-}
-
 // ---- InMemoryConnectionStore ------------------------------------------------------------
 
-void InMemoryConnectionStore::unindex_user(UserIndex& index, const std::string& key, Entry* e) {
+WSGATE_INLINE void InMemoryConnectionStore::unindex_user(UserIndex& index, const std::string& key, Entry* e) {
     auto it = index.find(key);
     if (it == index.end()) return;
     it->second.erase(e);
     if (it->second.empty()) index.erase(it);
 }
 
-ConnectionRecord InMemoryConnectionStore::snapshot(const Entry& e) {
+WSGATE_INLINE ConnectionRecord InMemoryConnectionStore::snapshot(const Entry& e) {
     ConnectionRecord r = e.record;
     r.topics.reserve(e.topics.size());
     for (const auto& [t, pos] : e.topics) r.topics.push_back(t);
     return r;
 }
 
-void InMemoryConnectionStore::drop_member_locked(Entry& e, const std::string& topic, std::size_t pos) {
+WSGATE_INLINE void InMemoryConnectionStore::drop_member_locked(Entry& e, const std::string& topic, std::size_t pos) {
     auto it = by_topic_.find(topic);
     if (it == by_topic_.end()) return;
     auto& members = it->second;
@@ -103,7 +40,7 @@ void InMemoryConnectionStore::drop_member_locked(Entry& e, const std::string& to
     (void)e;
 }
 
-void InMemoryConnectionStore::put(const ConnectionRecord& r) {
+WSGATE_INLINE void InMemoryConnectionStore::put(const ConnectionRecord& r) {
     std::unique_lock lock(mu_);
     auto [it, inserted] = by_id_.try_emplace(r.id);
     Entry& e = it->second;
@@ -119,14 +56,14 @@ void InMemoryConnectionStore::put(const ConnectionRecord& r) {
     e.expiry = by_expiry_.emplace(r.expires_at, &e);
 }
 
-std::optional<ConnectionRecord> InMemoryConnectionStore::get(const ConnectionId& id) {
+WSGATE_INLINE std::optional<ConnectionRecord> InMemoryConnectionStore::get(const ConnectionId& id) {
     std::shared_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return std::nullopt;
     return snapshot(it->second);
 }
 
-void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterator it) {
+WSGATE_INLINE void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterator it) {
     Entry& e = it->second;
     for (const auto& [t, pos] : e.topics) drop_member_locked(e, t, pos);
     if (!e.record.principal.user_id.empty()) unindex_user(by_user_, e.record.principal.user_id, &e);
@@ -135,7 +72,7 @@ void InMemoryConnectionStore::erase_locked(std::map<ConnectionId, Entry>::iterat
     by_id_.erase(it);
 }
 
-bool InMemoryConnectionStore::remove(const ConnectionId& id) {
+WSGATE_INLINE bool InMemoryConnectionStore::remove(const ConnectionId& id) {
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return false;
@@ -143,7 +80,7 @@ bool InMemoryConnectionStore::remove(const ConnectionId& id) {
     return true;
 }
 
-bool InMemoryConnectionStore::touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry) {
+WSGATE_INLINE bool InMemoryConnectionStore::touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> new_expiry) {
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return false;
@@ -157,19 +94,27 @@ bool InMemoryConnectionStore::touch(const ConnectionId& id, TimePoint now, std::
     return true;
 }
 
-bool InMemoryConnectionStore::subscribe(const ConnectionId& id, const std::string& topic) {
+WSGATE_INLINE bool InMemoryConnectionStore::subscribe(const ConnectionId& id, const std::string& topic) {
+    return subscribe_capped(id, topic, 0) != SubscribeResult::not_found;
+}
+
+WSGATE_INLINE SubscribeResult InMemoryConnectionStore::subscribe_capped(const ConnectionId& id, const std::string& topic,
+                                                                       std::size_t max_topics) {
+    // Checked and applied under one exclusive lock: racing subscribes cannot both take the last slot.
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
-    if (it == by_id_.end()) return false;
+    if (it == by_id_.end()) return SubscribeResult::not_found;
     Entry& e = it->second;
-    if (e.topics.contains(topic)) return true;
+    if (e.topics.contains(topic)) return SubscribeResult::already_subscribed;
+    // Refused before anything is touched: no empty member list is left behind.
+    if (max_topics > 0 && e.topics.size() >= max_topics) return SubscribeResult::limit_reached;
     auto& members = by_topic_[topic];
     e.topics.emplace(topic, members.size());
     members.push_back(Member{e.record.id, &e});
-    return true;
+    return SubscribeResult::subscribed;
 }
 
-bool InMemoryConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {
+WSGATE_INLINE bool InMemoryConnectionStore::unsubscribe(const ConnectionId& id, const std::string& topic) {
     std::unique_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return false;
@@ -182,7 +127,7 @@ bool InMemoryConnectionStore::unsubscribe(const ConnectionId& id, const std::str
     return true;
 }
 
-std::vector<std::string> InMemoryConnectionStore::topics_of(const ConnectionId& id) {
+WSGATE_INLINE std::vector<std::string> InMemoryConnectionStore::topics_of(const ConnectionId& id) {
     std::shared_lock lock(mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return {};
@@ -192,7 +137,7 @@ std::vector<std::string> InMemoryConnectionStore::topics_of(const ConnectionId& 
     return out;
 }
 
-std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string& topic) {
+WSGATE_INLINE std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string& topic) {
     std::shared_lock lock(mu_);
     std::vector<ConnectionId> out;
     auto it = by_topic_.find(topic);
@@ -202,7 +147,7 @@ std::vector<ConnectionId> InMemoryConnectionStore::subscribers(const std::string
     return out;
 }
 
-std::vector<ConnectionId> InMemoryConnectionStore::connections_of_user(const std::string& user_id) {
+WSGATE_INLINE std::vector<ConnectionId> InMemoryConnectionStore::connections_of_user(const std::string& user_id) {
     std::shared_lock lock(mu_);
     std::vector<ConnectionId> out;
     auto it = by_user_.find(user_id);
@@ -212,7 +157,7 @@ std::vector<ConnectionId> InMemoryConnectionStore::connections_of_user(const std
     return out;
 }
 
-ScanPage InMemoryConnectionStore::scan(const std::string& cursor, std::size_t limit) {
+WSGATE_INLINE ScanPage InMemoryConnectionStore::scan(const std::string& cursor, std::size_t limit) {
     std::shared_lock lock(mu_);
     ScanPage page;
     if (limit == 0) limit = 1;
@@ -222,7 +167,7 @@ ScanPage InMemoryConnectionStore::scan(const std::string& cursor, std::size_t li
     return page;
 }
 
-std::vector<ConnectionRecord> InMemoryConnectionStore::expire(TimePoint now) {
+WSGATE_INLINE std::vector<ConnectionRecord> InMemoryConnectionStore::expire(TimePoint now) {
     std::unique_lock lock(mu_);
     std::vector<ConnectionRecord> out;
     while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) {
@@ -233,12 +178,12 @@ std::vector<ConnectionRecord> InMemoryConnectionStore::expire(TimePoint now) {
     return out;
 }
 
-std::size_t InMemoryConnectionStore::count() {
+WSGATE_INLINE std::size_t InMemoryConnectionStore::count() {
     std::shared_lock lock(mu_);
     return by_id_.size();
 }
 
-ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
+WSGATE_INLINE ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
     std::shared_lock lock(mu_);
     ResolvedAudience out;
     const bool unfiltered = a.excluded_connection.empty() && a.excluded_device.empty() && a.required_permission.empty();
@@ -264,7 +209,7 @@ ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
             break;
         case Audience::Kind::user:
         case Audience::Kind::users:
-            for (const auto& u : unique_users(a))
+            for (const auto& u : detail::unique_users(a))
                 if (auto it = by_user_.find(u); it != by_user_.end())
                     for (const Entry* e : it->second) consider(*e);
             break;
@@ -276,7 +221,7 @@ ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
     return out;
 }
 
-std::size_t InMemoryConnectionStore::remove_node(const std::string& node_id) {
+WSGATE_INLINE std::size_t InMemoryConnectionStore::remove_node(const std::string& node_id) {
     std::unique_lock lock(mu_);
     auto it = by_node_.find(node_id);
     if (it == by_node_.end()) return 0;
@@ -287,12 +232,12 @@ std::size_t InMemoryConnectionStore::remove_node(const std::string& node_id) {
     return ids.size();
 }
 
-void InMemoryConnectionStore::renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
+WSGATE_INLINE void InMemoryConnectionStore::renew_lease(const std::string& node_id, TimePoint now, Duration lease) {
     std::unique_lock lock(mu_);
     leases_[node_id] = now + lease;
 }
 
-std::size_t InMemoryConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
+WSGATE_INLINE std::size_t InMemoryConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
     std::unique_lock lock(mu_);
     std::size_t removed = 0;
     for (auto l = leases_.begin(); l != leases_.end() && removed < limit;) {

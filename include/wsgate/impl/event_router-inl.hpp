@@ -1,4 +1,8 @@
+#pragma once
+// Definitions for event_router.hpp: included by it under WSGATE_HEADER_ONLY, else compiled once into wsgate::wsgate.
+
 #include <wsgate/event_router.hpp>
+#include <wsgate/detail/config.hpp>
 #include <wsgate/gateway.hpp>
 
 #include <algorithm>
@@ -6,7 +10,7 @@
 
 namespace wsgate {
 
-bool TopicRule::matches(std::string_view topic) const noexcept {
+WSGATE_INLINE bool TopicRule::matches(std::string_view topic) const noexcept {
     if (!pattern.empty() && pattern.back() == '*')
         return topic.substr(0, pattern.size() - 1) == std::string_view{pattern}.substr(0, pattern.size() - 1) &&
                topic.size() >= pattern.size() - 1;
@@ -15,17 +19,17 @@ bool TopicRule::matches(std::string_view topic) const noexcept {
 
 // ---- MessageContext ---------------------------------------------------------------------
 
-void MessageContext::reply(const Envelope& e) {
+WSGATE_INLINE void MessageContext::reply(const Envelope& e) {
     replied_ = true;
     gw_.send_to(rec_.id, e);
 }
 
-void MessageContext::reply_error(int status, std::string_view message) {
+WSGATE_INLINE void MessageContext::reply_error(int status, std::string_view message) {
     replied_ = true;
     gw_.send_error(rec_.id, status, message);
 }
 
-void MessageContext::ack(nlohmann::json fields) {
+WSGATE_INLINE void MessageContext::ack(nlohmann::json fields) {
     Envelope e{"ack"};
     if (fields.is_object())
         for (auto& [k, v] : fields.items())
@@ -33,11 +37,11 @@ void MessageContext::ack(nlohmann::json fields) {
     reply(e);
 }
 
-BroadcastReport MessageContext::publish(const Envelope& e, const Audience& a) { return gw_.publish(e, a); }
+WSGATE_INLINE BroadcastReport MessageContext::publish(const Envelope& e, const Audience& a) { return gw_.publish(e, a); }
 
 // ---- EventRouter ------------------------------------------------------------------------
 
-EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
+WSGATE_INLINE EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
     if (settings_.route_key.empty()) throw std::invalid_argument("wsgate::RouterSettings::route_key is empty");
     const auto& f = settings_.sender.field;
     if (f.empty() || f == "type" || f == "timestamp" || f == "id" || f == "topic" || f == "data")
@@ -53,17 +57,17 @@ EventRouter::EventRouter(RouterSettings s) : settings_(std::move(s)) {
     }
 }
 
-void EventRouter::on(const std::string& route, Handler h, RouteAccess access) {
+WSGATE_INLINE void EventRouter::on(const std::string& route, Handler h, RouteAccess access) {
     std::unique_lock lock(mu_);
     handlers_[route] = Route{std::move(h), access};
 }
 
-void EventRouter::on(const std::string& route, const std::string& action, Handler h, RouteAccess access) {
+WSGATE_INLINE void EventRouter::on(const std::string& route, const std::string& action, Handler h, RouteAccess access) {
     std::unique_lock lock(mu_);
     action_handlers_[route][action] = Route{std::move(h), access};
 }
 
-std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& route) const {
+WSGATE_INLINE std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& route) const {
     const nlohmann::json* v = nullptr;
     if (route_pointer_) {
         if (msg.contains(*route_pointer_)) v = &msg.at(*route_pointer_);
@@ -76,46 +80,13 @@ std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& ro
     return {};
 }
 
-const TopicRule* EventRouter::rule_for(std::string_view topic) const noexcept {
-    for (const auto& r : settings_.topic_rules)
-        if (r.matches(topic)) return &r;
-    return nullptr;
-}
-
-bool EventRouter::may_read(const Principal& p, std::string_view topic) const noexcept {
-    const TopicRule* rule = rule_for(topic);
-    switch (p.kind) {
-        case PrincipalKind::user:
-            if (rule == nullptr) return settings_.open_topics;
-            return p.has_permission(rule->read_permission);
-        case PrincipalKind::public_device:
-            // A public device token reads exactly what its permissions name.
-            return rule != nullptr && !rule->read_permission.empty() && p.has_permission(rule->read_permission);
-        case PrincipalKind::anonymous:
-            return rule != nullptr && rule->anonymous_read && p.has_permission(rule->read_permission);
-    }
-    return false;
-}
-
-bool EventRouter::may_publish(const Principal& p, std::string_view topic) const noexcept {
-    // Public and anonymous principals read, never act; a user needs a rule's explicit grant.
-    if (p.kind != PrincipalKind::user) return false;
-    const TopicRule* rule = rule_for(topic);
-    return rule != nullptr && !rule->publish_permission.empty() && p.has_permission(rule->publish_permission);
-}
-
-bool EventRouter::reserved_event(std::string_view type) const noexcept {
+WSGATE_INLINE bool EventRouter::reserved_event(std::string_view type) const noexcept {
     if (type == "ack" || type == "error" || type == "pong") return true;
     return std::any_of(settings_.reserved_event_types.begin(), settings_.reserved_event_types.end(),
                        [&](const std::string& r) { return r == type; });
 }
 
-std::string EventRouter::read_permission(std::string_view topic) const {
-    const TopicRule* rule = rule_for(topic);
-    return rule ? rule->read_permission : std::string{};
-}
-
-bool EventRouter::topic_from(MessageContext& ctx, std::string& topic) const {
+WSGATE_INLINE bool EventRouter::topic_from(MessageContext& ctx, std::string& topic) const {
     auto it = ctx.message().find("topic");
     if (it == ctx.message().end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
         ctx.reply_error(400, "'topic' must be a non-empty string");
@@ -135,42 +106,31 @@ bool EventRouter::topic_from(MessageContext& ctx, std::string& topic) const {
     return true;
 }
 
-void EventRouter::builtin_ping(MessageContext& ctx) { ctx.reply(Envelope{"pong"}); }
+WSGATE_INLINE void EventRouter::builtin_ping(MessageContext& ctx) { ctx.reply(Envelope{"pong"}); }
 
-void EventRouter::builtin_subscribe(MessageContext& ctx) {
+WSGATE_INLINE void EventRouter::builtin_subscribe(MessageContext& ctx) {
     std::string topic;
     if (!topic_from(ctx, topic)) return;
-    if (!may_read(ctx.principal(), topic)) {
-        ctx.reply_error(403, "not permitted to subscribe to this topic");
-        return;
-    }
-    auto& store = ctx.gateway().store();
-    if (settings_.max_subscriptions > 0) {
-        const auto current = store.topics_of(ctx.connection().id);
-        const bool already = std::find(current.begin(), current.end(), topic) != current.end();
-        if (!already && current.size() >= settings_.max_subscriptions) {
-            ctx.reply_error(429, "too many subscriptions");
-            return;
-        }
-    }
-    if (!store.subscribe(ctx.connection().id, topic)) {
-        ctx.reply_error(410, "connection is gone");
-        return;
-    }
+    const auto r = ctx.gateway().subscribe(ctx.connection(), topic);
+    if (r.error == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to subscribe to this topic");
+    if (r.error == protocol_errc::unknown_connection) return ctx.reply_error(410, "connection is gone");
+    if (r.error) return ctx.reply_error(status_of(r.error), r.error.message());
     ctx.ack({{"action", "subscribe"}, {"topic", topic}});
 }
 
-void EventRouter::builtin_unsubscribe(MessageContext& ctx) {
+WSGATE_INLINE void EventRouter::builtin_unsubscribe(MessageContext& ctx) {
     std::string topic;
     if (!topic_from(ctx, topic)) return;
-    const bool was = ctx.gateway().store().unsubscribe(ctx.connection().id, topic);
+    const auto r = ctx.gateway().unsubscribe(ctx.connection().id, topic);
+    if (r.error) return ctx.reply_error(status_of(r.error), r.error.message());
+    const bool was = r.changed;
     ctx.ack({{"action", "unsubscribe"}, {"topic", topic}, {"subscribed", false}, {"wasSubscribed", was}});
 }
 
-void EventRouter::builtin_publish(MessageContext& ctx) {
+WSGATE_INLINE void EventRouter::builtin_publish(MessageContext& ctx) {
     std::string topic;
     if (!topic_from(ctx, topic)) return;
-    if (!may_publish(ctx.principal(), topic)) {
+    if (!ctx.gateway().may_publish(ctx.principal(), topic)) {
         ctx.reply_error(403, "not permitted to publish to this topic");
         return;
     }
@@ -216,7 +176,7 @@ void EventRouter::builtin_publish(MessageContext& ctx) {
     ctx.ack({{"action", "publish"}, {"topic", topic}, {"delivered", report.delivered}});
 }
 
-void EventRouter::dispatch(MessageContext& ctx) {
+WSGATE_INLINE void EventRouter::dispatch(MessageContext& ctx) {
     const Route* found = nullptr;
     Route route;
     {
@@ -260,7 +220,7 @@ void EventRouter::dispatch(MessageContext& ctx) {
     }
 }
 
-void EventRouter::builtin_refresh(MessageContext& ctx) {
+WSGATE_INLINE void EventRouter::builtin_refresh(MessageContext& ctx) {
     auto it = ctx.message().find("token");
     if (it == ctx.message().end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
         ctx.reply_error(400, "'token' must be a non-empty string");
@@ -291,12 +251,8 @@ void EventRouter::builtin_refresh(MessageContext& ctx) {
         ctx.reply_error(410, "connection is gone");
         return;
     }
-    auto& store = gw.store();
-    for (const auto& topic : store.topics_of(rec.id)) {
-        if (may_read(fresh, topic)) continue;
-        store.unsubscribe(rec.id, topic);
+    for (const auto& topic : gw.drop_unreadable(rec.id, fresh))
         ctx.reply(Envelope{"unsubscribed"}.topic(topic).field("reason", "permission"));
-    }
     ctx.ack({{"action", "refresh"}, {"expires_at", format_iso8601(deadline)}});
 }
 

@@ -4,6 +4,7 @@
 #include <wsgate/detail/config.hpp>
 #include <wsgate/audience.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -14,6 +15,9 @@ struct BusMessage {
     std::string origin_node;  ///< the publishing node; it does not deliver its own message twice
     Audience audience;
     std::string payload;      ///< the serialized envelope
+    /// The publication's offset in its topic's stream (0: the topic keeps no stream), so receiving
+    /// nodes hand it over to recovering connections without parsing the payload.
+    std::uint64_t offset = 0;
 };
 
 /// The JSON wire form of a bus message (what RedisBus publishes).

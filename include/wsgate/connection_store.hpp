@@ -7,6 +7,7 @@
 #include <wsgate/connection.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,46 @@ enum class SubscribeResult {
     already_subscribed,  ///< it was there already (never refused by the cap)
     limit_reached,       ///< refused: the connection holds `max_topics` subscriptions; nothing changed
     not_found,           ///< no such connection; nothing changed
+};
+
+// ---- topic streams (delivery guarantees) ----------------------------------------------------
+
+/// A position in a topic's stream: the offset of a publication within an epoch.
+struct StreamPosition {
+    std::uint64_t offset = 0;  ///< the last publication's offset; 0 before the first one
+    std::string epoch;         ///< changes whenever the stream's history may have been lost
+    friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
+};
+
+/// How much of a topic's stream a store keeps (TopicRule::history_size / history_ttl).
+struct HistoryRetention {
+    std::size_t max_count = 0;  ///< keep at most this many publications (0: positions only, no history)
+    Duration max_age{0};        ///< drop publications older than this (0: no age bound)
+};
+
+/// One publication kept in a topic's history.
+struct StoredPublication {
+    std::uint64_t offset = 0;
+    TimePoint at{};    ///< when it was appended (the appending node's clock)
+    std::string body;  ///< the serialized envelope without `offset`/`epoch` (a JSON object's text)
+};
+
+/// What ConnectionStore::read_stream() returns.
+struct StreamRead {
+    StreamPosition top;  ///< the stream's current position (its epoch is created on first use)
+    /// Ascending offsets, each > the `after` asked for, none older than `not_before`.
+    std::vector<StoredPublication> publications;
+    /// The oldest offset the history still holds at `not_before`; top.offset + 1 when it holds none.
+    std::uint64_t first_retained = 1;
+};
+
+/// One subscriber of a topic, as ConnectionStore::presence() lists it.
+struct PresenceMember {
+    ConnectionId id;
+    PrincipalKind kind = PrincipalKind::user;
+    std::string user_id;
+    std::string device_id;
+    std::string node_id;
 };
 
 /**
@@ -132,7 +173,52 @@ public:
         (void)now, (void)limit;
         return 0;
     }
+
+    // ---- topic streams: positions, history, device cursors ---------------------------------
+    // Used only for topics whose TopicRule enables history; the Gateway refuses such rules at
+    // construction when supports_streams() is false. The defaults throw StoreError.
+
+    /// True if this store implements the stream members below.
+    [[nodiscard]] virtual bool supports_streams() const noexcept { return false; }
+    /**
+     * Appends one publication to `topic`'s stream and returns its position: offset = the
+     * previous top + 1 within the stream's epoch (a new stream starts at 1 with a fresh random
+     * epoch). Keeps `body` if `keep.max_count` > 0, then trims the history to `keep` (count, and
+     * age against `now`). Atomic: concurrent appends, from any process sharing the store, get
+     * distinct consecutive offsets, and a reader never sees offset N+1 kept without N.
+     */
+    virtual StreamPosition append(const std::string& topic, std::string_view body, TimePoint now,
+                                  const HistoryRetention& keep);
+    /**
+     * The stream's top and up to `limit` kept publications with offset > `after` and
+     * `at` ≥ `not_before`, ascending. With `limit` 0 only the top and `first_retained`. A
+     * stream never appended to is created (offset 0, a fresh epoch), so its epoch is stable
+     * from the first read on.
+     */
+    [[nodiscard]] virtual StreamRead read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                                 TimePoint not_before);
+    /// The last `limit` kept publications with `at` ≥ `not_before` (ascending), and the top.
+    [[nodiscard]] virtual StreamRead latest(const std::string& topic, std::size_t limit, TimePoint not_before);
+    /**
+     * Saves a device's cursor on `topic`: within one epoch it only moves forward (a smaller
+     * offset is ignored); a different epoch replaces it. It is forgotten `keep_for` after the last
+     * save (Redis measures that on its own clock).
+     */
+    virtual void save_cursor(const std::string& device_key, const std::string& topic, const StreamPosition& p,
+                             TimePoint now, Duration keep_for);
+    /// The device's cursor on `topic`, or nullopt (never saved, or forgotten).
+    [[nodiscard]] virtual std::optional<StreamPosition> load_cursor(const std::string& device_key,
+                                                                    const std::string& topic, TimePoint now);
+    /**
+     * Who is subscribed to `topic`, cluster-wide for a shared store: one entry per live
+     * connection. The default calls subscribers() and get() for each; backends override it to
+     * answer in one pass.
+     */
+    [[nodiscard]] virtual std::vector<PresenceMember> presence(const std::string& topic);
 };
+
+/// `body` (a JSON object's text) with `"offset"` and `"epoch"` appended: the frame subscribers get.
+[[nodiscard]] std::string with_position(std::string_view body, const StreamPosition& p);
 
 }  // namespace wsgate
 

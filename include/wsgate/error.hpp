@@ -23,6 +23,11 @@ enum class protocol_errc {
     handler_failed,        ///< a host handler threw (500)
     store_unavailable,     ///< the ConnectionStore failed (503)
     too_many_subscriptions,  ///< the connection holds RouterSettings::max_subscriptions topics (429)
+    history_off,           ///< the topic's rule keeps no history (400)
+    cursors_off,           ///< the topic's rule keeps no device cursors, or the principal has no device id (400)
+    presence_off,          ///< the topic's rule does not enable presence (400)
+    bad_position,          ///< an acknowledged position is ahead of the stream or of another epoch (400)
+    invalid_ref,           ///< `ref` is not a string or integer of at most 64 characters (400)
 };
 
 /// ConnectionStore failures.

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,6 +42,27 @@ struct TopicRule {
     std::string read_permission;     ///< e.g. `read_leaderboard`; empty: any user (never public/anonymous)
     std::string publish_permission;  ///< e.g. `publish_game`; empty: no client may publish
     bool anonymous_read = false;     ///< anonymous principals may read (holding `read_permission`)
+
+    // ---- delivery guarantees (docs/delivery.md); all off by default, so a plain topic costs nothing
+
+    /// Publications kept per topic for recovery and `history` requests. Above 0, every publish
+    /// to a matching topic gets a stream position (`offset`, `epoch` in the envelope) and a
+    /// subscribe may carry `since` to receive what it missed. 0: no positions, no history.
+    std::size_t history_size = 0;
+    /// Publications older than this are dropped from the history (0: kept until pushed out by
+    /// `history_size`).
+    Duration history_ttl{0};
+    /// Device cursors: clients acknowledge positions (`{"type":"ack","topic":…,"offset":N}`),
+    /// the store keeps the last one per device, and a subscribe without `since` resumes from it.
+    /// Needs `history_size` > 0 and principals with a device id.
+    bool device_cursors = false;
+    /// How long a device cursor outlives its last acknowledgement.
+    Duration cursor_ttl = std::chrono::hours{24 * 30};
+    /// `{"type":"presence","topic":…}` lists the topic's subscribers to anyone who may read it.
+    bool presence = false;
+    /// Subscribers get `{"type":"join"|"leave","topic":…,"member":{…}}` as others come and go.
+    /// Needs `presence`.
+    bool presence_events = false;
 
     [[nodiscard]] bool matches(std::string_view topic) const noexcept;
 };
@@ -79,7 +101,8 @@ struct RouterSettings {
     bool open_topics = false;
     /// Event names a client may not choose in a publish (400), besides the server's own
     /// `ack`, `error` and `pong`, which are always refused.
-    std::vector<std::string> reserved_event_types{"token_expiring", "unsubscribed"};
+    std::vector<std::string> reserved_event_types{"token_expiring", "unsubscribed", "join", "leave", "history",
+                                                  "presence"};
     /// How client publishes are marked with their sender; server publishes are never marked.
     SenderStamp sender;
     /// Maximum topic name length accepted from a client.

@@ -82,13 +82,62 @@ struct ConnectResult {
     Principal principal;
 };
 
+/// How a subscribe to a topic with history resumed its stream (docs/delivery.md).
+struct Recovery {
+    /// A position to resume from was given (`since`) or found (the device cursor).
+    bool attempted = false;
+    /// Everything after that position was replayed: no gap. False: the client must resync.
+    bool recovered = false;
+    /// Why not: `epoch_changed`, `too_old`, `unknown_position` (ahead of the stream),
+    /// `store_unavailable`; empty when recovered.
+    std::string reason;
+    std::size_t missed = 0;    ///< publications replayed
+    std::string from;          ///< `since` or `cursor`
+};
+
 /// The result of Gateway::subscribe() and Gateway::unsubscribe().
 struct SubscriptionResult {
     /// Empty on success; else protocol_errc::forbidden (403), too_many_subscriptions (429),
     /// unknown_connection (410) or store_unavailable (503).
     std::error_code error;
     bool changed = false;  ///< subscribe: newly subscribed; unsubscribe: it was subscribed
+    /// The topic's stream position when the subscription took effect (topics with history).
+    std::optional<StreamPosition> position;
+    Recovery recovery;
     [[nodiscard]] explicit operator bool() const noexcept { return !error; }
+};
+
+/// How Gateway::subscribe() resumes a topic's stream.
+struct SubscribeOptions {
+    /// The last position the client received. Empty: the device's cursor if the topic's rule
+    /// keeps cursors, else the subscription starts live.
+    std::optional<StreamPosition> since;
+    /// Called once the subscription is in place and before any replayed publication is sent
+    /// (the `subscribe` route sends its ack here), also on failure.
+    std::function<void(const SubscriptionResult&)> before_replay;
+};
+
+/// The result of Gateway::history().
+struct HistoryResult {
+    std::error_code error;  ///< forbidden, history_off (400) or store_unavailable
+    StreamPosition position;
+    std::vector<std::string> frames;  ///< the publications as subscribers got them, oldest first
+};
+
+/// One member in Gateway::presence(): a principal and how many connections it has on the topic.
+struct PresenceEntry {
+    PrincipalKind kind = PrincipalKind::user;
+    std::string user_id;
+    std::string device_id;
+    std::size_t connections = 0;
+};
+
+/// The result of Gateway::presence().
+struct PresenceResult {
+    std::error_code error;  ///< forbidden, presence_off (400) or store_unavailable
+    std::vector<PresenceEntry> members;  ///< one per (kind, user, device), ordered
+    std::size_t connections = 0;
+    std::size_t users = 0;  ///< distinct non-empty user ids
 };
 
 /// The result of sweep().
@@ -198,6 +247,27 @@ public:
      * (`changed` false), even at the cap. Never throws: a store failure is store_unavailable.
      */
     SubscriptionResult subscribe(const ConnectionRecord& rec, const std::string& topic);
+    /**
+     * subscribe() that resumes a topic's stream: on a topic with history, after the subscription
+     * is in place, replays every kept publication after `o.since` (or the device cursor) in
+     * order, then continues live. On this node the hand-over is atomic per connection: live
+     * publications arriving during the replay are held and sent after it, and none is sent twice
+     * (by offset). `result.recovery` says whether it recovered and, if not, why.
+     */
+    SubscriptionResult subscribe(const ConnectionRecord& rec, const std::string& topic, const SubscribeOptions& o);
+    /// The last `limit` kept publications of `topic` for a reader `p` (capped at the rule's
+    /// history_size).
+    HistoryResult history(const Principal& p, const std::string& topic, std::size_t limit);
+    /**
+     * Saves `rec`'s device cursor on `topic` (cumulative: it never moves back within an epoch).
+     * Errors: forbidden (not readable), cursors_off (the rule keeps none, or the principal has no
+     * device id), bad_position (ahead of the stream or of another epoch), store_unavailable.
+     */
+    std::error_code acknowledge(const ConnectionRecord& rec, const std::string& topic, const StreamPosition& p);
+    /// Who is subscribed to `topic`, for a reader `p`, when its rule enables presence.
+    PresenceResult presence(const Principal& p, const std::string& topic);
+    /// The key device cursors are kept under: kind, user id and device id; empty without a device id.
+    [[nodiscard]] static std::string device_key(const Principal& p);
     /// Removes `id`'s subscription to `topic`; `changed` tells whether it had one. Never throws.
     SubscriptionResult unsubscribe(const ConnectionId& id, const std::string& topic);
     /**
@@ -221,8 +291,9 @@ public:
     /// The number of connections this node holds.
     [[nodiscard]] std::size_t local_count() const;
 
-    /// Delivers a frame to this node's share of `a` (what the bus handler calls).
-    BroadcastReport deliver_local(const Payload& payload, const Audience& a);
+    /// Delivers a frame to this node's share of `a` (what the bus handler calls). `offset` is
+    /// the frame's position in the topic's stream (0: none), which recovering connections need.
+    BroadcastReport deliver_local(const Payload& payload, const Audience& a, std::uint64_t offset = 0);
     /// Sends an error envelope to one connection.
     void send_error(const ConnectionId& id, int status, std::string_view message);
 

@@ -7,7 +7,9 @@
 namespace wsgate {
 
 WSGATE_INLINE std::string encode_bus_message(const BusMessage& m) {
-    return nlohmann::json{{"origin", m.origin_node}, {"audience", m.audience}, {"payload", m.payload}}.dump();
+    nlohmann::json j{{"origin", m.origin_node}, {"audience", m.audience}, {"payload", m.payload}};
+    if (m.offset > 0) j["offset"] = m.offset;
+    return j.dump();
 }
 
 WSGATE_INLINE bool decode_bus_message(std::string_view text, BusMessage& out) {
@@ -18,6 +20,10 @@ WSGATE_INLINE bool decode_bus_message(std::string_view text, BusMessage& out) {
         m.origin_node = j.at("origin").get<std::string>();
         m.audience = j.at("audience").get<Audience>();
         m.payload = j.at("payload").get<std::string>();
+        if (auto it = j.find("offset"); it != j.end()) {
+            if (!it->is_number_unsigned()) return false;
+            m.offset = it->get<std::uint64_t>();
+        }
         out = std::move(m);
         return true;
     } catch (const std::exception&) {

@@ -5,7 +5,12 @@
 #include <wsgate/detail/config.hpp>
 #include <wsgate/detail/store_util.hpp>
 
+#include <wsgate/error.hpp>
+
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <stdexcept>
 
 namespace wsgate {
 
@@ -65,6 +70,54 @@ WSGATE_INLINE std::size_t ConnectionStore::remove_node(const std::string& node_i
     std::size_t removed = 0;
     for (const auto& id : ids) removed += remove(id) ? 1 : 0;
     return removed;
+}
+
+// ---- topic streams: the defaults refuse, for stores without them ---------------------------
+
+namespace detail {
+[[noreturn]] inline void no_streams() {
+    throw StoreError(store_errc::invalid_argument, "this ConnectionStore keeps no topic streams (supports_streams() is false)");
+}
+}  // namespace detail
+
+WSGATE_INLINE StreamPosition ConnectionStore::append(const std::string&, std::string_view, TimePoint,
+                                                    const HistoryRetention&) {
+    detail::no_streams();
+}
+WSGATE_INLINE StreamRead ConnectionStore::read_stream(const std::string&, std::uint64_t, std::size_t, TimePoint) {
+    detail::no_streams();
+}
+WSGATE_INLINE StreamRead ConnectionStore::latest(const std::string&, std::size_t, TimePoint) { detail::no_streams(); }
+WSGATE_INLINE void ConnectionStore::save_cursor(const std::string&, const std::string&, const StreamPosition&, TimePoint,
+                                               Duration) {
+    detail::no_streams();
+}
+WSGATE_INLINE std::optional<StreamPosition> ConnectionStore::load_cursor(const std::string&, const std::string&,
+                                                                        TimePoint) {
+    detail::no_streams();
+}
+
+WSGATE_INLINE std::vector<PresenceMember> ConnectionStore::presence(const std::string& topic) {
+    std::vector<PresenceMember> out;
+    for (const auto& id : subscribers(topic)) {
+        auto rec = get(id);
+        if (!rec) continue;
+        out.push_back({rec->id, rec->principal.kind, rec->principal.user_id, rec->principal.device_id, rec->node_id});
+    }
+    return out;
+}
+
+WSGATE_INLINE std::string with_position(std::string_view body, const StreamPosition& p) {
+    std::string out;
+    // The epoch is the store's own token; dump() quotes it safely whatever it holds.
+    const std::string epoch = nlohmann::json(p.epoch).dump();
+    out.reserve(body.size() + 32 + epoch.size());
+    if (body.size() < 2 || body.front() != '{' || body.back() != '}')
+        throw std::invalid_argument("wsgate::with_position: the body is not a JSON object's text");
+    out.append(body.substr(0, body.size() - 1));
+    if (body.size() > 2) out.push_back(',');
+    out.append("\"offset\":").append(std::to_string(p.offset)).append(",\"epoch\":").append(epoch).append("}");
+    return out;
 }
 
 }  // namespace wsgate

@@ -24,6 +24,11 @@ inline std::string describe_protocol(protocol_errc e) {
         case protocol_errc::handler_failed: return "internal error";
         case protocol_errc::store_unavailable: return "service unavailable";
         case protocol_errc::too_many_subscriptions: return "too many subscriptions";
+        case protocol_errc::history_off: return "this topic keeps no history";
+        case protocol_errc::cursors_off: return "this topic keeps no device cursors for this principal";
+        case protocol_errc::presence_off: return "this topic does not enable presence";
+        case protocol_errc::bad_position: return "position is not in this topic's stream";
+        case protocol_errc::invalid_ref: return "'ref' must be a string or integer of at most 64 characters";
     }
     return "unknown protocol error";
 }

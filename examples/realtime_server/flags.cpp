@@ -140,8 +140,18 @@ wsgate::beast::AppSettings app_settings(const Options& o, const std::string& def
     gs.rate_burst = to_double(o.get("burst", nullptr), 40.0);
     // Status boards (public tokens, and anonymous readers when allowed) read leaderboards and
     // events; users holding "publish" may publish events; every other topic is closed.
-    gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "", /*anonymous_read=*/true},
-                             {"events:*", "read_events", "publish", /*anonymous_read=*/true}};
+    // Both keep a history (1,000 publications, 10 minutes), so a board that reconnects receives
+    // what it missed; event topics also keep device cursors and presence (docs/delivery.md).
+    wsgate::TopicRule leaderboards{"leaderboard:*", "read_leaderboard", "", /*anonymous_read=*/true};
+    leaderboards.history_size = 1000;
+    leaderboards.history_ttl = std::chrono::minutes{10};
+    wsgate::TopicRule events{"events:*", "read_events", "publish", /*anonymous_read=*/true};
+    events.history_size = 1000;
+    events.history_ttl = std::chrono::minutes{10};
+    events.device_cursors = true;
+    events.presence = true;
+    events.presence_events = true;
+    gs.router.topic_rules = {leaderboards, events};
     gs.node_id = o.get("node-id", "WSGATE_NODE_ID");
     gs.node_lease = std::chrono::milliseconds(to_size(o.get("node-lease-ms", nullptr), 30'000));
     // The sweep (TTL, idle time, maximum age, node lease) runs every second; SIGINT/SIGTERM close

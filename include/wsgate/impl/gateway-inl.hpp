@@ -937,7 +937,8 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
     // The gate closes before the subscription takes effect, so every live publication from then
     // on is held until the replay is out.
     bool new_gate = false;
-    if (since && local) {
+    const bool gated = since && local;
+    if (gated) {
         std::lock_guard lock(local->mu);
         auto [it, created] = local->gates.try_emplace(topic);
         new_gate = created;
@@ -945,7 +946,7 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
         if (!local->gated.exchange(true)) gated_.fetch_add(1, std::memory_order_relaxed);
     }
     auto reopen = [&] {
-        if (!local || !since) return;
+        if (!gated) return;
         std::lock_guard lock(local->mu);
         if (new_gate) local->gates.erase(topic);
         else if (auto it = local->gates.find(topic); it != local->gates.end()) it->second.replaying = false;
@@ -1001,10 +1002,11 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
             failed = s;
         }
     };
-    if (local && since) {
+    if (gated) {
         std::lock_guard lock(local->mu);
         auto& gate = local->gates[topic];
-        std::uint64_t replayed = gate.replayed;
+        // The client holds everything up to its position: live ones up to it are duplicates too.
+        std::uint64_t replayed = std::max(gate.replayed, r.recovery.recovered ? since->offset : 0);
         for (std::size_t i = 0; i < frames.size(); ++i) {
             if (read.publications[i].offset <= replayed) continue;
             send(frames[i]);

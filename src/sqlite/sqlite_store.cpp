@@ -432,33 +432,24 @@ struct SqliteConnectionStore::Impl {
         return out;
     }
 
-    /// The top, `first_retained` and (through `fill`) the publications of one snapshot; creates
-    /// the stream first if it has never been used.
+    /// The top, `first_retained` and (through `fill`) the publications of one snapshot. A stream
+    /// never appended to reads as {0, ""} and nothing is written.
     template <class Fill>
     StreamRead read_snapshot(const std::string& topic, TimePoint not_before, Fill fill) {
         const auto nb = to_unix_ms(not_before);
-        for (;;) {
-            StreamRead out;
+        StreamRead out;
+        Txn t(*this, begin_read);
+        if (auto top = stream_top(topic)) {
+            out.top = std::move(*top);
             {
-                Txn t(*this, begin_read);
-                auto top = stream_top(topic);
-                if (top) {
-                    out.top = std::move(*top);
-                    {
-                        Use u(*this, lazy(pub_first, pub_first_sql));
-                        u.text(1, topic).integer(2, nb);
-                        out.first_retained = u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : out.top.offset + 1;
-                    }
-                    fill(out, nb);
-                    t.commit();
-                    return out;
-                }
-                t.commit();
+                Use u(*this, lazy(pub_first, pub_first_sql));
+                u.text(1, topic).integer(2, nb);
+                out.first_retained = u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : out.top.offset + 1;
             }
-            // A stream row is never deleted, so the second round finds it (ours or a racing
-            // process's, whose epoch wins).
-            create_stream(topic, 0);
+            fill(out, nb);
         }
+        t.commit();
+        return out;
     }
 
     void filter_rows(Use& u, const Audience& a, ResolvedAudience& out, std::unordered_set<std::string>* seen) const {

@@ -6,6 +6,8 @@
 
 #include <wsgate/clock.hpp>
 #include <wsgate/error.hpp>
+#include <wsgate/gateway.hpp>
+#include <wsgate/memory_transport.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -226,4 +228,136 @@ TEMPLATE_TEST_CASE("stream contract: presence lists each live subscriber once", 
     REQUIRE(members.size() == 1);
     CHECK(members[0].id == "c1");
     CHECK(s->presence("nobody").empty());
+}
+
+namespace {
+
+/// A Gateway over `store` whose `feed` topic keeps a history of `history` publications.
+struct StreamWorld {
+    std::shared_ptr<ConnectionStore> store;
+    std::shared_ptr<InMemoryTransport> transport = std::make_shared<InMemoryTransport>(1'000'000);
+    std::unique_ptr<Gateway> gw;
+
+    StreamWorld(std::shared_ptr<ConnectionStore> s, std::size_t history) : store(std::move(s)) {
+        GatewaySettings gs;
+        gs.rate_per_second = 0;
+        gs.max_connections_per_user = 0;
+        gs.node_lease = Duration::zero();
+        TopicRule feed{"feed", "", ""};
+        feed.history_size = history;
+        gs.router.topic_rules = {feed};
+        gw = std::make_unique<Gateway>(gs, store, transport, std::make_shared<AnonymousAuthorizer>());
+    }
+    ConnectionId connect() {
+        ConnectRequest req;
+        req.connection_id = make_connection_id();
+        transport->open(req.connection_id);
+        auto r = gw->on_connect(req);
+        REQUIRE(r.accepted);
+        return r.id;
+    }
+    std::vector<nlohmann::json> frames(const ConnectionId& id) {
+        std::vector<nlohmann::json> out;
+        for (const auto& f : transport->drain(id)) out.push_back(nlohmann::json::parse(f));
+        return out;
+    }
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("stream contract: a reconnecting client gets exactly the 500 it missed, then live ones",
+                   "[store][contract][stream][recovery]", STREAM_STORES) {
+    TestType f;
+    StreamWorld w{f.make(), 1000};
+    auto a = w.connect();
+    w.gw->on_message(a, R"({"type":"subscribe","topic":"feed"})");
+    w.gw->publish(Envelope{"tick"}.data(0), Audience::topic("feed"));
+    auto first = w.frames(a);
+    REQUIRE(first.size() == 2);
+    const auto& seen = first[1];
+    REQUIRE(seen["offset"] == 1);
+    w.gw->on_disconnect(a);
+    for (int i = 1; i <= 500; ++i) w.gw->publish(Envelope{"tick"}.data(i), Audience::topic("feed"));
+
+    auto b = w.connect();
+    nlohmann::json sub{{"type", "subscribe"}, {"topic", "feed"}, {"since", {{"offset", 1}, {"epoch", seen["epoch"]}}}};
+    w.gw->on_message(b, sub.dump());
+    w.gw->publish(Envelope{"tick"}.data(501), Audience::topic("feed"));
+    auto got = w.frames(b);
+    REQUIRE(got.size() == 502);
+    CHECK(got[0]["recovered"] == true);
+    CHECK(got[0]["missed"] == 500);
+    for (std::size_t i = 1; i < got.size(); ++i) {
+        INFO(i);
+        REQUIRE(got[i]["offset"] == i + 1);
+        CHECK(got[i]["data"] == static_cast<int>(i));
+        CHECK(got[i]["epoch"] == seen["epoch"]);
+    }
+}
+
+TEMPLATE_TEST_CASE("stream contract: recovery racing a publisher delivers every offset once and in order",
+                   "[store][contract][stream][recovery][concurrency]", STREAM_STORES) {
+    TestType f;
+    StreamWorld w{f.make(), 10000};
+    constexpr int total = 600;
+    std::atomic<bool> done{false};
+    auto id = w.connect();
+    w.gw->on_message(id, R"({"type":"subscribe","topic":"feed"})");
+    std::thread publisher([&] {
+        for (int i = 1; i <= total; ++i) w.gw->publish(Envelope{"tick"}.data(i), Audience::topic("feed"));
+        done = true;
+    });
+    std::vector<std::uint64_t> seen;
+    std::string epoch;
+    auto take = [&](const ConnectionId& c) {
+        for (const auto& frame : w.frames(c)) {
+            if (!frame.contains("offset")) continue;
+            seen.push_back(frame["offset"].get<std::uint64_t>());
+            epoch = frame["epoch"].get<std::string>();
+        }
+    };
+    int reconnects = 0;
+    while (!done.load() || reconnects < 3) {
+        std::this_thread::sleep_for(2ms);
+        take(id);
+        w.gw->on_disconnect(id);
+        take(id);
+        id = w.connect();
+        nlohmann::json sub{{"type", "subscribe"}, {"topic", "feed"}};
+        if (!seen.empty()) sub["since"] = {{"offset", seen.back()}, {"epoch", epoch}};
+        w.gw->on_message(id, sub.dump());
+        ++reconnects;
+    }
+    publisher.join();
+    take(id);
+    INFO("reconnects " << reconnects);
+    REQUIRE_FALSE(seen.empty());
+    for (std::size_t i = 1; i < seen.size(); ++i) {
+        INFO("at " << i);
+        REQUIRE(seen[i] == seen[i - 1] + 1);
+    }
+    CHECK(seen.back() == total);
+}
+
+TEST_CASE("stream contract: a restarted in-memory store starts a new epoch, and recovery says so",
+          "[store][contract][stream][recovery]") {
+    StreamWorld before{std::make_shared<InMemoryConnectionStore>(), 100};
+    auto a = before.connect();
+    before.gw->on_message(a, R"({"type":"subscribe","topic":"feed"})");
+    before.gw->publish(Envelope{"tick"}, Audience::topic("feed"));
+    const auto seen = before.frames(a).back();
+    REQUIRE(seen["offset"] == 1);
+
+    StreamWorld after{std::make_shared<InMemoryConnectionStore>(), 100};  // the process restarted
+    after.gw->publish(Envelope{"tick"}, Audience::topic("feed"));
+    after.gw->publish(Envelope{"tick"}, Audience::topic("feed"));
+    auto b = after.connect();
+    nlohmann::json sub{{"type", "subscribe"}, {"topic", "feed"}, {"since", {{"offset", 1}, {"epoch", seen["epoch"]}}}};
+    after.gw->on_message(b, sub.dump());
+    auto got = after.frames(b);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0]["recovered"] == false);
+    CHECK(got[0]["reason"] == "epoch_changed");
+    CHECK(got[0]["position"]["offset"] == 2);
+    CHECK(got[0]["position"]["epoch"] != seen["epoch"]);
 }

@@ -251,9 +251,9 @@ local function ensure_stream(h, x, token)
   if redis.call('HSETNX', h, 'epoch', token) == 1 then
     redis.call('HSET', h, 'top', 0)
     redis.call('DEL', x)
-    return token, true
+    return token
   end
-  return redis.call('HGET', h, 'epoch'), false
+  return redis.call('HGET', h, 'epoch')
 end
 local function field(e, name)
   local f = e[2]
@@ -308,15 +308,16 @@ end
 return {num(top), epoch}
 )lua";
 
-// ARGV: P, topic, token, 'after'|'latest', after, limit, not_before_ms, idle_ttl_ms. Age is judged
+// ARGV: P, topic, 'after'|'latest', after, limit, not_before_ms. Never writes: a stream without
+// its hash (never appended to, or lost) reads as top {0, ''} with nothing kept. Age is judged
 // from the front, as in lua_append: `first` is the oldest entry with at >= not_before, and every
-// entry from it on counts as kept. Returns {epoch, top, first_retained, {id, at, body, id, at, body, ...}} (ascending).
+// entry from it on counts as kept. Returns {epoch, top, first_retained, {id, at, body, ...}}.
 constexpr const char* lua_read = R"lua(
-local mode, after, limit, nb, idle = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local mode, after, limit, nb = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local h, x = stream_keys(ARGV[2])
-local epoch, created = ensure_stream(h, x, ARGV[3])
-if created and idle > 0 then redis.call('PEXPIRE', h, idle) end
-local top = tonumber(redis.call('HGET', h, 'top')) or 0
+local head = redis.call('HMGET', h, 'epoch', 'top')
+if not head[1] then return {'', '0', '1', {}} end
+local epoch, top = head[1], tonumber(head[2]) or 0
 -- The oldest kept offset with at >= not_before.
 local first = top + 1
 local from = '-'
@@ -955,24 +956,19 @@ StreamPosition RedisConnectionStore::append(const std::string& topic, std::strin
 
 StreamRead RedisConnectionStore::read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
                                              TimePoint not_before) {
-    const auto token = random_token();
     const auto after_s = std::to_string(after);
     const auto limit_s = count_arg(limit);
     const auto nb = ms(not_before);
-    const auto idle = std::to_string(std::max<std::int64_t>(0, impl_->settings.idle_stream_ttl.count()));
     return impl_->with([&](Impl::Slot& s) {
-        return stream_read_of(
-            impl_->eval(s, s_read, {topic, token, "after", after_s, limit_s, nb, idle}, "read_stream").get());
+        return stream_read_of(impl_->eval(s, s_read, {topic, "after", after_s, limit_s, nb}, "read_stream").get());
     });
 }
 
 StreamRead RedisConnectionStore::latest(const std::string& topic, std::size_t limit, TimePoint not_before) {
-    const auto token = random_token();
     const auto limit_s = count_arg(limit);
     const auto nb = ms(not_before);
-    const auto idle = std::to_string(std::max<std::int64_t>(0, impl_->settings.idle_stream_ttl.count()));
     return impl_->with([&](Impl::Slot& s) {
-        return stream_read_of(impl_->eval(s, s_read, {topic, token, "latest", "0", limit_s, nb, idle}, "latest").get());
+        return stream_read_of(impl_->eval(s, s_read, {topic, "latest", "0", limit_s, nb}, "latest").get());
     });
 }
 

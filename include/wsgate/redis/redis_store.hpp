@@ -25,9 +25,6 @@ struct RedisStoreSettings {
     /// How long a record key outlives its `expires_at` before Redis drops it by itself (the safety
     /// net for a node that died without sweeping).
     Duration key_ttl_grace = std::chrono::minutes{1};
-    /// How long the keys of a topic stream that a read created and nothing appended to yet live
-    /// (an append makes them permanent, or gives them `history_ttl` + `key_ttl_grace`).
-    Duration idle_stream_ttl = std::chrono::hours{24};
 };
 
 /**
@@ -52,13 +49,13 @@ struct RedisStoreSettings {
  * `epoch` and `top`, and the history `wsgate:history:<t>`, a Redis Stream whose entries have the
  * explicit id `<offset>-1` and the fields `at` (Unix ms, the appending node's clock) and `body`.
  * The epoch is created with HSETNX from a random token the caller sends, so if Redis loses the
- * hash (restart without persistence, FLUSHALL, eviction) the next call creates a fresh epoch and
+ * hash (restart without persistence, FLUSHALL, eviction) the next append creates a fresh epoch and
  * drops any history left under the old one. append() is one script: ensure the epoch, HINCRBY the
  * top, XADD with `MAXLEN = max_count`, then drop entries older than `max_age` from the front (the
  * oldest entries' `at`, so no gap ever opens). With `max_age` > 0 both keys expire together
  * `max_age + key_ttl_grace` after the last append (losing them is signalled by a new epoch);
- * otherwise they are permanent. A stream created by a read expires after `idle_stream_ttl` unless
- * appended to. Device cursors are hashes `wsgate:cursor:<len>:<device_key>:<topic>` (`<len>` = the
+ * otherwise they are permanent. Reads never write: a topic without the hash reads as {0, ""}.
+ * Device cursors are hashes `wsgate:cursor:<len>:<device_key>:<topic>` (`<len>` = the
  * device key's length, so no two pairs share a key) with fields `offset` and `epoch`, saved by a
  * script that keeps the larger offset within an epoch and PEXPIREs the key by `keep_for` (the
  * server's clock) on every save. presence() is one script over the topic set, the meta hash and
@@ -107,7 +104,7 @@ public:
     StreamPosition append(const std::string& topic, std::string_view body, TimePoint now,
                           const HistoryRetention& keep) override;
     /**
-     * One script call (it creates the stream on first use). Age is judged from the front, as
+     * One read-only script call. Age is judged from the front, as
      * append() trims: `first_retained` is the oldest entry with `at` ≥ `not_before`, and every entry
      * after it is returned even if its `at` looks older (clock skew between the appending nodes),
      * so the publications returned never have a gap.

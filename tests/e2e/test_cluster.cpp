@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -340,3 +341,179 @@ TEST_CASE("when a demo node on Redis is killed with -9, a surviving node reaps i
     CHECK(view.connections_of_user("u1").size() == 20);
 }
 
+
+// ---- delivery guarantees across nodes: recovery from history, presence -------------------
+
+namespace {
+
+std::string device_token(const std::string& user, const std::string& device) {
+    const auto now = wsgate::to_unix_seconds(wsgate::SystemClock{}.now());
+    return wsgate::jwt::sign({{"sub", user},
+                              {"deviceId", device},
+                              {"permissions", {"publish", "read_events"}},
+                              {"iat", now},
+                              {"exp", now + 600}},
+                             wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, session_secret()));
+}
+
+std::unique_ptr<wsgate::beast::Client> join(const Node& n, const std::string& user, const std::string& device,
+                                            const std::string& topic) {
+    auto c = std::make_unique<wsgate::beast::Client>();
+    REQUIRE_FALSE(c->connect(n.url() + "?token=" + device_token(user, device)));
+    REQUIRE_FALSE(c->send(nlohmann::json{{"type", "subscribe"}, {"topic", topic}}.dump()));
+    REQUIRE(receive_type(*c, "ack"));
+    return c;
+}
+
+std::optional<nlohmann::json> presence_of(wsgate::beast::Client& c, const std::string& topic) {
+    if (c.send(nlohmann::json{{"type", "presence"}, {"topic", topic}}.dump())) return std::nullopt;
+    return receive_type(c, "presence");
+}
+
+/// The users a presence reply lists, sorted.
+std::vector<std::string> users_in(const nlohmann::json& p) {
+    std::vector<std::string> out;
+    for (const auto& m : p.value("members", nlohmann::json::array())) out.push_back(m.value("userId", ""));
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a client that left node A resumes on node B with exactly the events it missed", "[e2e][redis][cluster][recovery]") {
+    wsgate::test::RedisServer redis;
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port());
+    Node a({"--store", spec, "--bus", spec, "--node-id", "node-a"});
+    Node b({"--store", spec, "--bus", spec, "--node-id", "node-b"});
+    REQUIRE(a.port != 0);
+    REQUIRE(b.port != 0);
+    INFO(a.log());
+    INFO(b.log());
+
+    auto publisher = join(b, "pat", "pat-phone", "events:feed");
+    // Something is in the stream before the reader comes, so its ack carries the epoch.
+    REQUIRE_FALSE(publisher->send(R"({"type":"publish","topic":"events:feed","event":"tick","data":-1})"));
+    REQUIRE(receive_type(*publisher, "ack"));
+    std::uint64_t last_offset = 0;
+    std::string epoch;
+    {
+        wsgate::beast::Client reader;
+        REQUIRE_FALSE(reader.connect(a.url() + "?token=" + device_token("rea", "rea-laptop")));
+        REQUIRE_FALSE(reader.send(R"({"type":"subscribe","topic":"events:feed","ref":1})"));
+        auto ack = receive_type(reader, "ack");
+        REQUIRE(ack);
+        CHECK((*ack)["ref"] == 1);
+        REQUIRE(ack->contains("position"));
+        REQUIRE_FALSE(publisher->send(R"({"type":"publish","topic":"events:feed","event":"tick","data":0})"));
+        REQUIRE(receive_type(*publisher, "ack"));
+        auto first = receive_type(reader, "tick");
+        REQUIRE(first);
+        last_offset = (*first)["offset"].get<std::uint64_t>();
+        epoch = (*first)["epoch"].get<std::string>();
+        CHECK(epoch == (*ack)["position"]["epoch"]);
+        CHECK(last_offset == (*ack)["position"]["offset"].get<std::uint64_t>() + 1);
+    }  // the reader disconnects
+
+    constexpr int missed = 5;
+    for (int i = 1; i <= missed; ++i) {
+        REQUIRE_FALSE(publisher->send(
+            nlohmann::json{{"type", "publish"}, {"topic", "events:feed"}, {"event", "tick"}, {"data", i}}.dump()));
+        auto published = receive_type(*publisher, "ack");  // in the stream before the next one is sent
+        REQUIRE(published);
+        CHECK((*published)["offset"] == last_offset + static_cast<std::uint64_t>(i));
+    }
+
+    wsgate::beast::Client back;
+    REQUIRE_FALSE(back.connect(b.url() + "?token=" + device_token("rea", "rea-laptop")));
+    REQUIRE_FALSE(back.send(nlohmann::json{{"type", "subscribe"},
+                                           {"topic", "events:feed"},
+                                           {"since", {{"offset", last_offset}, {"epoch", epoch}}}}
+                                .dump()));
+    // The ack comes first, then the missed events in order, each once, then live ones.
+    auto m = back.receive(5s);
+    REQUIRE(m);
+    auto ack = nlohmann::json::parse(*m);
+    REQUIRE(ack["type"] == "ack");
+    CHECK(ack["recovered"] == true);
+    CHECK(ack["missed"] == missed);
+    CHECK(ack["resumedFrom"] == "since");
+    CHECK(ack["position"]["epoch"] == epoch);
+    CHECK(ack["position"]["offset"] == last_offset + missed);
+    for (int i = 1; i <= missed; ++i) {
+        auto got = receive_type(back, "tick");
+        REQUIRE(got);
+        CHECK((*got)["data"] == i);
+        CHECK((*got)["offset"] == last_offset + static_cast<std::uint64_t>(i));
+        CHECK((*got)["epoch"] == epoch);
+    }
+    REQUIRE_FALSE(publisher->send(R"({"type":"publish","topic":"events:feed","event":"tick","data":"live"})"));
+    auto live = receive_type(back, "tick");
+    REQUIRE(live);
+    CHECK((*live)["data"] == "live");
+    CHECK((*live)["offset"] == last_offset + missed + 1);
+    CHECK_FALSE(receive_type(back, "tick", 300ms));
+
+    // An epoch the stream never had is refused, and nothing is replayed.
+    wsgate::beast::Client stale;
+    REQUIRE_FALSE(stale.connect(a.url() + "?token=" + device_token("rea", "rea-tablet")));
+    REQUIRE_FALSE(stale.send(R"({"type":"subscribe","topic":"events:feed","since":{"offset":1,"epoch":"gone"}})"));
+    auto refused = receive_type(stale, "ack");
+    REQUIRE(refused);
+    CHECK((*refused)["recovered"] == false);
+    CHECK((*refused)["reason"] == "epoch_changed");
+    CHECK_FALSE(receive_type(stale, "tick", 300ms));
+}
+
+TEST_CASE("presence spans the nodes, join and leave cross them, and a killed node's members vanish", "[e2e][redis][cluster][presence]") {
+    wsgate::test::RedisServer redis;
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port());
+    auto node_args = [&](const std::string& id) {
+        return std::vector<std::string>{"--store", spec, "--bus", spec, "--node-id", id, "--node-lease-ms=2000"};
+    };
+    Node a(node_args("node-a"));
+    REQUIRE(a.port != 0);
+    INFO(a.log());
+    auto ann = join(a, "ann", "ann-phone", "events:lobby");
+    {
+        Node b(node_args("node-b"));
+        REQUIRE(b.port != 0);
+        INFO(b.log());
+        auto bob = join(b, "bob", "bob-laptop", "events:lobby");
+        auto joined = receive_type(*ann, "join");
+        REQUIRE(joined);
+        CHECK((*joined)["topic"] == "events:lobby");
+        CHECK((*joined)["member"]["userId"] == "bob");
+        CHECK((*joined)["member"]["deviceId"] == "bob-laptop");
+
+        for (auto* asker : {ann.get(), bob.get()}) {
+            auto p = presence_of(*asker, "events:lobby");
+            REQUIRE(p);
+            CHECK((*p)["connections"] == 2);
+            CHECK((*p)["users"] == 2);
+            CHECK(users_in(*p) == std::vector<std::string>{"ann", "bob"});
+        }
+
+        // A second connection of carl on node B comes and goes: node A's member hears both.
+        {
+            auto carl = join(b, "carl", "carl-phone", "events:lobby");
+            auto j = receive_type(*ann, "join");
+            REQUIRE(j);
+            CHECK((*j)["member"]["userId"] == "carl");
+            auto p = presence_of(*ann, "events:lobby");
+            REQUIRE(p);
+            CHECK((*p)["connections"] == 3);
+        }
+        auto left = receive_type(*ann, "leave");
+        REQUIRE(left);
+        CHECK((*left)["member"]["userId"] == "carl");
+
+        b.proc->kill(SIGKILL);  // bob's connection is never closed by its node
+    }
+    // Within the lease (2 s) plus a sweep (1 s); generous for a loaded machine.
+    CHECK(eventually(
+        [&] {
+            auto p = presence_of(*ann, "events:lobby");
+            return p && users_in(*p) == std::vector<std::string>{"ann"} && (*p)["connections"] == 1;
+        },
+        20s));
+}

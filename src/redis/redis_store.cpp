@@ -3,6 +3,8 @@
 #include <wsgate/detail/store_util.hpp>
 #include "redis_conn.hpp"
 
+#include <wsgate/random.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <array>
@@ -238,18 +240,174 @@ end
 return n
 )lua";
 
+// ---- topic streams ----------------------------------------------------------------------------
+// Stream helpers, prepended to the stream scripts only. A topic's hash P..'stream:'..t holds
+// `epoch` and `top`; its history P..'history:'..t holds entries '<offset>-1' {at, body}.
+constexpr const char* lua_stream_prelude = R"lua(
+local function stream_keys(t) return P .. 'stream:' .. t, P .. 'history:' .. t end
+-- The stream's epoch; a new one (the caller's random token) if the hash was missing, and then
+-- whatever history the old epoch left is dropped: its offsets mean nothing in the new one.
+local function ensure_stream(h, x, token)
+  if redis.call('HSETNX', h, 'epoch', token) == 1 then
+    redis.call('HSET', h, 'top', 0)
+    redis.call('DEL', x)
+    return token, true
+  end
+  return redis.call('HGET', h, 'epoch'), false
+end
+local function field(e, name)
+  local f = e[2]
+  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
+  return nil
+end
+local function at_of(e) return tonumber(field(e, 'at')) or 0 end
+local function offset_of(e) return tonumber(string.match(e[1], '^(%d+)-')) end
+local function num(n) return string.format('%.0f', n) end
+)lua";
+
+// ARGV: P, topic, token, body, now_ms, max_count, max_age_ms, ttl_ms (0: permanent).
+// Returns {offset, epoch}.
+constexpr const char* lua_append = R"lua(
+local now, max_count, max_age, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local h, x = stream_keys(ARGV[2])
+local epoch = ensure_stream(h, x, ARGV[3])
+local top = redis.call('HINCRBY', h, 'top', 1)
+if max_count > 0 then
+  redis.call('XADD', x, 'MAXLEN', '=', max_count, num(top) .. '-1', 'at', ARGV[5], 'body', ARGV[4])
+  if max_age > 0 then
+    -- From the front only, up to the first entry young enough: with clock skew between nodes an
+    -- older `at` may follow a younger one, and dropping it would open a gap in the history.
+    local cutoff = now - max_age
+    while true do
+      local batch = redis.call('XRANGE', x, '-', '+', 'COUNT', 64)
+      if #batch == 0 then break end
+      local keep = nil
+      for _, e in ipairs(batch) do
+        if at_of(e) >= cutoff then keep = e[1]; break end
+      end
+      if keep then
+        redis.call('XTRIM', x, 'MINID', '=', keep)
+        break
+      end
+      local ids = {}
+      for i, e in ipairs(batch) do ids[i] = e[1] end
+      redis.call('XDEL', x, unpack(ids))
+    end
+  end
+else
+  redis.call('DEL', x)
+end
+-- Epoch, top and history expire together or not at all.
+if ttl > 0 then
+  redis.call('PEXPIRE', h, ttl)
+  redis.call('PEXPIRE', x, ttl)
+else
+  redis.call('PERSIST', h)
+  redis.call('PERSIST', x)
+end
+return {num(top), epoch}
+)lua";
+
+// ARGV: P, topic, token, 'after'|'latest', after, limit, not_before_ms, idle_ttl_ms. Age is judged
+// from the front, as in lua_append: `first` is the oldest entry with at >= not_before, and every
+// entry from it on counts as kept. Returns {epoch, top, first_retained, {id, at, body, id, at, body, ...}} (ascending).
+constexpr const char* lua_read = R"lua(
+local mode, after, limit, nb, idle = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local h, x = stream_keys(ARGV[2])
+local epoch, created = ensure_stream(h, x, ARGV[3])
+if created and idle > 0 then redis.call('PEXPIRE', h, idle) end
+local top = tonumber(redis.call('HGET', h, 'top')) or 0
+-- The oldest kept offset with at >= not_before.
+local first = top + 1
+local from = '-'
+while true do
+  local batch = redis.call('XRANGE', x, from, '+', 'COUNT', 64)
+  if #batch == 0 then break end
+  local found = false
+  for _, e in ipairs(batch) do
+    if at_of(e) >= nb then first = offset_of(e); found = true; break end
+  end
+  if found then break end
+  from = '(' .. batch[#batch][1]
+end
+-- The kept history is the contiguous range first..top: an entry after `first` whose `at` looks
+-- older (clock skew between nodes) is still returned, as append() still keeps it.
+local picked = {}
+if limit > 0 and first <= top then
+  if mode == 'latest' then
+    picked = redis.call('XREVRANGE', x, '+', num(first) .. '-0', 'COUNT', num(limit))
+    for i = 1, math.floor(#picked / 2) do picked[i], picked[#picked + 1 - i] = picked[#picked + 1 - i], picked[i] end
+  elseif after < top then
+    picked = redis.call('XRANGE', x, num(math.max(after + 1, first)) .. '-0', '+', 'COUNT', num(limit))
+  end
+end
+local out = {}
+for _, e in ipairs(picked) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = field(e, 'at') or '0'
+  out[#out + 1] = field(e, 'body') or '{}'
+end
+return {epoch, num(top), num(first), out}
+)lua";
+
+// ARGV: P, device_key, topic, offset, epoch, keep_ms. Forward-only within an epoch; another epoch
+// replaces. Every save (even an ignored one) restarts the keep_ms countdown.
+constexpr const char* lua_save_cursor = R"lua(
+local k = P .. 'cursor:' .. string.len(ARGV[2]) .. ':' .. ARGV[2] .. ':' .. ARGV[3]
+local off, epoch, keep = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local cur = redis.call('HMGET', k, 'epoch', 'offset')
+if cur[1] ~= epoch or (tonumber(cur[2]) or -1) < off then
+  redis.call('HSET', k, 'epoch', epoch, 'offset', ARGV[4])
+end
+if keep > 0 then redis.call('PEXPIRE', k, keep) else redis.call('DEL', k) end
+return 1
+)lua";
+
+// ARGV: P, topic. {id, node, kind, user, device, principal-if-no-kind, ...} for each live subscriber
+// (liveness from the meta hash, as lua_members; a record hash already gone is skipped).
+constexpr const char* lua_presence = R"lua(
+local members = redis.call('SMEMBERS', P .. 'topic:' .. ARGV[2])
+local now = server_ms()
+local out = {}
+for i = 1, #members, 4000 do
+  local chunk = {unpack(members, i, math.min(i + 3999, #members))}
+  local metas = redis.call('HMGET', P .. 'meta', unpack(chunk))
+  for j, id in ipairs(chunk) do
+    local m = metas[j]
+    local deadline = m and tonumber(string.match(m, '^(%d+)|'))
+    if deadline and deadline > now then
+      local f = redis.call('HMGET', P .. 'conn:' .. id, 'node', 'kind', 'user', 'device')
+      if f[1] then
+        out[#out + 1] = id
+        out[#out + 1] = f[1]
+        out[#out + 1] = f[2] or ''
+        out[#out + 1] = f[3] or ''
+        out[#out + 1] = f[4] or ''
+        out[#out + 1] = f[2] and '' or (redis.call('HGET', P .. 'conn:' .. id, 'principal') or '')
+      end
+    end
+  end
+end
+return out
+)lua";
+
 enum Script : std::size_t {
     s_put, s_remove, s_touch, s_subscribe, s_unsubscribe, s_members, s_topics, s_expire, s_remove_node,
-    s_renew_lease, s_reap, s_count
+    s_renew_lease, s_reap, s_append, s_read, s_save_cursor, s_presence, s_count
 };
 
 const std::array<std::string, s_count>& script_bodies() {
     static const std::array<std::string, s_count> bodies = [] {
         std::array<std::string, s_count> b;
-        const char* raw[s_count] = {lua_put,         lua_remove,  lua_touch,  lua_subscribe,
-                                    lua_unsubscribe, lua_members, lua_topics, lua_expire,
-                                    lua_remove_node, lua_renew_lease, lua_reap};
-        for (std::size_t i = 0; i < s_count; ++i) b[i] = std::string(lua_prelude) + raw[i];
+        const char* raw[s_count] = {lua_put,         lua_remove,      lua_touch,  lua_subscribe,
+                                    lua_unsubscribe, lua_members,     lua_topics, lua_expire,
+                                    lua_remove_node, lua_renew_lease, lua_reap,   lua_append,
+                                    lua_read,        lua_save_cursor, lua_presence};
+        for (std::size_t i = 0; i < s_count; ++i) {
+            b[i] = lua_prelude;
+            if (i == s_append || i == s_read) b[i] += lua_stream_prelude;
+            b[i] += raw[i];
+        }
         return b;
     }();
     return bodies;
@@ -416,6 +574,7 @@ struct RedisConnectionStore::Impl {
                    r.node_id,
                    "id", r.id,
                    "user", r.principal.user_id,
+                   "kind", std::string(to_string(r.principal.kind)),
                    "device", r.principal.device_id,
                    "perms", detail::join_permissions(r.principal.permissions),
                    "node", r.node_id,
@@ -733,6 +892,138 @@ std::size_t RedisConnectionStore::reap_expired_nodes(TimePoint now, std::size_t 
     const auto limit_s = std::to_string(limit);
     return impl_->with([&](Impl::Slot& s) {
         return static_cast<std::size_t>(impl_->eval(s, s_reap, {limit_s}, "reap_expired_nodes")->integer);
+    });
+}
+
+// ---- topic streams ----------------------------------------------------------------------------
+
+namespace {
+
+// Counts go to Lua as doubles and back to Redis as integers: keep them exact and parseable.
+std::string count_arg(std::uint64_t n) { return std::to_string(std::min<std::uint64_t>(n, std::uint64_t{1} << 52)); }
+
+std::uint64_t u64_of(const redisReply* r, std::string_view what) {
+    const auto v = str_of(r);
+    std::uint64_t n = 0;
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || p != v.data() + v.size())
+        throw StoreError(store_errc::corrupt, std::string("redis store: unreadable number in ") + std::string(what));
+    return n;
+}
+
+StreamRead stream_read_of(const redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[3]->type != REDIS_REPLY_ARRAY)
+        throw StoreError(store_errc::corrupt, "redis store: unexpected reply to a stream read");
+    StreamRead out;
+    out.top.epoch = str_of(r->element[0]);
+    out.top.offset = u64_of(r->element[1], "read_stream");
+    out.first_retained = u64_of(r->element[2], "read_stream");
+    const auto* e = r->element[3];
+    out.publications.reserve(e->elements / 3);
+    for (std::size_t i = 0; i + 2 < e->elements; i += 3) {
+        StoredPublication p;
+        const auto id = str_of(e->element[i]);
+        const auto dash = id.find('-');
+        const auto [end, ec] = std::from_chars(id.data(), id.data() + std::min(dash, id.size()), p.offset);
+        if (ec != std::errc{} || dash == std::string_view::npos || end != id.data() + dash)
+            throw StoreError(store_errc::corrupt, "redis store: unreadable history entry id");
+        p.at = from_unix_ms(static_cast<std::int64_t>(u64_of(e->element[i + 1], "read_stream")));
+        p.body = str_of(e->element[i + 2]);
+        out.publications.push_back(std::move(p));
+    }
+    return out;
+}
+
+}  // namespace
+
+StreamPosition RedisConnectionStore::append(const std::string& topic, std::string_view body, TimePoint now,
+                                            const HistoryRetention& keep) {
+    const auto token = random_token();
+    const auto now_ms = ms(now);
+    const auto max_count = count_arg(keep.max_count);
+    const auto age_ms = std::max<std::int64_t>(0, keep.max_age.count());
+    const auto max_age = std::to_string(age_ms);
+    const auto grace_ms = std::max<std::int64_t>(1, impl_->settings.key_ttl_grace.count());
+    const auto ttl = std::to_string(age_ms > 0 ? age_ms + grace_ms : 0);
+    return impl_->with([&](Impl::Slot& s) {
+        auto r = impl_->eval(s, s_append, {topic, token, body, now_ms, max_count, max_age, ttl}, "append");
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            throw StoreError(store_errc::corrupt, "redis store: unexpected reply to append");
+        return StreamPosition{u64_of(r->element[0], "append"), std::string(str_of(r->element[1]))};
+    });
+}
+
+StreamRead RedisConnectionStore::read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                             TimePoint not_before) {
+    const auto token = random_token();
+    const auto after_s = std::to_string(after);
+    const auto limit_s = count_arg(limit);
+    const auto nb = ms(not_before);
+    const auto idle = std::to_string(std::max<std::int64_t>(0, impl_->settings.idle_stream_ttl.count()));
+    return impl_->with([&](Impl::Slot& s) {
+        return stream_read_of(
+            impl_->eval(s, s_read, {topic, token, "after", after_s, limit_s, nb, idle}, "read_stream").get());
+    });
+}
+
+StreamRead RedisConnectionStore::latest(const std::string& topic, std::size_t limit, TimePoint not_before) {
+    const auto token = random_token();
+    const auto limit_s = count_arg(limit);
+    const auto nb = ms(not_before);
+    const auto idle = std::to_string(std::max<std::int64_t>(0, impl_->settings.idle_stream_ttl.count()));
+    return impl_->with([&](Impl::Slot& s) {
+        return stream_read_of(impl_->eval(s, s_read, {topic, token, "latest", "0", limit_s, nb, idle}, "latest").get());
+    });
+}
+
+void RedisConnectionStore::save_cursor(const std::string& device_key, const std::string& topic,
+                                       const StreamPosition& p, TimePoint now, Duration keep_for) {
+    (void)now;  // the server's clock, see lua_save_cursor
+    const auto offset = std::to_string(p.offset);
+    const auto keep = std::to_string(std::max<std::int64_t>(0, keep_for.count()));
+    impl_->with([&](Impl::Slot& s) {
+        impl_->eval(s, s_save_cursor, {device_key, topic, offset, p.epoch, keep}, "save_cursor");
+    });
+}
+
+std::optional<StreamPosition> RedisConnectionStore::load_cursor(const std::string& device_key,
+                                                                const std::string& topic, TimePoint now) {
+    (void)now;
+    const auto k = impl_->key("cursor:", std::to_string(device_key.size()) + ":" + device_key + ":" + topic);
+    return impl_->with([&](Impl::Slot& s) -> std::optional<StreamPosition> {
+        auto r = s.conn.command({"HMGET", k, "offset", "epoch"});
+        throw_if_error(r.get(), "load_cursor");
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type == REDIS_REPLY_NIL ||
+            r->element[1]->type == REDIS_REPLY_NIL)
+            return std::nullopt;
+        return StreamPosition{u64_of(r->element[0], "load_cursor"), std::string(str_of(r->element[1]))};
+    });
+}
+
+std::vector<PresenceMember> RedisConnectionStore::presence(const std::string& topic) {
+    return impl_->with([&](Impl::Slot& s) {
+        auto r = impl_->eval(s, s_presence, {topic}, "presence");
+        std::vector<PresenceMember> out;
+        if (r->type != REDIS_REPLY_ARRAY) return out;
+        out.reserve(r->elements / 6);
+        for (std::size_t i = 0; i + 5 < r->elements; i += 6) {
+            PresenceMember m;
+            m.id = str_of(r->element[i]);
+            m.node_id = str_of(r->element[i + 1]);
+            const auto kind = str_of(r->element[i + 2]);
+            m.user_id = str_of(r->element[i + 3]);
+            m.device_id = str_of(r->element[i + 4]);
+            if (!kind.empty()) {
+                m.kind = principal_kind_from_string(kind);
+            } else {  // written before records carried `kind`
+                auto p = nlohmann::json::parse(str_of(r->element[i + 5]), nullptr, false);
+                if (p.is_object() && p.contains("kind") && p["kind"].is_string())
+                    m.kind = principal_kind_from_string(p["kind"].get<std::string>());
+            }
+            out.push_back(std::move(m));
+        }
+        std::sort(out.begin(), out.end(), [](const PresenceMember& a, const PresenceMember& b) { return a.id < b.id; });
+        return out;
     });
 }
 

@@ -5,9 +5,13 @@
 #include <wsgate/redis/redis_endpoint.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace wsgate {
 
@@ -21,6 +25,9 @@ struct RedisStoreSettings {
     /// How long a record key outlives its `expires_at` before Redis drops it by itself (the safety
     /// net for a node that died without sweeping).
     Duration key_ttl_grace = std::chrono::minutes{1};
+    /// How long the keys of a topic stream that a read created and nothing appended to yet live
+    /// (an append makes them permanent, or gives them `history_ttl` + `key_ttl_grace`).
+    Duration idle_stream_ttl = std::chrono::hours{24};
 };
 
 /**
@@ -40,6 +47,22 @@ struct RedisStoreSettings {
  * clock, so a node that dies never leaves immortal records even if no node sweeps again.
  * Index members whose record is gone are filtered out on read and removed lazily;
  * subscribers(topic) is one round trip however large the topic.
+ *
+ * Topic streams (supports_streams() is true): per topic, the hash `wsgate:stream:<t>` with fields
+ * `epoch` and `top`, and the history `wsgate:history:<t>`, a Redis Stream whose entries have the
+ * explicit id `<offset>-1` and the fields `at` (Unix ms, the appending node's clock) and `body`.
+ * The epoch is created with HSETNX from a random token the caller sends, so if Redis loses the
+ * hash (restart without persistence, FLUSHALL, eviction) the next call creates a fresh epoch and
+ * drops any history left under the old one. append() is one script: ensure the epoch, HINCRBY the
+ * top, XADD with `MAXLEN = max_count`, then drop entries older than `max_age` from the front (the
+ * oldest entries' `at`, so no gap ever opens). With `max_age` > 0 both keys expire together
+ * `max_age + key_ttl_grace` after the last append (losing them is signalled by a new epoch);
+ * otherwise they are permanent. A stream created by a read expires after `idle_stream_ttl` unless
+ * appended to. Device cursors are hashes `wsgate:cursor:<len>:<device_key>:<topic>` (`<len>` = the
+ * device key's length, so no two pairs share a key) with fields `offset` and `epoch`, saved by a
+ * script that keeps the larger offset within an epoch and PEXPIREs the key by `keep_for` (the
+ * server's clock) on every save. presence() is one script over the topic set, the meta hash and
+ * the record hashes.
  *
  * Uses Lua scripts over keys built inside them: standalone Redis (or a single Cluster slot via a
  * `{hash-tag}` prefix such as `{wsgate}:`).
@@ -78,6 +101,27 @@ public:
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
     /// Compares lease deadlines with the Redis server's clock (`now` is not used).
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
+
+    [[nodiscard]] bool supports_streams() const noexcept override { return true; }
+    /// One script; `at` is `now` (the caller's clock), age trimming compares with `now` too.
+    StreamPosition append(const std::string& topic, std::string_view body, TimePoint now,
+                          const HistoryRetention& keep) override;
+    /**
+     * One script call (it creates the stream on first use). Age is judged from the front, as
+     * append() trims: `first_retained` is the oldest entry with `at` ≥ `not_before`, and every entry
+     * after it is returned even if its `at` looks older (clock skew between the appending nodes),
+     * so the publications returned never have a gap.
+     */
+    [[nodiscard]] StreamRead read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                         TimePoint not_before) override;
+    [[nodiscard]] StreamRead latest(const std::string& topic, std::size_t limit, TimePoint not_before) override;
+    /// `keep_for` is measured on the Redis server's clock (`now` is not used).
+    void save_cursor(const std::string& device_key, const std::string& topic, const StreamPosition& p, TimePoint now,
+                     Duration keep_for) override;
+    [[nodiscard]] std::optional<StreamPosition> load_cursor(const std::string& device_key, const std::string& topic,
+                                                            TimePoint now) override;
+    /// One script: the topic set, liveness from the meta hash, then each live record's fields.
+    [[nodiscard]] std::vector<PresenceMember> presence(const std::string& topic) override;
 
     /// put() for many records in one pipelined round trip.
     void put_many(std::span<const ConnectionRecord> records);

@@ -71,16 +71,21 @@ TEMPLATE_TEST_CASE("stream contract: offsets are consecutive within one stable e
     auto s = f.make();
     REQUIRE(s->supports_streams());
     const HistoryRetention keep{10, 0s};
-    // A stream read before its first append already has its epoch.
-    const auto before = s->read_stream("t", 0, 0, forever);
-    CHECK(before.top.offset == 0);
-    REQUIRE_FALSE(before.top.epoch.empty());
+    // A stream never appended to reads as {0, ""}: reads create nothing.
+    const auto before = s->read_stream("t", 0, 10, forever);
+    CHECK(before.top == StreamPosition{0, ""});
     CHECK(before.first_retained == 1);
-    for (std::uint64_t i = 1; i <= 5; ++i) {
+    CHECK(before.publications.empty());
+    CHECK(s->latest("t", 10, forever).top == StreamPosition{0, ""});
+    const auto first = s->append("t", body(1), t0, keep);
+    CHECK(first.offset == 1);
+    REQUIRE_FALSE(first.epoch.empty());
+    for (std::uint64_t i = 2; i <= 5; ++i) {
         const auto p = s->append("t", body(static_cast<int>(i)), t0, keep);
         CHECK(p.offset == i);
-        CHECK(p.epoch == before.top.epoch);
+        CHECK(p.epoch == first.epoch);
     }
+    CHECK(s->read_stream("t", 0, 0, forever).top == StreamPosition{5, first.epoch});
     // Streams are per topic.
     const auto other = s->append("u", body(0), t0, keep);
     CHECK(other.offset == 1);

@@ -128,14 +128,15 @@ namespace detail {
 
 inline nlohmann::json position_json(const StreamPosition& p) { return {{"offset", p.offset}, {"epoch", p.epoch}}; }
 
-// `since` of a subscribe: {"offset": unsigned, "epoch": non-empty string of at most 64 characters}.
+// `since` of a subscribe: {"offset": unsigned, "epoch": a string of at most 64 characters, empty
+// only with offset 0 (the position of a stream never published to)}.
 inline bool parse_position(const nlohmann::json& j, StreamPosition& out) {
     if (!j.is_object()) return false;
     auto o = j.find("offset");
     auto e = j.find("epoch");
     if (o == j.end() || !o->is_number_unsigned() || e == j.end() || !e->is_string()) return false;
     const auto& epoch = e->get_ref<const std::string&>();
-    if (epoch.empty() || epoch.size() > 64) return false;
+    if ((epoch.empty() && o->get<std::uint64_t>() != 0) || epoch.size() > 64) return false;
     out.offset = o->get<std::uint64_t>();
     out.epoch = epoch;
     return true;

@@ -972,7 +972,11 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
         since.reset();
     }
     if (since) {
-        if (since->epoch != read.top.epoch) r.recovery.reason = "epoch_changed";
+        // A client at offset 0 has seen nothing: any epoch will do if the history starts at 1.
+        if (since->offset == 0) {
+            if (read.first_retained <= 1) r.recovery.recovered = true;
+            else r.recovery.reason = "too_old";
+        } else if (since->epoch != read.top.epoch) r.recovery.reason = "epoch_changed";
         else if (since->offset > read.top.offset) r.recovery.reason = "unknown_position";
         else if (since->offset < read.top.offset && since->offset + 1 < read.first_retained) r.recovery.reason = "too_old";
         else r.recovery.recovered = true;
@@ -1066,7 +1070,8 @@ WSGATE_INLINE std::error_code Gateway::acknowledge(const ConnectionRecord& rec, 
     try {
         const auto top = store_->read_stream(topic, 0, 0, not_before(*rule, now)).top;
         if ((!p.epoch.empty() && p.epoch != top.epoch) || p.offset > top.offset) return protocol_errc::bad_position;
-        store_->save_cursor(key, topic, StreamPosition{p.offset, top.epoch}, now, rule->cursor_ttl);
+        // Offset 0 acknowledges nothing: no cursor is written, so naming topics costs no storage.
+        if (p.offset > 0) store_->save_cursor(key, topic, StreamPosition{p.offset, top.epoch}, now, rule->cursor_ttl);
     } catch (const std::exception&) {
         bump(metrics_.store_errors);
         return protocol_errc::store_unavailable;

@@ -299,12 +299,14 @@ WSGATE_INLINE StreamRead InMemoryConnectionStore::read_locked(const Stream& s, s
 WSGATE_INLINE StreamRead InMemoryConnectionStore::read_stream(const std::string& topic, std::uint64_t after,
                                                              std::size_t limit, TimePoint not_before) {
     std::lock_guard lock(streams_mu_);
-    return read_locked(stream_locked(topic), after, limit, not_before, false);
+    auto it = streams_.find(topic);
+    return it == streams_.end() ? StreamRead{} : read_locked(it->second, after, limit, not_before, false);
 }
 
 WSGATE_INLINE StreamRead InMemoryConnectionStore::latest(const std::string& topic, std::size_t limit, TimePoint not_before) {
     std::lock_guard lock(streams_mu_);
-    return read_locked(stream_locked(topic), 0, limit, not_before, true);
+    auto it = streams_.find(topic);
+    return it == streams_.end() ? StreamRead{} : read_locked(it->second, 0, limit, not_before, true);
 }
 
 WSGATE_INLINE void InMemoryConnectionStore::save_cursor(const std::string& device_key, const std::string& topic,

@@ -126,6 +126,28 @@ TEST_CASE("a subscribe with the ack's position gets every missed publication onc
     CHECK(f.gw->metrics().recoveries == 2);
 }
 
+TEST_CASE("a client that saw a stream before its first publication recovers all of it", "[delivery][recovery]") {
+    GatewayFixture f{stream_settings()};
+    auto a = f.connect("user:u1:d1:read");
+    auto ack = f.say(a, R"({"type":"subscribe","topic":"feed:new"})");
+    REQUIRE(ack.size() == 1);
+    CHECK(ack[0]["position"] == json{{"offset", 0}, {"epoch", ""}});
+    f.gw->on_disconnect(a);
+    publish_n(f, "feed:new", 3);
+    auto b = f.connect("user:u1:d1:read");
+    auto frames = f.say(b, R"({"type":"subscribe","topic":"feed:new","since":{"offset":0,"epoch":""}})");
+    REQUIRE(frames.size() == 4);
+    CHECK(frames[0]["recovered"] == true);
+    CHECK(frames[0]["missed"] == 3);
+    CHECK(frames[3]["offset"] == 3);
+    // An empty epoch names only that starting point.
+    auto c = f.connect("user:u1:d1:read");
+    CHECK(f.say(c, R"({"type":"subscribe","topic":"feed:new","since":{"offset":2,"epoch":""}})")[0]["status"] == 400);
+    // Acknowledging offset 0 writes no cursor.
+    CHECK(f.say(c, R"({"type":"ack","topic":"feed:other","offset":0})")[0]["type"] == "ack");
+    CHECK_FALSE(f.store->load_cursor(Gateway::device_key(reader("u1", "d1")), "feed:other", f.clock->now()));
+}
+
 TEST_CASE("a position that cannot be resumed says why and replays nothing", "[delivery][recovery]") {
     auto s = stream_settings(10);
     s.router.topic_rules[0].history_ttl = 1min;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,9 @@ struct BroadcastReport {
     std::size_t failed = 0;         ///< transport error (connection kept)
     std::size_t backpressured = 0;  ///< queue full (dropped or closed, by policy)
     std::size_t filtered = 0;       ///< skipped by exclusion or permission
+    /// The publication's offset in its topic's stream; 0 when the topic keeps none or the store
+    /// could not give one (then it was delivered without a position).
+    std::uint64_t offset = 0;
     Duration elapsed{0};
 };
 

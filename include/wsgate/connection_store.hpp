@@ -39,7 +39,9 @@ enum class SubscribeResult {
 /// A position in a topic's stream: the offset of a publication within an epoch.
 struct StreamPosition {
     std::uint64_t offset = 0;  ///< the last publication's offset; 0 before the first one
-    std::string epoch;         ///< changes whenever the stream's history may have been lost
+    /// Changes whenever the stream's history may have been lost; empty for a stream never
+    /// appended to (a position {0, ""} means "seen nothing").
+    std::string epoch;
     friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
 };
 
@@ -191,9 +193,9 @@ public:
                                   const HistoryRetention& keep);
     /**
      * The stream's top and up to `limit` kept publications with offset > `after` and
-     * `at` ≥ `not_before`, ascending. With `limit` 0 only the top and `first_retained`. A
-     * stream never appended to is created (offset 0, a fresh epoch), so its epoch is stable
-     * from the first read on.
+     * `at` ≥ `not_before`, ascending. With `limit` 0 only the top and `first_retained`. Reads
+     * never write: a stream never appended to (or whose keys the backend lost) reads as top
+     * {0, ""} and creates nothing, so clients naming arbitrary topics cannot grow the store.
      */
     [[nodiscard]] virtual StreamRead read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
                                                  TimePoint not_before);

@@ -52,8 +52,12 @@ public:
     Envelope&& id(std::string i) && { return std::move(id(std::move(i))); }
     Envelope& timestamp(TimePoint t) &;
     Envelope&& timestamp(TimePoint t) && { return std::move(timestamp(t)); }
-    /// Stream position within the topic (delivery guarantees).
+    /// Stream position within the topic. Gateway::publish() to a topic with history replaces it
+    /// with the position the store assigns.
     Envelope& position(std::uint64_t offset, std::string epoch) &;
+    Envelope&& position(std::uint64_t offset, std::string epoch) && {
+        return std::move(position(offset, std::move(epoch)));
+    }
 
     [[nodiscard]] const std::string& type() const noexcept { return type_; }
     [[nodiscard]] const std::string& id() const noexcept { return id_; }

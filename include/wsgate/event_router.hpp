@@ -119,9 +119,9 @@ struct RouterSettings {
  */
 class MessageContext {
 public:
+    /// `msg`'s `ref` (a string or integer of at most 64 characters) is echoed in every reply.
     MessageContext(Gateway& gw, const ConnectionRecord& rec, const nlohmann::json& msg,
-                   std::string route, TimePoint now) noexcept
-        : gw_(gw), rec_(rec), msg_(msg), route_(std::move(route)), now_(now) {}
+                   std::string route, TimePoint now);
 
     /// The caller's connection record (principal, topics, attributes).
     [[nodiscard]] const ConnectionRecord& connection() const noexcept { return rec_; }
@@ -131,12 +131,14 @@ public:
     [[nodiscard]] const std::string& route() const noexcept { return route_; }
     [[nodiscard]] TimePoint now() const noexcept { return now_; }
     [[nodiscard]] Gateway& gateway() noexcept { return gw_; }
+    /// The message's `ref` (null if it has none); every reply below echoes it.
+    [[nodiscard]] const nlohmann::json& ref() const noexcept { return ref_; }
 
-    /// Sends `e` to the caller only.
+    /// Sends `e` to the caller only, with the message's `ref`.
     void reply(const Envelope& e);
-    /// Sends `{"type":"error","status":status,"error":message}` to the caller.
+    /// Sends `{"type":"error","status":status,"error":message}` to the caller, with the message's `ref`.
     void reply_error(int status, std::string_view message);
-    /// Sends `{"type":"ack", ...fields}` to the caller.
+    /// Sends `{"type":"ack", ...fields}` to the caller, with the message's `ref`.
     void ack(nlohmann::json fields = nlohmann::json::object());
     /// Publishes through the Gateway (bus, permission filter, Gone cleanup).
     BroadcastReport publish(const Envelope& e, const Audience& a);
@@ -149,12 +151,19 @@ private:
     const nlohmann::json& msg_;
     std::string route_;
     TimePoint now_;
+    nlohmann::json ref_;
     bool replied_ = false;
 };
 
 /**
- * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, `refresh`, then
- * host handlers by route key (and optionally by action), then the unknown-route policy.
+ * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, `refresh`,
+ * `history`, `ack` and `presence` (docs/protocol.md, docs/delivery.md), then host handlers by
+ * route key (and optionally by action), then the unknown-route policy. Every reply echoes the
+ * message's `ref`.
+ *
+ * `{"type":"subscribe","topic":…,"since":{"offset":N,"epoch":…}}` on a topic with history
+ * answers `{"type":"ack","action":"subscribe","topic":…,"position":{…},"recovered":…,"missed":K}`
+ * (with `reason` when not recovered) and then sends the K missed publications before live ones.
  *
  * `{"type":"refresh","token":…}` replaces the connection's principal in place: the Gateway's
  * Authorizer verifies the token (Gateway::reauthorize); a denial is a 401 error and the connection
@@ -216,6 +225,9 @@ private:
     void builtin_subscribe(MessageContext& ctx);
     void builtin_unsubscribe(MessageContext& ctx);
     void builtin_publish(MessageContext& ctx);
+    void builtin_history(MessageContext& ctx);
+    void builtin_ack(MessageContext& ctx);
+    void builtin_presence(MessageContext& ctx);
     /// A valid topic name from the message, or replies an error and returns false.
     bool topic_from(MessageContext& ctx, std::string& topic) const;
 

@@ -15,6 +15,7 @@
 #include <wsgate/metrics.hpp>
 #include <wsgate/transport.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -294,13 +295,24 @@ public:
     /// Delivers a frame to this node's share of `a` (what the bus handler calls). `offset` is
     /// the frame's position in the topic's stream (0: none), which recovering connections need.
     BroadcastReport deliver_local(const Payload& payload, const Audience& a, std::uint64_t offset = 0);
-    /// Sends an error envelope to one connection.
-    void send_error(const ConnectionId& id, int status, std::string_view message);
+    /// Sends an error envelope to one connection; a non-null `ref` is echoed.
+    void send_error(const ConnectionId& id, int status, std::string_view message,
+                    const nlohmann::json& ref = nullptr);
 
 private:
     struct Local;
     std::shared_ptr<Local> local_of(const ConnectionId& id) const;
     Audience with_topic_permission(const Audience& a) const;
+    /// Sends a publication to the bus and to this node's share of `a`.
+    BroadcastReport fan_out(const Payload& payload, const Audience& a, std::uint64_t offset);
+    /// Sends `payload` (offset `offset` of `topic`) to a connection that recovered that topic:
+    /// held while its replay runs, dropped if the replay sent it already.
+    SendStatus send_gated(Local& local, const ConnectionId& id, const std::string& topic, std::uint64_t offset,
+                          const Payload& payload);
+    /// Sends `{"type":"join"|"leave",...}` about `member` to `topic`'s other subscribers.
+    void announce(const std::string& type, const std::string& topic, const ConnectionRecord& member);
+    [[nodiscard]] static HistoryRetention retention_of(const TopicRule& r) noexcept;
+    [[nodiscard]] static TimePoint not_before(const TopicRule& r, TimePoint now) noexcept;
     ConnectResult admit(const ConnectRequest& request, Principal principal);
     /// Gives back one of `ip`'s anonymous connection slots; the caller holds local_mu_.
     void release_anonymous_slot(const std::string& ip);
@@ -326,6 +338,7 @@ private:
     mutable std::shared_mutex local_mu_;
     std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
     std::unordered_map<std::string, std::size_t> anonymous_per_ip_;  ///< guarded by local_mu_
+    std::atomic<std::size_t> gated_{0};  ///< local connections that recovered a topic (see send_gated)
     mutable std::mutex hook_mu_;
     EndHook end_hook_;
 };

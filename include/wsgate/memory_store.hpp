@@ -4,7 +4,9 @@
 #include <wsgate/detail/config.hpp>
 #include <wsgate/connection_store.hpp>
 
+#include <deque>
 #include <map>
+#include <mutex>
 #include <set>
 #include <shared_mutex>
 #include <unordered_map>
@@ -39,7 +41,34 @@ public:
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
+    /// Streams live as long as the process: each starts with a fresh random epoch, so positions
+    /// from an earlier process are refused as `epoch_changed`.
+    [[nodiscard]] bool supports_streams() const noexcept override { return true; }
+    StreamPosition append(const std::string& topic, std::string_view body, TimePoint now,
+                          const HistoryRetention& keep) override;
+    [[nodiscard]] StreamRead read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                         TimePoint not_before) override;
+    [[nodiscard]] StreamRead latest(const std::string& topic, std::size_t limit, TimePoint not_before) override;
+    void save_cursor(const std::string& device_key, const std::string& topic, const StreamPosition& p, TimePoint now,
+                     Duration keep_for) override;
+    [[nodiscard]] std::optional<StreamPosition> load_cursor(const std::string& device_key, const std::string& topic,
+                                                            TimePoint now) override;
+    [[nodiscard]] std::vector<PresenceMember> presence(const std::string& topic) override;
+
 private:
+    /// One topic's stream: its position and the kept publications, oldest first.
+    struct Stream {
+        StreamPosition top;
+        std::deque<StoredPublication> kept;
+    };
+    struct Cursor {
+        StreamPosition position;
+        TimePoint expires_at;
+    };
+    Stream& stream_locked(const std::string& topic);
+    static StreamRead read_locked(const Stream& s, std::uint64_t after, std::size_t limit, TimePoint not_before,
+                                  bool from_end);
+
     struct Entry;
     /// A topic's subscribers, contiguous so that fan-out walks memory in order; the id is kept
     /// inline so an unfiltered publish never touches the record.
@@ -65,6 +94,11 @@ private:
     UserIndex by_node_;  // node id → its records (remove_node, reaping)
     std::unordered_map<std::string, TimePoint> leases_;  // node id → lease deadline
     std::multimap<TimePoint, Entry*> by_expiry_;
+
+    std::mutex streams_mu_;  // streams and cursors: independent of the records' lock
+    std::unordered_map<std::string, Stream> streams_;
+    std::map<std::pair<std::string, std::string>, Cursor> cursors_;  // (device key, topic)
+    std::uint64_t cursor_saves_ = 0;
 };
 
 }  // namespace wsgate

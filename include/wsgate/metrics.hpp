@@ -39,6 +39,9 @@ struct Metrics {
     Counter store_errors{0};
     Counter bus_errors{0};       ///< bus publishes that failed (a gap other nodes did not see)
     Counter bus_received{0};
+    Counter replayed{0};         ///< publications replayed to recovering subscribers
+    Counter recoveries{0};       ///< subscribes that resumed a stream without a gap
+    Counter recoveries_failed{0};  ///< subscribes that asked to resume and were told to resync
     /// Connections ended, by reason: `ended[static_cast<std::size_t>(r)]` (see ended_total()).
     std::array<Counter, end_reason_count> ended{};
     std::atomic<std::int64_t> active_connections{0};  ///< connections this node holds now

@@ -8,6 +8,7 @@
 #include <wsgate/random.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <unordered_set>
 #include <utility>
@@ -81,7 +82,67 @@ CREATE TABLE IF NOT EXISTS wsgate_meta (
   key   TEXT PRIMARY KEY NOT NULL,
   value TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Topic streams, also additive. A stream's row holds its epoch and its last offset (`top`);
+-- `wsgate_publications` holds the kept history, always a contiguous run of offsets ending at or
+-- before `top`, since trimming only cuts the oldest end.
+CREATE TABLE IF NOT EXISTS wsgate_streams (
+  topic TEXT PRIMARY KEY NOT NULL,
+  epoch TEXT NOT NULL,
+  top   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wsgate_publications (
+  topic TEXT NOT NULL,
+  seq   INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  body  TEXT NOT NULL,
+  PRIMARY KEY (topic, seq)
+);
+CREATE TABLE IF NOT EXISTS wsgate_cursors (
+  device_key TEXT NOT NULL,
+  topic      TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  epoch      TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  PRIMARY KEY (device_key, topic)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS wsgate_cursors_expiry ON wsgate_cursors(expires_ms);
 )sql";
+
+// The stream statements are prepared on first use, so a file from a build without streams still
+// opens read-only (its tables are created only by a writable open).
+constexpr const char* stream_get_sql = "SELECT epoch, top FROM wsgate_streams WHERE topic=?1";
+constexpr const char* stream_bump_sql = "UPDATE wsgate_streams SET top=top+1 WHERE topic=?1";
+constexpr const char* stream_new_sql = "INSERT OR IGNORE INTO wsgate_streams(topic, epoch, top) VALUES(?1,?2,?3)";
+constexpr const char* pub_ins_sql = "INSERT INTO wsgate_publications(topic, seq, at_ms, body) VALUES(?1,?2,?3,?4)";
+constexpr const char* pub_trim_count_sql = "DELETE FROM wsgate_publications WHERE topic=?1 AND seq<=?2";
+// Cuts the run of publications older than ?2 from the oldest end: it visits only what it deletes
+// (plus one row), where `at_ms<?2` over the whole topic would visit every kept publication.
+constexpr const char* pub_trim_age_sql =
+    "DELETE FROM wsgate_publications WHERE topic=?1 AND seq<coalesce("
+    "(SELECT seq FROM wsgate_publications WHERE topic=?1 AND at_ms>=?2 ORDER BY seq LIMIT 1), ?3+1)";
+constexpr const char* pub_first_sql =
+    "SELECT seq FROM wsgate_publications WHERE topic=?1 AND at_ms>=?2 ORDER BY seq LIMIT 1";
+constexpr const char* pub_after_sql =
+    "SELECT seq, at_ms, body FROM wsgate_publications WHERE topic=?1 AND seq>?2 AND at_ms>=?3 ORDER BY seq LIMIT ?4";
+constexpr const char* pub_latest_sql =
+    "SELECT seq, at_ms, body FROM wsgate_publications WHERE topic=?1 AND at_ms>=?2 ORDER BY seq DESC LIMIT ?3";
+// Within one live epoch the offset only grows; another epoch, or a cursor already forgotten
+// (expired but not yet swept), is replaced. Every save restarts the cursor's time.
+constexpr const char* cur_save_sql =
+    "INSERT INTO wsgate_cursors(device_key, topic, seq, epoch, expires_ms) VALUES(?1,?2,?3,?4,?5) "
+    "ON CONFLICT(device_key, topic) DO UPDATE SET "
+    "seq=CASE WHEN epoch=excluded.epoch AND expires_ms>?6 THEN max(seq, excluded.seq) ELSE excluded.seq END, "
+    "epoch=excluded.epoch, expires_ms=excluded.expires_ms";
+constexpr const char* cur_load_sql =
+    "SELECT seq, epoch FROM wsgate_cursors WHERE device_key=?1 AND topic=?2 AND expires_ms>?3";
+constexpr const char* cur_expire_sql = "DELETE FROM wsgate_cursors WHERE expires_ms<=?1";
+constexpr const char* presence_sql =
+    "SELECT c.id, json_extract(c.principal, '$.kind'), c.user_id, c.device_id, c.node_id "
+    "FROM wsgate_subscriptions s JOIN wsgate_connections c ON c.id=s.connection_id WHERE s.topic=?1";
+
+std::int64_t clamp_i64(std::uint64_t v) noexcept {
+    return static_cast<std::int64_t>(std::min<std::uint64_t>(v, static_cast<std::uint64_t>(INT64_MAX)));
+}
 
 constexpr const char* record_columns =
     "id, user_id, device_id, permissions, node_id, connected_at, expires_at, last_seen, source_ip, "
@@ -100,7 +161,10 @@ struct SqliteConnectionStore::Impl {
     };
     Stmt put, get, topics, del_conn, del_subs, touch, touch_exp, exists, sub_ins, unsub, subscribers,
         of_user, scan, expired, count, all_filter, topic_filter, user_filter, id_filter, begin, commit,
-        rollback, node_del_subs, node_del_conns, lease_put, lease_expired, node_ids, lease_del;
+        rollback, node_del_subs, node_del_conns, lease_put, lease_expired, node_ids, lease_del, begin_read;
+    // Prepared on first use (see stream_get_sql).
+    Stmt stream_get, stream_bump, stream_new, pub_ins, pub_trim_count, pub_trim_age, pub_first, pub_after, pub_latest,
+        cur_save, cur_load, cur_expire, presence_q;
     std::optional<std::string> node_id;  // stable_node_id(), once asked
     int node_lock_fd = -1;                // held while this store owns the file's stable node id
 
@@ -141,10 +205,12 @@ struct SqliteConnectionStore::Impl {
         sqlite3_stmt* s_;
     };
 
-    // BEGIN IMMEDIATE ... COMMIT, rolled back if an exception leaves the scope.
+    // BEGIN IMMEDIATE (or, given `begin_read`, a deferred BEGIN: one snapshot for several reads)
+    // ... COMMIT, rolled back if an exception leaves the scope.
     class Txn {
     public:
-        explicit Txn(Impl& impl) : impl_(impl) { Use(impl_, impl_.begin).run(); }
+        explicit Txn(Impl& impl) : Txn(impl, impl.begin) {}
+        Txn(Impl& impl, Stmt& begin_stmt) : impl_(impl) { Use(impl_, begin_stmt).run(); }
         Txn(const Txn&) = delete;
         Txn& operator=(const Txn&) = delete;
         void commit() {
@@ -279,13 +345,21 @@ struct SqliteConnectionStore::Impl {
         prepare(lease_expired, "SELECT node_id FROM wsgate_nodes WHERE lease_until<=?1 ORDER BY lease_until");
         prepare(node_ids, "SELECT id FROM wsgate_connections WHERE node_id=?1 LIMIT ?2");
         prepare(lease_del, "DELETE FROM wsgate_nodes WHERE node_id=?1 AND lease_until<=?2");
+        prepare(begin_read, "BEGIN");
+    }
+
+    Stmt& lazy(Stmt& st, const char* sql) {
+        if (st.s == nullptr) prepare(st, sql);
+        return st;
     }
 
     void finalize_all() {
         for (Stmt* st : {&put, &get, &topics, &del_conn, &del_subs, &touch, &touch_exp, &exists, &sub_ins, &unsub,
                          &subscribers, &of_user, &scan, &expired, &count, &all_filter, &topic_filter, &user_filter,
                          &id_filter, &begin, &commit, &rollback, &node_del_subs, &node_del_conns, &lease_put,
-                         &lease_expired, &node_ids, &lease_del}) {
+                         &lease_expired, &node_ids, &lease_del, &begin_read, &stream_get, &stream_bump, &stream_new,
+                         &pub_ins, &pub_trim_count, &pub_trim_age, &pub_first, &pub_after, &pub_latest, &cur_save,
+                         &cur_load, &cur_expire, &presence_q}) {
             sqlite3_finalize(st->s);
             st->s = nullptr;
         }
@@ -336,6 +410,46 @@ struct SqliteConnectionStore::Impl {
         Use u(*this, del_subs);
         u.text(1, id).run();
         return true;
+    }
+
+    std::optional<StreamPosition> stream_top(const std::string& topic) {
+        Use u(*this, lazy(stream_get, stream_get_sql));
+        u.text(1, topic);
+        if (!u.step()) return std::nullopt;
+        return StreamPosition{static_cast<std::uint64_t>(u.col_int(1)), std::string(u.col_text(0))};
+    }
+
+    /// Creates the stream row at `top` with a fresh epoch unless it exists.
+    void create_stream(const std::string& topic, std::uint64_t top) {
+        Use u(*this, lazy(stream_new, stream_new_sql));
+        u.text(1, topic).text(2, random_token(12)).integer(3, clamp_i64(top)).run();
+    }
+
+    std::vector<StoredPublication> read_publications(Use& u) const {
+        std::vector<StoredPublication> out;
+        while (u.step())
+            out.push_back({static_cast<std::uint64_t>(u.col_int(0)), from_unix_ms(u.col_int(1)), std::string(u.col_text(2))});
+        return out;
+    }
+
+    /// The top, `first_retained` and (through `fill`) the publications of one snapshot. A stream
+    /// never appended to reads as {0, ""} and nothing is written.
+    template <class Fill>
+    StreamRead read_snapshot(const std::string& topic, TimePoint not_before, Fill fill) {
+        const auto nb = to_unix_ms(not_before);
+        StreamRead out;
+        Txn t(*this, begin_read);
+        if (auto top = stream_top(topic)) {
+            out.top = std::move(*top);
+            {
+                Use u(*this, lazy(pub_first, pub_first_sql));
+                u.text(1, topic).integer(2, nb);
+                out.first_retained = u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : out.top.offset + 1;
+            }
+            fill(out, nb);
+        }
+        t.commit();
+        return out;
     }
 
     void filter_rows(Use& u, const Audience& a, ResolvedAudience& out, std::unordered_set<std::string>* seen) const {
@@ -503,6 +617,10 @@ std::vector<ConnectionRecord> SqliteConnectionStore::expire(TimePoint now) {
         r.topics = impl_->read_topics(r.id);
         impl_->remove_locked(r.id);
     }
+    {
+        Impl::Use u(*impl_, impl_->lazy(impl_->cur_expire, cur_expire_sql));
+        u.integer(1, to_unix_ms(now)).run();
+    }
     t.commit();
     return out;
 }
@@ -651,6 +769,96 @@ std::size_t SqliteConnectionStore::reap_expired_nodes(TimePoint now, std::size_t
     }
     t.commit();
     return removed;
+}
+
+// ---- topic streams ----------------------------------------------------------------------------
+
+StreamPosition SqliteConnectionStore::append(const std::string& topic, std::string_view body, TimePoint now,
+                                             const HistoryRetention& keep) {
+    const auto now_ms = to_unix_ms(now);
+    std::lock_guard lk(impl_->mu);
+    // One write transaction from the bump of `top` to the trim: processes sharing the file get
+    // consecutive offsets, and no reader sees an offset kept without the ones before it.
+    Impl::Txn t(*impl_);
+    {
+        Impl::Use u(*impl_, impl_->lazy(impl_->stream_bump, stream_bump_sql));
+        u.text(1, topic).run();
+    }
+    if (sqlite3_changes(impl_->db) == 0) impl_->create_stream(topic, 1);
+    auto pos = impl_->stream_top(topic);
+    if (!pos) throw StoreError(store_errc::unavailable, "sqlite store '" + impl_->settings.path + "': stream row vanished");
+    if (keep.max_count > 0) {
+        Impl::Use u(*impl_, impl_->lazy(impl_->pub_ins, pub_ins_sql));
+        u.text(1, topic).integer(2, clamp_i64(pos->offset)).integer(3, now_ms).text(4, body).run();
+    }
+    // The history is contiguous up to `top`, so "at most max_count" is "nothing at or below
+    // top - max_count" (with max_count 0: nothing at all).
+    if (pos->offset > keep.max_count) {
+        Impl::Use u(*impl_, impl_->lazy(impl_->pub_trim_count, pub_trim_count_sql));
+        u.text(1, topic).integer(2, clamp_i64(pos->offset - keep.max_count)).run();
+    }
+    if (keep.max_age > Duration::zero() && keep.max_count > 0) {
+        Impl::Use u(*impl_, impl_->lazy(impl_->pub_trim_age, pub_trim_age_sql));
+        u.text(1, topic).integer(2, now_ms - keep.max_age.count()).integer(3, clamp_i64(pos->offset)).run();
+    }
+    t.commit();
+    return std::move(*pos);
+}
+
+StreamRead SqliteConnectionStore::read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                              TimePoint not_before) {
+    std::lock_guard lk(impl_->mu);
+    return impl_->read_snapshot(topic, not_before, [&](StreamRead& out, std::int64_t nb) {
+        if (limit == 0 || after >= out.top.offset) return;
+        Impl::Use u(*impl_, impl_->lazy(impl_->pub_after, pub_after_sql));
+        u.text(1, topic).integer(2, clamp_i64(after)).integer(3, nb).integer(4, clamp_i64(limit));
+        out.publications = impl_->read_publications(u);
+    });
+}
+
+StreamRead SqliteConnectionStore::latest(const std::string& topic, std::size_t limit, TimePoint not_before) {
+    std::lock_guard lk(impl_->mu);
+    return impl_->read_snapshot(topic, not_before, [&](StreamRead& out, std::int64_t nb) {
+        if (limit == 0 || out.first_retained > out.top.offset) return;
+        Impl::Use u(*impl_, impl_->lazy(impl_->pub_latest, pub_latest_sql));
+        u.text(1, topic).integer(2, nb).integer(3, clamp_i64(limit));
+        out.publications = impl_->read_publications(u);
+        std::reverse(out.publications.begin(), out.publications.end());
+    });
+}
+
+void SqliteConnectionStore::save_cursor(const std::string& device_key, const std::string& topic,
+                                        const StreamPosition& p, TimePoint now, Duration keep_for) {
+    const auto now_ms = to_unix_ms(now);
+    std::lock_guard lk(impl_->mu);
+    Impl::Use u(*impl_, impl_->lazy(impl_->cur_save, cur_save_sql));
+    u.text(1, device_key)
+        .text(2, topic)
+        .integer(3, clamp_i64(p.offset))
+        .text(4, p.epoch)
+        .integer(5, now_ms + keep_for.count())
+        .integer(6, now_ms)
+        .run();
+}
+
+std::optional<StreamPosition> SqliteConnectionStore::load_cursor(const std::string& device_key,
+                                                                 const std::string& topic, TimePoint now) {
+    std::lock_guard lk(impl_->mu);
+    Impl::Use u(*impl_, impl_->lazy(impl_->cur_load, cur_load_sql));
+    u.text(1, device_key).text(2, topic).integer(3, to_unix_ms(now));
+    if (!u.step()) return std::nullopt;
+    return StreamPosition{static_cast<std::uint64_t>(u.col_int(0)), std::string(u.col_text(1))};
+}
+
+std::vector<PresenceMember> SqliteConnectionStore::presence(const std::string& topic) {
+    std::lock_guard lk(impl_->mu);
+    Impl::Use u(*impl_, impl_->lazy(impl_->presence_q, presence_sql));
+    u.text(1, topic);
+    std::vector<PresenceMember> out;
+    while (u.step())
+        out.push_back({std::string(u.col_text(0)), principal_kind_from_string(u.col_text(1)), std::string(u.col_text(2)),
+                       std::string(u.col_text(3)), std::string(u.col_text(4))});
+    return out;
 }
 
 }  // namespace wsgate

@@ -19,7 +19,15 @@ struct World {
         wsgate::GatewaySettings s;
         s.max_message_bytes = 4096;
         s.rate_per_second = 0;
-        s.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "admin"}, {"room:*", "", "", /*anonymous_read=*/true}};
+        // `room:*` keeps a short history with cursors and presence, so recovery, history, ack
+        // and presence requests reach real streams.
+        wsgate::TopicRule room{"room:*", "", "", /*anonymous_read=*/true};
+        room.history_size = 16;
+        room.history_ttl = std::chrono::minutes{1};
+        room.device_cursors = true;
+        room.presence = true;
+        room.presence_events = true;
+        s.router.topic_rules = {{"leaderboard:*", "read_leaderboard", "admin"}, room};
         s.router.max_subscriptions = 8;
         gw = std::make_unique<wsgate::Gateway>(s, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(),
                                                clock);
@@ -28,6 +36,8 @@ struct World {
                         wsgate::Audience::everyone().except_sender(ctx.connection()));
         });
         gw->router().on("echo", [](wsgate::MessageContext& ctx) { ctx.reply(wsgate::Envelope{"echo"}.data(ctx.message())); });
+        for (int i = 0; i < 20; ++i)
+            gw->publish(wsgate::Envelope{"tick"}.data(i), wsgate::Audience::topic(i % 2 ? "room:1" : "room:2"));
         fuzzed = connect();
         bystander = connect();
         store->subscribe(bystander, "room");

@@ -6,6 +6,7 @@
 #include <wsgate/gateway.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 namespace wsgate {
@@ -19,14 +20,29 @@ WSGATE_INLINE bool TopicRule::matches(std::string_view topic) const noexcept {
 
 // ---- MessageContext ---------------------------------------------------------------------
 
+WSGATE_INLINE MessageContext::MessageContext(Gateway& gw, const ConnectionRecord& rec, const nlohmann::json& msg,
+                                             std::string route, TimePoint now)
+    : gw_(gw), rec_(rec), msg_(msg), route_(std::move(route)), now_(now) {
+    if (!msg_.is_object()) return;
+    auto it = msg_.find("ref");
+    if (it == msg_.end()) return;
+    if (it->is_number_integer() || (it->is_string() && it->get_ref<const std::string&>().size() <= 64)) ref_ = *it;
+}
+
 WSGATE_INLINE void MessageContext::reply(const Envelope& e) {
     replied_ = true;
-    gw_.send_to(rec_.id, e);
+    if (ref_.is_null()) {
+        gw_.send_to(rec_.id, e);
+        return;
+    }
+    Envelope with_ref = e;
+    with_ref.field("ref", ref_);
+    gw_.send_to(rec_.id, with_ref);
 }
 
 WSGATE_INLINE void MessageContext::reply_error(int status, std::string_view message) {
     replied_ = true;
-    gw_.send_error(rec_.id, status, message);
+    gw_.send_error(rec_.id, status, message, ref_);
 }
 
 WSGATE_INLINE void MessageContext::ack(nlohmann::json fields) {
@@ -108,14 +124,115 @@ WSGATE_INLINE bool EventRouter::topic_from(MessageContext& ctx, std::string& top
 
 WSGATE_INLINE void EventRouter::builtin_ping(MessageContext& ctx) { ctx.reply(Envelope{"pong"}); }
 
+namespace detail {
+
+inline nlohmann::json position_json(const StreamPosition& p) { return {{"offset", p.offset}, {"epoch", p.epoch}}; }
+
+// `since` of a subscribe: {"offset": unsigned, "epoch": a string of at most 64 characters, empty
+// only with offset 0 (the position of a stream never published to)}.
+inline bool parse_position(const nlohmann::json& j, StreamPosition& out) {
+    if (!j.is_object()) return false;
+    auto o = j.find("offset");
+    auto e = j.find("epoch");
+    if (o == j.end() || !o->is_number_unsigned() || e == j.end() || !e->is_string()) return false;
+    const auto& epoch = e->get_ref<const std::string&>();
+    if ((epoch.empty() && o->get<std::uint64_t>() != 0) || epoch.size() > 64) return false;
+    out.offset = o->get<std::uint64_t>();
+    out.epoch = epoch;
+    return true;
+}
+
+}  // namespace detail
+
 WSGATE_INLINE void EventRouter::builtin_subscribe(MessageContext& ctx) {
     std::string topic;
     if (!topic_from(ctx, topic)) return;
-    const auto r = ctx.gateway().subscribe(ctx.connection(), topic);
-    if (r.error == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to subscribe to this topic");
-    if (r.error == protocol_errc::unknown_connection) return ctx.reply_error(410, "connection is gone");
+    SubscribeOptions options;
+    if (auto it = ctx.message().find("since"); it != ctx.message().end() && !it->is_null()) {
+        StreamPosition since;
+        if (!detail::parse_position(*it, since))
+            return ctx.reply_error(400, "'since' must be {\"offset\": a non-negative integer, \"epoch\": a string}");
+        options.since = std::move(since);
+    }
+    // The ack goes out before any replayed publication.
+    options.before_replay = [&](const SubscriptionResult& r) {
+        if (r.error == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to subscribe to this topic");
+        if (r.error == protocol_errc::unknown_connection) return ctx.reply_error(410, "connection is gone");
+        if (r.error) return ctx.reply_error(status_of(r.error), r.error.message());
+        nlohmann::json fields{{"action", "subscribe"}, {"topic", topic}};
+        if (r.position) fields["position"] = detail::position_json(*r.position);
+        if (r.recovery.attempted) {
+            fields["recovered"] = r.recovery.recovered;
+            fields["missed"] = r.recovery.missed;
+            fields["resumedFrom"] = r.recovery.from;
+            if (!r.recovery.recovered) fields["reason"] = r.recovery.reason;
+        }
+        ctx.ack(std::move(fields));
+    };
+    ctx.gateway().subscribe(ctx.connection(), topic, options);
+}
+
+WSGATE_INLINE void EventRouter::builtin_history(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    std::size_t limit = 0;
+    if (auto it = ctx.message().find("limit"); it != ctx.message().end()) {
+        if (!it->is_number_unsigned() || it->get<std::uint64_t>() == 0)
+            return ctx.reply_error(400, "'limit' must be a positive integer");
+        limit = static_cast<std::size_t>(std::min<std::uint64_t>(it->get<std::uint64_t>(), SIZE_MAX));
+    }
+    auto r = ctx.gateway().history(ctx.principal(), topic, limit);
+    if (r.error == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to read this topic");
     if (r.error) return ctx.reply_error(status_of(r.error), r.error.message());
-    ctx.ack({{"action", "subscribe"}, {"topic", topic}});
+    auto publications = nlohmann::json::array();
+    for (const auto& frame : r.frames) {
+        auto j = nlohmann::json::parse(frame, nullptr, false);
+        if (!j.is_discarded()) publications.push_back(std::move(j));
+    }
+    ctx.reply(Envelope{"history"}
+                  .topic(topic)
+                  .field("position", detail::position_json(r.position))
+                  .field("publications", std::move(publications)));
+}
+
+WSGATE_INLINE void EventRouter::builtin_ack(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    const auto& msg = ctx.message();
+    StreamPosition p;
+    auto o = msg.find("offset");
+    if (o == msg.end() || !o->is_number_unsigned()) return ctx.reply_error(400, "'offset' must be a non-negative integer");
+    p.offset = o->get<std::uint64_t>();
+    if (auto e = msg.find("epoch"); e != msg.end()) {
+        if (!e->is_string() || e->get_ref<const std::string&>().empty() || e->get_ref<const std::string&>().size() > 64)
+            return ctx.reply_error(400, "'epoch' must be a non-empty string of at most 64 characters");
+        p.epoch = e->get<std::string>();
+    }
+    if (auto ec = ctx.gateway().acknowledge(ctx.connection(), topic, p)) {
+        if (ec == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to read this topic");
+        return ctx.reply_error(status_of(ec), ec.message());
+    }
+    ctx.ack({{"action", "ack"}, {"topic", topic}, {"offset", p.offset}});
+}
+
+WSGATE_INLINE void EventRouter::builtin_presence(MessageContext& ctx) {
+    std::string topic;
+    if (!topic_from(ctx, topic)) return;
+    auto r = ctx.gateway().presence(ctx.principal(), topic);
+    if (r.error == protocol_errc::forbidden) return ctx.reply_error(403, "not permitted to read this topic");
+    if (r.error) return ctx.reply_error(status_of(r.error), r.error.message());
+    auto members = nlohmann::json::array();
+    for (const auto& m : r.members) {
+        nlohmann::json j{{"kind", std::string{to_string(m.kind)}}, {"connections", m.connections}};
+        if (!m.user_id.empty()) j["userId"] = m.user_id;
+        if (!m.device_id.empty()) j["deviceId"] = m.device_id;
+        members.push_back(std::move(j));
+    }
+    ctx.reply(Envelope{"presence"}
+                  .topic(topic)
+                  .field("connections", r.connections)
+                  .field("users", r.users)
+                  .field("members", std::move(members)));
 }
 
 WSGATE_INLINE void EventRouter::builtin_unsubscribe(MessageContext& ctx) {
@@ -173,7 +290,9 @@ WSGATE_INLINE void EventRouter::builtin_publish(MessageContext& ctx) {
     const bool echo = msg.value("echo", false);
     if (!echo) audience.except_sender(ctx.connection());
     const auto report = ctx.publish(e, audience);
-    ctx.ack({{"action", "publish"}, {"topic", topic}, {"delivered", report.delivered}});
+    nlohmann::json fields{{"action", "publish"}, {"topic", topic}, {"delivered", report.delivered}};
+    if (report.offset > 0) fields["offset"] = report.offset;
+    ctx.ack(std::move(fields));
 }
 
 WSGATE_INLINE void EventRouter::dispatch(MessageContext& ctx) {
@@ -213,6 +332,9 @@ WSGATE_INLINE void EventRouter::dispatch(MessageContext& ctx) {
     if (r == "subscribe") return builtin_subscribe(ctx);
     if (r == "unsubscribe") return builtin_unsubscribe(ctx);
     if (r == "publish") return builtin_publish(ctx);
+    if (r == "history") return builtin_history(ctx);
+    if (r == "ack") return builtin_ack(ctx);
+    if (r == "presence") return builtin_presence(ctx);
     if (settings_.unknown_route == UnknownRoutePolicy::ack) {
         ctx.ack({{"message", "Message received"}});
     } else {

@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <mutex>
+#include <set>
+#include <tuple>
 
 namespace wsgate {
 
@@ -25,6 +28,14 @@ struct Gateway::Local {
     bool expiry_warned = false;  // token_expiring sent for the current token
     TimePoint last_seen{};
     std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
+    /// The hand-over from replay to live of a topic this connection recovered (guarded by `mu`).
+    struct Gate {
+        std::uint64_t replayed = 0;  ///< the highest offset the replay sent; live ones up to it are duplicates
+        bool replaying = false;      ///< live publications are held until the replay is sent
+        std::vector<std::pair<std::uint64_t, Payload>> held;
+    };
+    std::unordered_map<std::string, Gate> gates;
+    std::atomic<bool> gated{false};  ///< gates is non-empty (read without the lock on fan-out)
 };
 
 namespace detail {
@@ -86,13 +97,24 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
         }
         renew_lease(clock_->now(), true);
     }
+    for (const auto& rule : settings_.router.topic_rules) {
+        const std::string where = "wsgate::Gateway: topic rule '" + rule.pattern + "': ";
+        if (rule.history_ttl.count() < 0) throw std::invalid_argument(where + "negative history_ttl");
+        if (rule.device_cursors && rule.history_size == 0)
+            throw std::invalid_argument(where + "device_cursors needs history_size > 0");
+        if (rule.device_cursors && rule.cursor_ttl.count() <= 0)
+            throw std::invalid_argument(where + "cursor_ttl must be positive");
+        if (rule.presence_events && !rule.presence) throw std::invalid_argument(where + "presence_events needs presence");
+        if (rule.history_size > 0 && !store_->supports_streams())
+            throw std::invalid_argument(where + "history_size needs a store that keeps topic streams");
+    }
     local_only_ = settings_.local_delivery_only.value_or(store_->shared());
     router_ = std::make_unique<EventRouter>(settings_.router);
     if (bus_) {
         bus_->set_handler([this](const BusMessage& m) {
             if (m.origin_node == settings_.node_id) return;  // delivered locally already
             bump(metrics_.bus_received);
-            deliver_local(make_payload(m.payload), m.audience);
+            deliver_local(make_payload(m.payload), m.audience, m.offset);
         });
     }
 }
@@ -233,6 +255,11 @@ WSGATE_INLINE void Gateway::release_anonymous_slot(const std::string& ip) {
 namespace detail {
 
 // Rejects nesting deeper than `limit` before the parser sees it (bounded recursion and memory).
+inline bool valid_ref(const nlohmann::json& ref) {
+    if (ref.is_number_integer()) return true;
+    return ref.is_string() && !ref.get_ref<const std::string&>().empty() && ref.get_ref<const std::string&>().size() <= 64;
+}
+
 inline bool nesting_within(std::string_view text, int limit) {
     int depth = 0;
     bool in_string = false;
@@ -255,10 +282,12 @@ inline bool nesting_within(std::string_view text, int limit) {
 
 }  // namespace detail
 
-WSGATE_INLINE void Gateway::send_error(const ConnectionId& id, int status, std::string_view message) {
+WSGATE_INLINE void Gateway::send_error(const ConnectionId& id, int status, std::string_view message,
+                                       const nlohmann::json& ref) {
     Envelope e{"error"};
     e.field("status", status);
     e.field("error", std::string{message});
+    if (!ref.is_null()) e.field("ref", ref);
     send_to(id, e);
 }
 
@@ -292,8 +321,9 @@ WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::s
     bump(metrics_.messages_in);
     bump(metrics_.bytes_in, text.size());
     const auto now = clock_->now();
+    nlohmann::json ref;  // echoed in every reply once the message is parsed
     auto fail = [&](protocol_errc e, std::string_view detail = {}) -> std::error_code {
-        send_error(id, status_of(e), detail.empty() ? make_error_code(e).message() : detail);
+        send_error(id, status_of(e), detail.empty() ? make_error_code(e).message() : detail, ref);
         return e;
     };
 
@@ -380,6 +410,13 @@ WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::s
         bump(metrics_.bad_messages);
         return fail(protocol_errc::not_an_object);
     }
+    if (auto it = msg.find("ref"); it != msg.end()) {
+        if (!detail::valid_ref(*it)) {
+            bump(metrics_.bad_messages);
+            return fail(protocol_errc::invalid_ref);
+        }
+        ref = *it;
+    }
     std::string route;
     if (auto ec = router_->route_of(msg, route)) {
         bump(metrics_.bad_messages);
@@ -448,6 +485,7 @@ WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, boo
         std::unique_lock lock(local_mu_);
         if (auto it = local_.find(rec.id); it != local_.end()) {
             if (it->second->anonymous_ip) release_anonymous_slot(*it->second->anonymous_ip);
+            if (it->second->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
             local_.erase(it);
         }
         metrics_.active_connections.fetch_sub(1, std::memory_order_relaxed);
@@ -464,6 +502,8 @@ WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, boo
     }
     bump(metrics_.disconnects);
     bump(metrics_.ended_total(r));
+    for (const auto& topic : rec.topics)
+        if (const TopicRule* rule = rule_for(topic); rule && rule->presence_events) announce("leave", topic, rec);
     EndHook hook;
     {
         std::lock_guard lock(hook_mu_);
@@ -662,11 +702,19 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
 
 WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, const std::string& topic) {
     SubscriptionResult r;
+    const TopicRule* rule = rule_for(topic);
     try {
         r.changed = store_->unsubscribe(id, topic);
+        if (r.changed && rule != nullptr && rule->presence_events)
+            if (auto rec = store_->get(id)) announce("leave", topic, *rec);
     } catch (const std::exception&) {
         bump(metrics_.store_errors);
         r.error = protocol_errc::store_unavailable;
+    }
+    if (auto local = local_of(id)) {
+        std::lock_guard lock(local->mu);
+        if (local->gates.erase(topic) > 0 && local->gates.empty() && local->gated.exchange(false))
+            gated_.fetch_sub(1, std::memory_order_relaxed);
     }
     return r;
 }
@@ -695,27 +743,57 @@ WSGATE_INLINE Audience Gateway::with_topic_permission(const Audience& a) const {
 }
 
 WSGATE_INLINE BroadcastReport Gateway::publish(const Envelope& e, const Audience& a) {
-    Payload payload;
+    const auto now = clock_->now();
+    const TopicRule* stream = nullptr;
+    if (a.kind == Audience::Kind::topic)
+        if (const TopicRule* rule = rule_for(a.topic_name); rule && rule->history_size > 0) stream = rule;
+    std::string body;
     try {
-        auto j = e.to_json(clock_->now());
+        auto j = e.to_json(now);
         // A topic publish names its topic unless the host named one (explicitly or as a field).
         if (a.kind == Audience::Kind::topic && !j.contains("topic")) j["topic"] = a.topic_name;
-        payload = make_payload(j.dump());
+        if (stream != nullptr) {
+            // The store gives the position; whatever the host set is not it.
+            j.erase("offset");
+            j.erase("epoch");
+        }
+        body = j.dump();
     } catch (const std::exception&) {
         bump(metrics_.send_failures);
         return {};
     }
-    const Audience audience = with_topic_permission(a);
+    Payload payload;
+    std::uint64_t offset = 0;
+    if (stream != nullptr) {
+        try {
+            const StreamPosition pos = store_->append(a.topic_name, body, now, retention_of(*stream));
+            offset = pos.offset;
+            payload = make_payload(with_position(body, pos));
+        } catch (const std::exception&) {
+            // Delivered live without a position: receivers cannot recover it, which their next
+            // recovery reports as a gap only if history moved on without it.
+            bump(metrics_.store_errors);
+        }
+    }
+    if (!payload) payload = make_payload(std::move(body));
+    auto report = fan_out(payload, with_topic_permission(a), offset);
+    report.offset = offset;
+    return report;
+}
+
+WSGATE_INLINE BroadcastReport Gateway::fan_out(const Payload& payload, const Audience& audience, std::uint64_t offset) {
     if (bus_) {
         bool ok = false;
         try {
-            ok = bus_->publish(BusMessage{settings_.node_id, audience, *payload});
+            BusMessage m{settings_.node_id, audience, *payload};
+            m.offset = offset;
+            ok = bus_->publish(m);
         } catch (const std::exception&) {
             ok = false;
         }
         if (!ok) bump(metrics_.bus_errors);
     }
-    return deliver_local(payload, audience);
+    return deliver_local(payload, audience, offset);
 }
 
 WSGATE_INLINE BroadcastReport Gateway::send_to_user(const std::string& user_id, const Envelope& e, std::string except_device) {
@@ -724,7 +802,7 @@ WSGATE_INLINE BroadcastReport Gateway::send_to_user(const std::string& user_id, 
     return publish(e, a);
 }
 
-WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a) {
+WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a, std::uint64_t offset) {
     const auto started = std::chrono::steady_clock::now();
     BroadcastReport report;
     ResolvedAudience resolved;
@@ -736,17 +814,33 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     }
     report.filtered = resolved.filtered;
     auto& ids = resolved.ids;
-    if (local_only_) {
+    // Connections that recovered this topic take each positioned publication through their gate.
+    std::vector<std::pair<ConnectionId, std::shared_ptr<Local>>> gated;
+    const bool gating = offset > 0 && a.kind == Audience::Kind::topic && gated_.load(std::memory_order_relaxed) > 0;
+    if (local_only_ || gating) {
         std::shared_lock lock(local_mu_);
-        ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const ConnectionId& id) { return !local_.contains(id); }),
+        ids.erase(std::remove_if(ids.begin(), ids.end(),
+                                 [&](const ConnectionId& id) {
+                                     auto it = local_.find(id);
+                                     if (it == local_.end()) return local_only_;
+                                     if (gating && it->second->gated.load(std::memory_order_relaxed)) {
+                                         gated.emplace_back(id, it->second);
+                                         return true;
+                                     }
+                                     return false;
+                                 }),
                   ids.end());
     }
-    report.targets = ids.size() + report.filtered;
+    report.targets = ids.size() + gated.size() + report.filtered;
     std::vector<SendStatus> statuses(ids.size(), SendStatus::error);
     try {
         transport_->send_many(ids, payload, statuses);
     } catch (const std::exception&) {
         std::fill(statuses.begin(), statuses.end(), SendStatus::error);
+    }
+    for (auto& [id, local] : gated) {
+        ids.push_back(id);
+        statuses.push_back(send_gated(*local, id, a.topic_name, offset, payload));
     }
     for (std::size_t i = 0; i < ids.size(); ++i) {
         switch (statuses[i]) {
@@ -768,6 +862,270 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     if (report.failed) bump(metrics_.send_failures, report.failed);
     report.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
     return report;
+}
+
+WSGATE_INLINE SendStatus Gateway::send_gated(Local& local, const ConnectionId& id, const std::string& topic,
+                                            std::uint64_t offset, const Payload& payload) {
+    std::lock_guard lock(local.mu);
+    auto it = local.gates.find(topic);
+    if (it != local.gates.end()) {
+        auto& gate = it->second;
+        // The replay sent it already: not sent twice. Counted as delivered, which it was.
+        if (offset <= gate.replayed) return SendStatus::ok;
+        if (gate.replaying) {
+            gate.held.emplace_back(offset, payload);
+            return SendStatus::ok;
+        }
+    }
+    try {
+        return transport_->send(id, payload);
+    } catch (const std::exception&) {
+        return SendStatus::error;
+    }
+}
+
+// ---- delivery guarantees: recovery, history, cursors, presence ----------------------------
+
+WSGATE_INLINE HistoryRetention Gateway::retention_of(const TopicRule& r) noexcept {
+    return HistoryRetention{r.history_size, r.history_ttl};
+}
+
+WSGATE_INLINE TimePoint Gateway::not_before(const TopicRule& r, TimePoint now) noexcept {
+    return r.history_ttl.count() > 0 ? now - r.history_ttl : TimePoint::min();
+}
+
+WSGATE_INLINE std::string Gateway::device_key(const Principal& p) {
+    if (p.device_id.empty()) return {};
+    // The user id's length keeps ("a:b", "c") and ("a", "b:c") apart.
+    return std::string{to_string(p.kind)} + ":" + std::to_string(p.user_id.size()) + ":" + p.user_id + ":" + p.device_id;
+}
+
+WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec, const std::string& topic,
+                                                   const SubscribeOptions& o) {
+    auto ready = [&](SubscriptionResult& r) -> SubscriptionResult& {
+        if (o.before_replay) o.before_replay(r);
+        return r;
+    };
+    const TopicRule* rule = rule_for(topic);
+    if (rule == nullptr || rule->history_size == 0) {
+        auto r = subscribe(rec, topic);
+        if (r.changed && rule != nullptr && rule->presence_events) announce("join", topic, rec);
+        return ready(r);
+    }
+    SubscriptionResult r;
+    if (!may_read(rec.principal, topic)) {
+        r.error = protocol_errc::forbidden;
+        return ready(r);
+    }
+    const auto now = clock_->now();
+    // Where to resume from: the client's position, else the device's cursor.
+    std::optional<StreamPosition> since = o.since;
+    if (since) {
+        r.recovery.from = "since";
+    } else if (rule->device_cursors) {
+        if (const auto key = device_key(rec.principal); !key.empty()) {
+            try {
+                since = store_->load_cursor(key, topic, now);
+            } catch (const std::exception&) {
+                bump(metrics_.store_errors);
+            }
+            if (since) r.recovery.from = "cursor";
+        }
+    }
+    r.recovery.attempted = since.has_value();
+    auto local = local_of(rec.id);
+    // The gate closes before the subscription takes effect, so every live publication from then
+    // on is held until the replay is out.
+    bool new_gate = false;
+    const bool gated = since && local;
+    if (gated) {
+        std::lock_guard lock(local->mu);
+        auto [it, created] = local->gates.try_emplace(topic);
+        new_gate = created;
+        it->second.replaying = true;
+        if (!local->gated.exchange(true)) gated_.fetch_add(1, std::memory_order_relaxed);
+    }
+    auto reopen = [&] {
+        if (!gated) return;
+        std::lock_guard lock(local->mu);
+        if (new_gate) local->gates.erase(topic);
+        else if (auto it = local->gates.find(topic); it != local->gates.end()) it->second.replaying = false;
+        if (local->gates.empty() && local->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
+    };
+    auto plain = subscribe(rec, topic);
+    r.error = plain.error;
+    r.changed = plain.changed;
+    if (r.error) {
+        reopen();
+        return ready(r);
+    }
+    // Read after subscribing: whatever was appended before this read is in it, whatever after
+    // reaches the connection live.
+    StreamRead read;
+    try {
+        read = store_->read_stream(topic, since ? since->offset : 0, since ? rule->history_size : 0,
+                                   not_before(*rule, now));
+        r.position = read.top;
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        if (since) r.recovery.reason = "store_unavailable";
+        since.reset();
+    }
+    if (since) {
+        // A client at offset 0 has seen nothing: any epoch will do if the history starts at 1.
+        if (since->offset == 0) {
+            if (read.first_retained <= 1) r.recovery.recovered = true;
+            else r.recovery.reason = "too_old";
+        } else if (since->epoch != read.top.epoch) r.recovery.reason = "epoch_changed";
+        else if (since->offset > read.top.offset) r.recovery.reason = "unknown_position";
+        else if (since->offset < read.top.offset && since->offset + 1 < read.first_retained) r.recovery.reason = "too_old";
+        else r.recovery.recovered = true;
+    }
+    if (!r.recovery.recovered) read.publications.clear();
+    r.recovery.missed = read.publications.size();
+    ready(r);
+    if (r.changed && rule->presence_events) announce("join", topic, rec);
+
+    // The replay, then what was held meanwhile, in offset order and each once.
+    std::vector<Payload> frames;
+    frames.reserve(read.publications.size());
+    for (const auto& p : read.publications)
+        frames.push_back(make_payload(with_position(p.body, StreamPosition{p.offset, read.top.epoch})));
+    SendStatus failed = SendStatus::ok;
+    auto send = [&](const Payload& frame) {
+        if (failed != SendStatus::ok) return;
+        SendStatus s = SendStatus::error;
+        try {
+            s = transport_->send(rec.id, frame);
+        } catch (const std::exception&) {
+        }
+        if (s == SendStatus::ok) {
+            bump(metrics_.messages_out);
+            bump(metrics_.bytes_out, frame->size());
+        } else {
+            failed = s;
+        }
+    };
+    if (gated) {
+        std::lock_guard lock(local->mu);
+        auto& gate = local->gates[topic];
+        // The client holds everything up to its position: live ones up to it are duplicates too.
+        std::uint64_t replayed = std::max(gate.replayed, r.recovery.recovered ? since->offset : 0);
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+            if (read.publications[i].offset <= replayed) continue;
+            send(frames[i]);
+            replayed = read.publications[i].offset;
+        }
+        std::sort(gate.held.begin(), gate.held.end(),
+                  [](const auto& x, const auto& y) { return x.first < y.first; });
+        for (const auto& [offset, frame] : gate.held)
+            if (offset > replayed) send(frame);
+        gate.held.clear();
+        gate.replayed = replayed;
+        gate.replaying = false;
+    } else {
+        for (const auto& frame : frames) send(frame);
+    }
+    bump(metrics_.replayed, r.recovery.missed);
+    if (r.recovery.attempted) bump(r.recovery.recovered ? metrics_.recoveries : metrics_.recoveries_failed);
+    // A replay cut short leaves a gap the client cannot see: the connection ends, and the client
+    // recovers again from the last position it received.
+    if (failed == SendStatus::gone) end(rec.id, EndReason::gone);
+    else if (failed != SendStatus::ok) end(rec.id, EndReason::backpressure, "replay overflowed the send queue");
+    return r;
+}
+
+WSGATE_INLINE HistoryResult Gateway::history(const Principal& p, const std::string& topic, std::size_t limit) {
+    HistoryResult out;
+    const TopicRule* rule = rule_for(topic);
+    if (!may_read(p, topic)) {
+        out.error = protocol_errc::forbidden;
+        return out;
+    }
+    if (rule == nullptr || rule->history_size == 0) {
+        out.error = protocol_errc::history_off;
+        return out;
+    }
+    if (limit == 0 || limit > rule->history_size) limit = rule->history_size;
+    try {
+        auto read = store_->latest(topic, limit, not_before(*rule, clock_->now()));
+        out.position = read.top;
+        out.frames.reserve(read.publications.size());
+        for (const auto& pub : read.publications)
+            out.frames.push_back(with_position(pub.body, StreamPosition{pub.offset, read.top.epoch}));
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        out.error = protocol_errc::store_unavailable;
+    }
+    return out;
+}
+
+WSGATE_INLINE std::error_code Gateway::acknowledge(const ConnectionRecord& rec, const std::string& topic,
+                                                   const StreamPosition& p) {
+    if (!may_read(rec.principal, topic)) return protocol_errc::forbidden;
+    const TopicRule* rule = rule_for(topic);
+    const auto key = device_key(rec.principal);
+    if (rule == nullptr || !rule->device_cursors || key.empty()) return protocol_errc::cursors_off;
+    const auto now = clock_->now();
+    try {
+        const auto top = store_->read_stream(topic, 0, 0, not_before(*rule, now)).top;
+        if ((!p.epoch.empty() && p.epoch != top.epoch) || p.offset > top.offset) return protocol_errc::bad_position;
+        // Offset 0 acknowledges nothing: no cursor is written, so naming topics costs no storage.
+        if (p.offset > 0) store_->save_cursor(key, topic, StreamPosition{p.offset, top.epoch}, now, rule->cursor_ttl);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        return protocol_errc::store_unavailable;
+    }
+    return {};
+}
+
+WSGATE_INLINE PresenceResult Gateway::presence(const Principal& p, const std::string& topic) {
+    PresenceResult out;
+    if (!may_read(p, topic)) {
+        out.error = protocol_errc::forbidden;
+        return out;
+    }
+    const TopicRule* rule = rule_for(topic);
+    if (rule == nullptr || !rule->presence) {
+        out.error = protocol_errc::presence_off;
+        return out;
+    }
+    std::vector<PresenceMember> members;
+    try {
+        members = store_->presence(topic);
+    } catch (const std::exception&) {
+        bump(metrics_.store_errors);
+        out.error = protocol_errc::store_unavailable;
+        return out;
+    }
+    std::map<std::tuple<PrincipalKind, std::string, std::string>, std::size_t> by_member;
+    std::set<std::string> users;
+    for (auto& m : members) {
+        ++by_member[{m.kind, std::move(m.user_id), std::move(m.device_id)}];
+    }
+    out.connections = members.size();
+    for (auto& [key, count] : by_member) {
+        const auto& [kind, user, device] = key;
+        if (!user.empty()) users.insert(user);
+        out.members.push_back(PresenceEntry{kind, user, device, count});
+    }
+    out.users = users.size();
+    return out;
+}
+
+WSGATE_INLINE void Gateway::announce(const std::string& type, const std::string& topic, const ConnectionRecord& member) {
+    nlohmann::json who{{"kind", std::string{to_string(member.principal.kind)}}};
+    if (!member.principal.user_id.empty()) who["userId"] = member.principal.user_id;
+    if (!member.principal.device_id.empty()) who["deviceId"] = member.principal.device_id;
+    try {
+        auto j = Envelope{type}.topic(topic).field("member", std::move(who)).to_json(clock_->now());
+        auto audience = Audience::topic(topic);
+        audience.except_sender(member);
+        // Not a publication of the topic's stream: no offset, not in its history.
+        fan_out(make_payload(j.dump()), with_topic_permission(audience), 0);
+    } catch (const std::exception&) {
+        bump(metrics_.send_failures);
+    }
 }
 
 }  // namespace wsgate

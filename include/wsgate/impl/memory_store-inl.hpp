@@ -4,6 +4,7 @@
 #include <wsgate/memory_store.hpp>
 #include <wsgate/detail/config.hpp>
 #include <wsgate/detail/store_util.hpp>
+#include <wsgate/random.hpp>
 
 #include <algorithm>
 #include <mutex>
@@ -257,6 +258,88 @@ WSGATE_INLINE std::size_t InMemoryConnectionStore::reap_expired_nodes(TimePoint 
         else ++l;
     }
     return removed;
+}
+
+// ---- topic streams ------------------------------------------------------------------------
+
+WSGATE_INLINE InMemoryConnectionStore::Stream& InMemoryConnectionStore::stream_locked(const std::string& topic) {
+    auto [it, created] = streams_.try_emplace(topic);
+    if (created) it->second.top.epoch = random_token(9);
+    return it->second;
+}
+
+WSGATE_INLINE StreamPosition InMemoryConnectionStore::append(const std::string& topic, std::string_view body, TimePoint now,
+                                                            const HistoryRetention& keep) {
+    std::lock_guard lock(streams_mu_);
+    Stream& s = stream_locked(topic);
+    ++s.top.offset;
+    if (keep.max_count > 0) s.kept.push_back({s.top.offset, now, std::string{body}});
+    while (s.kept.size() > keep.max_count) s.kept.pop_front();
+    if (keep.max_age.count() > 0)
+        while (!s.kept.empty() && s.kept.front().at < now - keep.max_age) s.kept.pop_front();
+    return s.top;
+}
+
+WSGATE_INLINE StreamRead InMemoryConnectionStore::read_locked(const Stream& s, std::uint64_t after, std::size_t limit,
+                                                             TimePoint not_before, bool from_end) {
+    StreamRead out;
+    out.top = s.top;
+    // Kept publications are in offset order and so in append order: the first one young enough
+    // starts what is retained.
+    auto first = std::find_if(s.kept.begin(), s.kept.end(), [&](const StoredPublication& p) { return p.at >= not_before; });
+    out.first_retained = first == s.kept.end() ? s.top.offset + 1 : first->offset;
+    if (limit == 0) return out;
+    auto begin = std::find_if(first, s.kept.end(), [&](const StoredPublication& p) { return p.offset > after; });
+    const auto available = static_cast<std::size_t>(std::distance(begin, s.kept.end()));
+    if (from_end && available > limit) begin += static_cast<std::ptrdiff_t>(available - limit);
+    for (auto it = begin; it != s.kept.end() && out.publications.size() < limit; ++it) out.publications.push_back(*it);
+    return out;
+}
+
+WSGATE_INLINE StreamRead InMemoryConnectionStore::read_stream(const std::string& topic, std::uint64_t after,
+                                                             std::size_t limit, TimePoint not_before) {
+    std::lock_guard lock(streams_mu_);
+    auto it = streams_.find(topic);
+    return it == streams_.end() ? StreamRead{} : read_locked(it->second, after, limit, not_before, false);
+}
+
+WSGATE_INLINE StreamRead InMemoryConnectionStore::latest(const std::string& topic, std::size_t limit, TimePoint not_before) {
+    std::lock_guard lock(streams_mu_);
+    auto it = streams_.find(topic);
+    return it == streams_.end() ? StreamRead{} : read_locked(it->second, 0, limit, not_before, true);
+}
+
+WSGATE_INLINE void InMemoryConnectionStore::save_cursor(const std::string& device_key, const std::string& topic,
+                                                       const StreamPosition& p, TimePoint now, Duration keep_for) {
+    std::lock_guard lock(streams_mu_);
+    // Forgotten cursors go every 1024 saves, so the map holds about the live devices only.
+    if (++cursor_saves_ % 1024 == 0) std::erase_if(cursors_, [&](const auto& kv) { return kv.second.expires_at <= now; });
+    auto [it, created] = cursors_.try_emplace({device_key, topic}, Cursor{p, now + keep_for});
+    if (created) return;
+    Cursor& c = it->second;
+    if (c.position.epoch != p.epoch || p.offset > c.position.offset) c.position = p;
+    c.expires_at = now + keep_for;
+}
+
+WSGATE_INLINE std::optional<StreamPosition> InMemoryConnectionStore::load_cursor(const std::string& device_key,
+                                                                                const std::string& topic, TimePoint now) {
+    std::lock_guard lock(streams_mu_);
+    auto it = cursors_.find({device_key, topic});
+    if (it == cursors_.end() || it->second.expires_at <= now) return std::nullopt;
+    return it->second.position;
+}
+
+WSGATE_INLINE std::vector<PresenceMember> InMemoryConnectionStore::presence(const std::string& topic) {
+    std::shared_lock lock(mu_);
+    std::vector<PresenceMember> out;
+    auto it = by_topic_.find(topic);
+    if (it == by_topic_.end()) return out;
+    out.reserve(it->second.size());
+    for (const auto& m : it->second) {
+        const auto& r = m.entry->record;
+        out.push_back({r.id, r.principal.kind, r.principal.user_id, r.principal.device_id, r.node_id});
+    }
+    return out;
 }
 
 }  // namespace wsgate

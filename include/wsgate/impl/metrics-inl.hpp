@@ -27,6 +27,10 @@ WSGATE_INLINE std::string Metrics::prometheus_text() const {
     counter("broadcasts_total", "Publishes fanned out on this node.", broadcasts);
     counter("deliveries_total", "Frames delivered by fan-out.", deliveries);
     counter("gone_cleanups_total", "Connections removed because a send reported Gone (410).", gone_cleanups);
+    counter("replayed_total", "Publications replayed to subscribers that recovered a topic's stream.", replayed);
+    counter("recoveries_total", "Subscribes that resumed a topic's stream without a gap.", recoveries);
+    counter("recoveries_failed_total", "Subscribes that asked to resume a stream and were told to resync.",
+            recoveries_failed);
     counter("send_failures_total", "Sends that failed for another reason.", send_failures);
     counter("backpressured_total", "Frames refused because a connection's queue was full.", backpressured);
     counter("rate_limited_total", "Messages refused by the rate limit.", rate_limited);

@@ -4,8 +4,12 @@
 #include <wsgate/connection_store.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace wsgate {
 
@@ -24,9 +28,10 @@ struct SqliteStoreSettings {
 
 /**
  * ConnectionStore in a SQLite database file: WAL journal, prepared statements, indexes on topic,
- * user, node and `expires_at`, a schema version table, node leases (`wsgate_nodes`) and the file's
- * stable node id (`wsgate_meta`). Records and subscriptions written before a
- * restart (or a crash of the writing process) are there after reopening the file.
+ * user, node and `expires_at`, a schema version table, node leases (`wsgate_nodes`), the file's
+ * stable node id (`wsgate_meta`) and topic streams (positions, history, device cursors). Records,
+ * subscriptions and streams written before a restart (or a crash of the writing process) are there
+ * after reopening the file; expire() also forgets device cursors past their time.
  *
  * Errors: construction and every operation throw StoreError on backend failure, mapped as
  * SQLITE_BUSY/LOCKED → `busy`, READONLY → `read_only`, CORRUPT/NOTADB → `corrupt`,
@@ -70,6 +75,26 @@ public:
     std::size_t remove_node(const std::string& node_id) override;
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
+
+    // Topic streams: the stream's epoch and top offset, its history and the device cursors live
+    // in the file (`wsgate_streams`, `wsgate_publications`, `wsgate_cursors`), so offsets and epoch
+    // survive a restart and processes sharing the file append to one sequence. The tables are
+    // added by any writable open (a file from a build without streams opens unchanged); a
+    // read-only store on such a file throws StoreError from the stream members.
+
+    [[nodiscard]] bool supports_streams() const noexcept override { return true; }
+    /// One write transaction: the next offset, the kept body, and the trim by count and age.
+    StreamPosition append(const std::string& topic, std::string_view body, TimePoint now,
+                          const HistoryRetention& keep) override;
+    [[nodiscard]] StreamRead read_stream(const std::string& topic, std::uint64_t after, std::size_t limit,
+                                         TimePoint not_before) override;
+    [[nodiscard]] StreamRead latest(const std::string& topic, std::size_t limit, TimePoint not_before) override;
+    void save_cursor(const std::string& device_key, const std::string& topic, const StreamPosition& p, TimePoint now,
+                     Duration keep_for) override;
+    [[nodiscard]] std::optional<StreamPosition> load_cursor(const std::string& device_key, const std::string& topic,
+                                                            TimePoint now) override;
+    /// One query joining the topic's subscriptions with their records.
+    [[nodiscard]] std::vector<PresenceMember> presence(const std::string& topic) override;
 
     /// The schema version this build writes and reads (the `wsgate_schema` table).
     static constexpr int schema_version = 1;

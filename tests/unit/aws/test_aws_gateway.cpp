@@ -8,7 +8,13 @@
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_store.hpp>
 
+#ifdef WSGATE_TEST_SQLITE
+#include "temp_dir.hpp"
+#include <wsgate/sqlite/sqlite_store.hpp>
+#endif
+
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -308,3 +314,73 @@ TEST_CASE("a DynamoDB stream event feeds the change-stream processor", "[aws][dy
     CHECK(updates[0].at("data").at("value") == 1532);
     CHECK(updates[1].at("data").at("value") == 1600);
 }
+
+#ifdef WSGATE_TEST_SQLITE
+TEST_CASE("behind API Gateway a reconnecting client recovers what it missed from the shared store",
+          "[aws][gateway][delivery]") {
+    test::FakeConnectionsServer server{secret};
+    const ConnectionId first = "RyhQHdzxIAMCKjA=";
+    const ConnectionId second = "SecondConnAAAAA=";
+    server.add_connections({first, second});
+    test::TempDir dir{"wsgate-aws-delivery"};
+    const std::string db = dir.file("shared.db");
+    // Two Lambda processes: each has its own Gateway and store handle on one shared database.
+    auto settings = api_gateway_settings();
+    settings.router.topic_rules[0].history_size = 100;
+    Gateway publisher{settings, std::make_shared<SqliteConnectionStore>(db), transport_for(server),
+                      std::make_shared<DenyAll>()};
+    Gateway other{settings, std::make_shared<SqliteConnectionStore>(db), transport_for(server),
+                  std::make_shared<DenyAll>()};
+    WebSocketEventHandler in_publisher{publisher};
+    WebSocketEventHandler in_other{other};
+
+    auto event = [&](const std::string& file, const ConnectionId& id, std::optional<json> body = {}) {
+        auto e = json::parse(event_file(file));
+        e["requestContext"]["connectionId"] = id;
+        if (body) e["body"] = body->dump();
+        return e.dump();
+    };
+    auto frames = [&](const ConnectionId& id) {
+        std::vector<json> out;
+        auto posts = server.posts();
+        if (posts.contains(id))
+            for (const auto& p : posts.at(id)) out.push_back(json::parse(p.get<std::string>()));
+        return out;
+    };
+
+    REQUIRE(in_publisher.handle(event("connect_authorized.json", first)).status_code == 200);
+    REQUIRE(in_publisher.handle(event("message.json", first)).status_code == 200);
+    for (int i = 0; i < 3; ++i)
+        publisher.publish(Envelope{"leaderboard_update"}.data(i), Audience::topic("leaderboard:42"));
+    auto got = frames(first);
+    REQUIRE(got.size() == 4);  // the ack and three publications
+    CHECK(got[0]["position"]["offset"] == 0);
+    const json last{{"offset", got[1]["offset"]}, {"epoch", got[1]["epoch"]}};  // it kept only the first
+    REQUIRE(in_publisher.handle(event("disconnect.json", first)).status_code == 200);
+
+    // The client reconnects; its subscribe lands on the other process, which replays from the store.
+    publisher.publish(Envelope{"leaderboard_update"}.data(3), Audience::topic("leaderboard:42"));
+    REQUIRE(in_other.handle(event("connect_authorized.json", second)).status_code == 200);
+    REQUIRE(in_other
+                .handle(event("message.json", second,
+                              json{{"type", "subscribe"}, {"topic", "leaderboard:42"}, {"since", last}, {"ref", "r1"}}))
+                .status_code == 200);
+    auto replay = frames(second);
+    REQUIRE(replay.size() == 4);
+    CHECK(replay[0]["type"] == "ack");
+    CHECK(replay[0]["ref"] == "r1");
+    CHECK(replay[0]["recovered"] == true);
+    CHECK(replay[0]["missed"] == 3);
+    for (int i = 1; i <= 3; ++i) {
+        CHECK(replay[i]["offset"] == 1 + i);
+        CHECK(replay[i]["data"] == i);
+        CHECK(replay[i]["epoch"] == last["epoch"]);
+    }
+    // Live again from either process, with the next offset.
+    publisher.publish(Envelope{"leaderboard_update"}.data(4), Audience::topic("leaderboard:42"));
+    auto live = frames(second);
+    REQUIRE(live.size() == 5);
+    CHECK(live[4]["offset"] == 5);
+    CHECK(server.stats().at("bad_signatures") == 0);
+}
+#endif

@@ -206,8 +206,9 @@ class WsgateClient {
     if (!msg || typeof msg !== 'object' || typeof msg.topic !== 'string' || !this.opts.topics.includes(msg.topic)) {
       return true;
     }
+    // The epoch is empty only in {offset: 0, epoch: ''}, a stream never published to.
     const isPos = (p) => p && typeof p === 'object' && Number.isSafeInteger(p.offset) && p.offset >= 0 &&
-      typeof p.epoch === 'string' && p.epoch !== '';
+      typeof p.epoch === 'string' && (p.epoch !== '' || p.offset === 0);
     if (msg.type === 'ack') {
       if (msg.action !== 'subscribe') return true;
       const pos = isPos(msg.position) ? { offset: msg.position.offset, epoch: msg.position.epoch } : null;
@@ -226,10 +227,13 @@ class WsgateClient {
       }
       return true;
     }
-    if (!isPos(msg) || msg.offset === 0) return true;
+    if (!isPos(msg) || msg.offset === 0 || msg.epoch === '') return true;
     let s = this.streams.get(msg.topic);
     if (!s || s.epoch !== msg.epoch) {
-      this.adopt(msg.topic, { offset: msg.offset - 1, epoch: msg.epoch });  // first of an epoch
+      // From {0, ''} (nothing published before the subscription) the first epoch starts at 0;
+      // otherwise tracking starts at the first publication of an unknown epoch.
+      const fromStart = s && s.epoch === '' && s.floor === 0;
+      this.adopt(msg.topic, { offset: fromStart ? 0 : msg.offset - 1, epoch: msg.epoch });
       s = this.streams.get(msg.topic);
     }
     if (msg.offset <= s.floor || s.seen.has(msg.offset)) {

@@ -30,13 +30,13 @@ std::optional<std::uint64_t> offset_field(const Json& j, const char* name) {
     return std::nullopt;
 }
 
-// `{"offset":N,"epoch":"E"}` with a non-empty epoch.
+// `{"offset":N,"epoch":"E"}`; the epoch is empty only in {0, ""}, a stream never published to.
 std::optional<StreamPosition> position_field(const Json& j, const char* name) {
     const auto it = j.find(name);
     if (it == j.end() || !it->is_object()) return std::nullopt;
     auto offset = offset_field(*it, "offset");
     auto epoch = string_field(*it, "epoch");
-    if (!offset || !epoch || epoch->empty()) return std::nullopt;
+    if (!offset || !epoch || (epoch->empty() && *offset != 0)) return std::nullopt;
     return StreamPosition{*offset, std::move(*epoch)};
 }
 
@@ -132,8 +132,10 @@ StreamTracker::Inspection StreamTracker::inspect(std::string_view frame) {
         const auto epoch = string_field(j, "epoch");
         if (!offset || *offset == 0 || !epoch || epoch->empty()) return {};
         if (!s.known || s.epoch != *epoch) {
-            // The first publication of an epoch we did not know: track from it.
-            adopt(s, {*offset - 1, *epoch});
+            // At {0, ""} nothing was published before the subscription: the stream's first epoch
+            // starts at 0. Otherwise the first publication of an unknown epoch starts the tracking.
+            const bool from_start = s.known && s.epoch.empty() && s.floor == 0;
+            adopt(s, {from_start ? 0 : *offset - 1, *epoch});
         }
         Inspection out;
         out.duplicate = !see(s, *offset);

@@ -58,8 +58,10 @@ struct RecoveryInfo {
  * bounds the memory per topic.
  *
  * An ack that carries `position` sets the position when the tracker has none for the topic yet
- * (a first subscription), or when recovery failed (the host resyncs to that point). A
- * publication in an unknown epoch starts the epoch at that publication.
+ * (a first subscription), or when recovery failed (the host resyncs to that point). The position
+ * of a stream never published to is `{0, ""}`: its first publications are tracked from offset 0
+ * in whatever epoch they bring. A publication in another unknown epoch starts the tracking at
+ * that publication.
  *
  * Frames that are not JSON, or whose fields have unexpected types, are not tracked and count as
  * not duplicate; nothing here throws on received text.

@@ -140,6 +140,7 @@ async function main() {
   if (await page.evaluate(() => window.wsgateClient.duplicates) !== 0) throw new Error('duplicates after recovery');
   log('page shows:', await page.textContent('#recovery'), '— in order');
   await page.unroute('**/public/recent**');
+  await page.evaluate(() => { window.wsgateClient.opts.initialReconnectDelay = 1000; });
 
   await stopServer(srv.child);
   log('server stopped');

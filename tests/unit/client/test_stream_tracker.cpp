@@ -45,6 +45,25 @@ TEST_CASE("a first subscribe has no since; the ack's position and later publicat
           json{{"type", "subscribe"}, {"topic", "events"}, {"since", {{"offset", 9}, {"epoch", "E1"}}}});
 }
 
+TEST_CASE("a stream never published to is at {0, \"\"}; its first publications start from 0", "[client][recovery]") {
+    StreamTracker t;
+    t.subscribe("events");
+    CHECK_FALSE(t.inspect(ack("events", 0, "")).recovery);
+    CHECK(t.position("events") == StreamPosition{0, ""});
+    CHECK(json::parse(t.subscribe_frame("events"))["since"] == json{{"offset", 0}, {"epoch", ""}});
+
+    CHECK_FALSE(t.inspect(publication("events", 2, "E")).duplicate);  // 1 still on its way
+    CHECK(t.position("events") == StreamPosition{0, "E"});
+    CHECK_FALSE(t.inspect(publication("events", 1, "E")).duplicate);
+    CHECK(t.position("events") == StreamPosition{2, "E"});
+    // An empty epoch names only offset 0.
+    t.subscribe("other");
+    t.inspect(ack("other", 5, ""));
+    CHECK_FALSE(t.position("other"));
+    CHECK_FALSE(t.inspect(publication("events", 3, "")).duplicate);
+    CHECK(t.position("events") == StreamPosition{2, "E"});
+}
+
 TEST_CASE("a publication received twice in its epoch is a duplicate; out of order is not", "[client][recovery]") {
     StreamTracker t;
     t.subscribe("events");

@@ -81,6 +81,10 @@ function renderLeaderboard(rows) {
 
 function handle(msg) {
   if (msg.type === 'pong' || msg.type === 'ack') return;
+  if (msg.type === 'history') {
+    (Array.isArray(msg.publications) ? msg.publications : []).forEach(handle);
+    return;
+  }
   if (msg.type === 'error') {
     console.warn('wsgate error', msg);
     return;
@@ -107,6 +111,49 @@ function showState(state, info) {
   $('#retry').hidden = !(state === 'disconnected' || state === 'error' || state === 'reconnecting');
 }
 
+// --- recovery after a reconnect --------------------------------------------------------------
+// Each resubscription reports whether the server replayed what this page missed. The board
+// shows the total of the last reconnect: "recovered N missed events", or "resynced" when a
+// topic's history was lost (server restarted, too long away) and the page reloaded it instead.
+
+let recovery = null;
+
+function showRecovery() {
+  const el = $('#recovery');
+  if (!recovery) {
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  if (recovery.resynced.length > 0) {
+    el.dataset.resync = '';
+    el.textContent = 'resynced (' + recovery.resynced.join(', ') + ')';
+  } else {
+    delete el.dataset.resync;
+    el.textContent = 'recovered ' + recovery.missed + ' missed event' + (recovery.missed === 1 ? '' : 's');
+  }
+}
+
+function onRecovery(r) {
+  if (!recovery) recovery = { missed: 0, resynced: [] };
+  if (r.recovered) {
+    recovery.missed += r.missed;
+  } else {
+    recovery.resynced.push(r.topic + ': ' + (r.reason || 'unknown'));
+    // Nothing is replayed: reload what the topic keeps (the last events, the latest board).
+    client.send({ type: 'history', topic: r.topic, limit: r.topic === boardTopic ? 1 : 50 });
+  }
+  showRecovery();
+}
+
+function onState(state, info) {
+  if (state === 'connected') {
+    recovery = null;  // a new connection: its acks report afresh
+    showRecovery();
+  }
+  showState(state, info);
+}
+
 const client = new WsgateClient({
   url: wsUrl,
   getToken,
@@ -114,7 +161,8 @@ const client = new WsgateClient({
   pollUrl: '/public/recent?topic=' + encodeURIComponent(topic),
   pollInterval,
   onMessage: handle,
-  onState: showState,
+  onState,
+  onRecovery,
   onPoll: (j) => (j.events || []).forEach(handle),
   onPolling: (on) => { $('#polling').hidden = !on; },
 });

@@ -5,7 +5,12 @@
 //  - heartbeat {"type":"ping"} every 30 s, connection dropped if no pong within 5 s, paused
 //    while the tab is hidden;
 //  - polling an HTTP endpoint while not connected;
-//  - re-subscribes its topics after every (re)connect;
+//  - re-subscribes its topics after every (re)connect, with "since" on topics that keep a
+//    history: it tracks the {offset, epoch} it reached per topic, so the server replays what was
+//    published while it was away; onRecovery({topic, recovered, missed, reason, position}) says
+//    whether that worked (recovered: `missed` publications follow) or the app must resync
+//    (recovered false: nothing is replayed; the client continues from `position`);
+//  - drops a publication whose offset it already received in that epoch (live and replayed);
 //  - answers the server's token_expiring with {"type":"refresh","token":…} (a fresh token from
 //    getToken(true)) on the live connection, and after a 4001 close ("token expired") connects
 //    again with a fresh token.
@@ -29,10 +34,18 @@ class WsgateClient {
       connectTimeout: 10000,
       pollUrl: null,
       pollInterval: 10000,
+      // Offsets this far below the highest received still tell out-of-order from duplicate.
+      dedupeWindow: 1024,
       onMessage: () => {},
       onState: () => {},
       onPoll: () => {},
+      onRecovery: () => {},
     }, options);
+    this.opts.topics = [...this.opts.topics];
+    // topic -> { epoch, floor, seen }: every offset <= floor was received, `seen` holds the
+    // offsets above it received out of order. `since` is the floor, so a gap is replayed.
+    this.streams = new Map();
+    this.duplicates = 0;
     this.state = 'disconnected';
     this.attempt = 0;
     this.lastError = null;
@@ -54,6 +67,26 @@ class WsgateClient {
     this.clear('reconnect');
     this.clear('countdown');
     this.connect();
+  }
+
+  /** Subscribes now (if connected) and after every reconnect. */
+  subscribe(topic) {
+    if (this.opts.topics.includes(topic)) return;
+    this.opts.topics.push(topic);
+    this.send(this.subscribeFrame(topic));
+  }
+
+  /** Unsubscribes and forgets the topic's position. */
+  unsubscribe(topic) {
+    this.opts.topics = this.opts.topics.filter((t) => t !== topic);
+    this.streams.delete(topic);
+    this.send({ type: 'unsubscribe', topic });
+  }
+
+  /** The {offset, epoch} reached on `topic` (everything up to it was received), or null. */
+  position(topic) {
+    const s = this.streams.get(topic);
+    return s ? { offset: s.floor, epoch: s.epoch } : null;
   }
 
   send(obj) {
@@ -116,7 +149,7 @@ class WsgateClient {
       this.lastError = null;
       this.everOpened = true;
       this.setState('connected');
-      for (const topic of this.opts.topics) this.send({ type: 'subscribe', topic });
+      for (const topic of this.opts.topics) this.send(this.subscribeFrame(topic));
       this.startHeartbeat();
     };
     ws.onmessage = (ev) => {
@@ -124,6 +157,7 @@ class WsgateClient {
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.type === 'pong') this.clear('pong');
       if (msg.type === 'token_expiring') this.refreshToken(ws);
+      if (!this.track(msg)) return;  // a duplicate
       this.opts.onMessage(msg);
     };
     ws.onerror = () => { this.lastError = 'connection failed'; };
@@ -137,6 +171,83 @@ class WsgateClient {
       else this.lastError = ev.code === 1000 ? null : 'closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')';
       this.scheduleReconnect();
     };
+  }
+
+  // --- stream positions (docs/delivery.md) -----------------------------------------------------
+
+  subscribeFrame(topic) {
+    const s = this.streams.get(topic);
+    return s ? { type: 'subscribe', topic, since: { offset: s.floor, epoch: s.epoch } } : { type: 'subscribe', topic };
+  }
+
+  /** Moves `topic` to `pos`: a new epoch replaces the state, the same one only moves forward. */
+  adopt(topic, pos) {
+    const s = this.streams.get(topic);
+    if (!s || s.epoch !== pos.epoch) {
+      this.streams.set(topic, { epoch: pos.epoch, floor: pos.offset, seen: new Set() });
+      return;
+    }
+    if (pos.offset > s.floor) {
+      s.floor = pos.offset;
+      for (const o of s.seen) if (o <= s.floor) s.seen.delete(o);
+      this.advance(s);
+    }
+  }
+
+  advance(s) {
+    while (s.seen.has(s.floor + 1)) {
+      s.seen.delete(s.floor + 1);
+      s.floor += 1;
+    }
+  }
+
+  /** Updates positions from a received message; false for a duplicate publication. */
+  track(msg) {
+    if (!msg || typeof msg !== 'object' || typeof msg.topic !== 'string' || !this.opts.topics.includes(msg.topic)) {
+      return true;
+    }
+    // The epoch is empty only in {offset: 0, epoch: ''}, a stream never published to.
+    const isPos = (p) => p && typeof p === 'object' && Number.isSafeInteger(p.offset) && p.offset >= 0 &&
+      typeof p.epoch === 'string' && (p.epoch !== '' || p.offset === 0);
+    if (msg.type === 'ack') {
+      if (msg.action !== 'subscribe') return true;
+      const pos = isPos(msg.position) ? { offset: msg.position.offset, epoch: msg.position.epoch } : null;
+      const report = typeof msg.recovered === 'boolean';
+      // A recovered stream keeps its own position: the replay follows the ack.
+      if (pos && (!this.streams.has(msg.topic) || (report && !msg.recovered))) this.adopt(msg.topic, pos);
+      if (report) {
+        this.opts.onRecovery({
+          topic: msg.topic,
+          recovered: msg.recovered,
+          missed: Number.isSafeInteger(msg.missed) ? msg.missed : 0,
+          reason: typeof msg.reason === 'string' ? msg.reason : '',
+          resumedFrom: typeof msg.resumedFrom === 'string' ? msg.resumedFrom : '',
+          position: pos,
+        });
+      }
+      return true;
+    }
+    if (!isPos(msg) || msg.offset === 0 || msg.epoch === '') return true;
+    let s = this.streams.get(msg.topic);
+    if (!s || s.epoch !== msg.epoch) {
+      // From {0, ''} (nothing published before the subscription) the first epoch starts at 0;
+      // otherwise tracking starts at the first publication of an unknown epoch.
+      const fromStart = s && s.epoch === '' && s.floor === 0;
+      this.adopt(msg.topic, { offset: fromStart ? 0 : msg.offset - 1, epoch: msg.epoch });
+      s = this.streams.get(msg.topic);
+    }
+    if (msg.offset <= s.floor || s.seen.has(msg.offset)) {
+      this.duplicates += 1;
+      return false;
+    }
+    s.seen.add(msg.offset);
+    const top = Math.max(...s.seen);
+    if (top - s.floor > this.opts.dedupeWindow) {
+      s.floor = top - this.opts.dedupeWindow;
+      for (const o of s.seen) if (o <= s.floor) s.seen.delete(o);
+    }
+    this.advance(s);
+    return true;
   }
 
   /** Replaces the token on the live connection (the server keeps it open until the old exp). */

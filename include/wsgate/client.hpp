@@ -1,6 +1,10 @@
 #pragma once
-/** @file client.hpp Umbrella header: the transport-agnostic client logic (backoff, heartbeat, state machine). */
+/**
+ * @file client.hpp Umbrella header: the transport-agnostic client logic (backoff, heartbeat,
+ * state machine, stream positions).
+ */
 
 #include <wsgate/client/client_state_machine.hpp>
 #include <wsgate/client/heartbeat.hpp>
 #include <wsgate/client/reconnect_policy.hpp>
+#include <wsgate/client/stream_tracker.hpp>

@@ -59,6 +59,7 @@ ReconnectingClient::~ReconnectingClient() { stop(); }
 void ReconnectingClient::on_message(MessageHandler h) { on_message_ = std::move(h); }
 void ReconnectingClient::on_state(StateHandler h) { on_state_ = std::move(h); }
 void ReconnectingClient::on_polling(PollingHandler h) { on_polling_ = std::move(h); }
+void ReconnectingClient::on_recovery(RecoveryHandler h) { on_recovery_ = std::move(h); }
 void ReconnectingClient::set_token_provider(TokenProvider p) { token_provider_ = std::move(p); }
 
 void ReconnectingClient::start() {
@@ -90,9 +91,11 @@ void ReconnectingClient::send(std::string text) {
     post({Event::Kind::command, 0, 0, {}, [t = std::move(text)](client::ClientStateMachine& m) { return m.send(t); }});
 }
 void ReconnectingClient::subscribe(const std::string& topic) {
+    tracker_.subscribe(topic);
     post({Event::Kind::command, 0, 0, {}, [topic](client::ClientStateMachine& m) { return m.subscribe(topic); }});
 }
 void ReconnectingClient::unsubscribe(const std::string& topic) {
+    tracker_.unsubscribe(topic);
     post({Event::Kind::command, 0, 0, {}, [topic](client::ClientStateMachine& m) { return m.unsubscribe(topic); }});
 }
 void ReconnectingClient::suspend() {
@@ -165,11 +168,19 @@ void ReconnectingClient::execute(const client::Actions& actions) {
                 ++generation_;
                 break;
             case K::send_frame:
-                if (socket_) socket_->send(a.text);
+                // (Re)subscribe frames ask for what was missed since the tracked position.
+                if (socket_) {
+                    if (auto resumed = tracker_.with_since(a.text)) socket_->send(std::move(*resumed));
+                    else socket_->send(a.text);
+                }
                 break;
-            case K::deliver:
+            case K::deliver: {
+                auto seen = tracker_.inspect(a.text);
+                if (seen.duplicate) break;
+                if (seen.recovery && on_recovery_) on_recovery_(*seen.recovery);
                 if (on_message_) on_message_(a.text);
                 break;
+            }
             case K::start_polling:
                 if (on_polling_) on_polling_(true);
                 break;

@@ -1,5 +1,6 @@
 // Headless Chromium loads the status board from examples/realtime_server, sees "connected",
-// shows a published event, and reconnects by itself after the server restarts
+// shows a published event, recovers the events published while its socket was down, and
+// reconnects by itself (and resyncs) after the server restarts
 // (tests/e2e/browser/status_board.e2e.mjs, run with Node and playwright-core).
 #include "catch.hpp"
 #include "process.hpp"
@@ -9,7 +10,8 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("the status board page connects, shows events and reconnects after a restart", "[e2e][browser]") {
+TEST_CASE("the status board page connects, shows events, recovers missed ones and reconnects after a restart",
+          "[e2e][browser]") {
     auto dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp";
     std::filesystem::create_directories(dir);
     const auto log = (dir / "browser.log").string();

@@ -14,10 +14,10 @@ cmake -S "$src" -B "$build" -G Ninja \
   -DWSGATE_WITH_SQLITE=OFF -DWSGATE_WITH_REDIS=OFF -DWSGATE_WITH_BEAST=ON -DWSGATE_WITH_AWS=ON \
   -DBUILD_SHARED_LIBS=OFF
 # Only the fuzz targets and what they link (Beast for fuzz_http, AWS for fuzz_apigw).
-cmake --build "$build" -j "$jobs" --target fuzz_jwt fuzz_message fuzz_http fuzz_apigw
+cmake --build "$build" -j "$jobs" --target fuzz_jwt fuzz_message fuzz_client fuzz_http fuzz_apigw
 
 # New inputs go to a scratch corpus; the shipped seeds stay untouched.
-for target in jwt message http apigw; do
+for target in jwt message client http apigw; do
   work="$build/fuzz-corpus-$target"
   mkdir -p "$work"
   echo "--- fuzz_$target for ${seconds}s"

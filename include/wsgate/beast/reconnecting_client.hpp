@@ -6,6 +6,7 @@
 
 #include <wsgate/beast/client.hpp>
 #include <wsgate/client/client_state_machine.hpp>
+#include <wsgate/client/stream_tracker.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -49,10 +50,24 @@ struct ReconnectingClientSettings {
  * connection outlives each token. Without one, the server closes the connection with 4001
  * (CloseCode::token_expired) when the URL's token expires.
  *
+ * **Recovery.** On topics that keep a history (streams, docs/delivery.md) the client keeps the
+ * position it reached, `{offset, epoch}`, from the publications it receives and the subscribe
+ * acks (a client::StreamTracker). Every resubscription after a reconnect carries
+ * `"since":{"offset":N,"epoch":"E"}`, so the server replays what was published while the client
+ * was away, then continues live. The subscribe ack's verdict goes to on_recovery(): recovered
+ * with `missed` publications to follow, or not (`reason`), in which case the host must resync its
+ * state for that topic; the client then tracks from the ack's `position`. A publication whose
+ * offset was already received in its epoch (e.g. live and again in a replay) is dropped, never
+ * passed to on_message(), and counted in duplicates_dropped(). Frames that are not JSON or have
+ * unexpected field types are passed on unchanged and never stop the worker.
+ *
  * @code
  * wsgate::beast::ReconnectingClient c{"ws://127.0.0.1:8080/ws?token=..."};
  * c.on_message([](std::string_view m) { std::cout << m << '\n'; });
  * c.on_state([](wsgate::client::ConnectionState s) { std::cout << to_string(s) << '\n'; });
+ * c.on_recovery([](const wsgate::client::RecoveryInfo& r) {
+ *     if (!r.recovered) refetch(r.topic);  // history lost (r.reason): reload the state
+ * });
  * c.subscribe("events");
  * c.start();
  * @endcode
@@ -63,6 +78,9 @@ public:
     using MessageHandler = std::function<void(std::string_view)>;
     using StateHandler = std::function<void(client::ConnectionState)>;
     using PollingHandler = std::function<void(bool polling)>;
+    /// Called for each subscribe ack that reports on recovery (see client::RecoveryInfo), before
+    /// the ack itself goes to the message handler and before any replayed publication.
+    using RecoveryHandler = std::function<void(const client::RecoveryInfo&)>;
     /// Returns a currently valid token (empty: none available now). Called on the worker thread,
     /// so it should return quickly (e.g. a token the host refreshes in the background).
     using TokenProvider = std::function<std::string()>;
@@ -77,6 +95,7 @@ public:
     void on_message(MessageHandler h);
     void on_state(StateHandler h);
     void on_polling(PollingHandler h);
+    void on_recovery(RecoveryHandler h);
     /// The host's token source, for connects, reconnects and `token_expiring` refreshes.
     void set_token_provider(TokenProvider p);
 
@@ -86,8 +105,9 @@ public:
     void stop();
     /// Sends now if connected, else queues (bounded, drop oldest).
     void send(std::string text);
-    /// Subscribes now and again after every reconnect.
+    /// Subscribes now and again after every reconnect (with `since` once a position is known).
     void subscribe(const std::string& topic);
+    /// Unsubscribes and forgets the topic's position.
     void unsubscribe(const std::string& topic);
     /// Pauses the heartbeat and reconnect timer (a backgrounded app); resume() checks at once.
     void suspend();
@@ -101,6 +121,13 @@ public:
     [[nodiscard]] std::optional<std::uint16_t> last_close_code() const;
     /// Sockets opened successfully so far (1 + reconnects).
     [[nodiscard]] std::size_t connections_opened() const noexcept { return opened_.load(); }
+    /// The position reached on a subscribed stream topic (every publication up to it was
+    /// received, or the host resynced to it), or nullopt (no stream, or nothing known yet).
+    [[nodiscard]] std::optional<StreamPosition> position(std::string_view topic) const {
+        return tracker_.position(topic);
+    }
+    /// Publications dropped because their offset had been received already.
+    [[nodiscard]] std::uint64_t duplicates_dropped() const { return tracker_.duplicates(); }
 
 private:
     struct Event {
@@ -122,10 +149,12 @@ private:
     ReconnectingClientSettings settings_;
     std::shared_ptr<const Clock> clock_;
     client::ClientStateMachine machine_;
+    client::StreamTracker tracker_;
     ClientContext io_;
     MessageHandler on_message_;
     StateHandler on_state_;
     PollingHandler on_polling_;
+    RecoveryHandler on_recovery_;
     TokenProvider token_provider_;
 
     mutable std::mutex mu_;

@@ -1,5 +1,7 @@
 // Headless Chromium against examples/realtime_server and examples/web: the page connects, shows a
-// published event, and reconnects by itself after the server restarts.
+// published event, recovers the events published while its socket was down ("recovered N missed
+// events", in order), and reconnects by itself after the server restarts ("resynced": the
+// restarted server's in-memory streams are a new epoch).
 //
 //   node status_board.e2e.mjs --server PATH/realtime_server --chromium /usr/bin/chromium --tmp DIR
 // Every process it starts is killed before it exits.
@@ -64,6 +66,16 @@ async function publish(port, text) {
   return res.json();
 }
 
+async function connections(port) {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return (await res.json()).connections;
+}
+
+async function eventTexts(page) {
+  // The list shows the newest first; oldest first is the order they were received in.
+  return (await page.$$eval('#events li .data', (els) => els.map((e) => e.textContent))).reverse();
+}
+
 async function waitForState(page, state, timeout) {
   await page.waitForSelector(`#status[data-state="${state}"]`, { timeout });
 }
@@ -98,6 +110,37 @@ async function main() {
   if (rep.delivered < 1) throw new Error('no subscriber for events:demo: ' + JSON.stringify(rep));
   await page.waitForSelector(`#events li:has-text("${first}")`, { timeout: 10000 });
   log('event shown on screen');
+  if (!(await page.isHidden('#recovery'))) throw new Error('a first connection reports a recovery');
+
+  // Recovery: the page's socket closes; what is published while it is away is replayed on the
+  // reconnect. The poll fallback is stubbed out, so the events can arrive only that way.
+  await page.route('**/public/recent**', (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: '{"events":[]}' }));
+  await page.evaluate(() => {
+    window.wsgateClient.opts.initialReconnectDelay = 3000;  // time to publish while it is away
+    window.wsgateClient.ws.close();
+  });
+  await waitForState(page, 'reconnecting', 10000);
+  for (let i = 0; i < 100 && (await connections(port)) !== 0; i++) await sleep(50);
+  if ((await connections(port)) !== 0) throw new Error('the server still holds the closed connection');
+  const missed = [1, 2, 3].map((n) => `missed-${n}-` + randomBytes(3).toString('hex'));
+  for (const m of missed) {
+    const r = await publish(port, m);
+    if (r.delivered !== 0) throw new Error('published while away but delivered: ' + JSON.stringify(r));
+  }
+  log('published', missed.length, 'events while the page was away');
+  await waitForState(page, 'connected', 20000);
+  await page.waitForSelector('#recovery:has-text("recovered 3 missed events")', { timeout: 10000 });
+  await page.waitForSelector(`#events li:has-text("${missed[2]}")`, { timeout: 10000 });
+  const afterRecovery = await eventTexts(page);
+  const tail = afterRecovery.slice(-4);
+  if (JSON.stringify(tail) !== JSON.stringify([first, ...missed])) {
+    throw new Error('events after recovery, oldest first: ' + JSON.stringify(afterRecovery));
+  }
+  if (await page.evaluate(() => window.wsgateClient.duplicates) !== 0) throw new Error('duplicates after recovery');
+  log('page shows:', await page.textContent('#recovery'), '— in order');
+  await page.unroute('**/public/recent**');
+  await page.evaluate(() => { window.wsgateClient.opts.initialReconnectDelay = 1000; });
 
   await stopServer(srv.child);
   log('server stopped');
@@ -118,6 +161,11 @@ async function main() {
   }
   await page.waitForSelector(`#events li:has-text("${second}")`, { timeout: 10000 });
   log('event after restart shown on screen');
+  // The restarted server's in-memory streams have a new epoch: nothing to replay, the page resyncs.
+  await page.waitForSelector('#recovery:has-text("resynced")', { timeout: 10000 });
+  const resync = await page.textContent('#recovery');
+  if (!resync.includes('epoch_changed')) throw new Error('resync without its reason: ' + resync);
+  log('page shows:', resync);
 }
 
 async function cleanup() {

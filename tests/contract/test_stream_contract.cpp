@@ -243,7 +243,7 @@ struct StreamWorld {
         gs.rate_per_second = 0;
         gs.max_connections_per_user = 0;
         gs.node_lease = Duration::zero();
-        TopicRule feed{"feed", "", ""};
+        TopicRule feed{"feed", "", "", /*anonymous_read=*/true};
         feed.history_size = history;
         gs.router.topic_rules = {feed};
         gw = std::make_unique<Gateway>(gs, store, transport, std::make_shared<AnonymousAuthorizer>());

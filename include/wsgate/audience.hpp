@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsgate {
@@ -109,7 +110,24 @@ struct BroadcastReport {
     /// The publication's offset in its topic's stream; 0 when the topic keeps none or the store
     /// could not give one (then it was delivered without a position).
     std::uint64_t offset = 0;
+    /**
+     * The publication may have missed part of its audience: the store could not resolve it (this
+     * node delivered to its own connections from its local copies), the bus refused it (other
+     * nodes did not get it), or its topic's stream could not append it (delivered without a
+     * position and not kept in history). An HTTP publish endpoint answers 503; `degraded_reason`
+     * says which, comma-separated: `store_unavailable`, `bus_unavailable`, `history_unavailable`.
+     */
+    bool degraded = false;
+    std::string degraded_reason;
     Duration elapsed{0};
+
+    /// Marks the report degraded for `reason` (kept once).
+    void degrade(std::string_view reason) {
+        degraded = true;
+        if (degraded_reason.find(reason) != std::string::npos) return;
+        if (!degraded_reason.empty()) degraded_reason += ',';
+        degraded_reason += reason;
+    }
 };
 
 }  // namespace wsgate

@@ -42,6 +42,9 @@ public:
     virtual bool publish(const BusMessage& m) = 0;
     /// Sets the function called for each message received. Called once, before traffic.
     virtual void set_handler(Handler h) = 0;
+    /// False while the bus knows it cannot carry messages (e.g. its connection is down); reported
+    /// by Gateway::health(). The default says true.
+    [[nodiscard]] virtual bool healthy() const noexcept { return true; }
 };
 
 }  // namespace wsgate

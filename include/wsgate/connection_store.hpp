@@ -165,6 +165,16 @@ public:
         (void)node_id, (void)now, (void)lease;
     }
     /**
+     * True if `node_id` holds a lease that has not run out by `now`. A live node that finds its
+     * lease gone knows the store lost its records (a restart without persistence) or reaped them
+     * (an outage longer than the lease), and registers its connections again. The default says
+     * true: a store without leases cannot tell.
+     */
+    [[nodiscard]] virtual bool holds_lease(const std::string& node_id, TimePoint now) {
+        (void)node_id, (void)now;
+        return true;
+    }
+    /**
      * Removes up to `limit` records of nodes whose lease ran out by `now`, with their
      * subscriptions and index entries, and forgets a node's lease once none of its records are
      * left. Returns how many records it removed (each counted by one caller only); idempotent, so

@@ -149,6 +149,21 @@ struct SweepReport {
     std::size_t idle = 0;
     std::size_t max_age = 0;
     std::size_t node_lost = 0;  ///< records of other nodes whose lease ran out, reaped
+    /// This node's connections registered again because the store had lost them (see
+    /// Gateway::health()); 0 on most sweeps.
+    std::size_t reregistered = 0;
+};
+
+/// What Gateway::health() finds: whether the shared store and the bus are serving this node.
+struct GatewayHealth {
+    /// No store call failed in the last 5 s, the last probe of this node's lease reached the
+    /// store, and the connections are registered there (after a loss, once they are again).
+    bool store_ok = true;
+    /// The bus says it is connected, and no bus publish failed in the last 5 s (true without a bus).
+    bool bus_ok = true;
+    [[nodiscard]] bool ok() const noexcept { return store_ok && bus_ok; }
+    /// `ok` or `degraded`, as `/healthz` reports it.
+    [[nodiscard]] const char* status() const noexcept { return ok() ? "ok" : "degraded"; }
 };
 
 /**
@@ -202,9 +217,16 @@ public:
     SendStatus send_to(const ConnectionId& id, const Envelope& e);
     /// Sends to all of `user_id`'s connections except those of `except_device` (if non-empty).
     BroadcastReport send_to_user(const std::string& user_id, const Envelope& e, std::string except_device = {});
-    /// Ends connections past TTL, token expiry, inactivity timeout or maximum age; sends due
-    /// `token_expiring` events; renews this node's lease and reaps the records of nodes whose lease
-    /// ran out (see GatewaySettings::node_lease). Call it every second or so.
+    /**
+     * Ends connections past TTL, token expiry, inactivity timeout or maximum age; sends due
+     * `token_expiring` events; renews this node's lease and reaps the records of nodes whose lease
+     * ran out (see GatewaySettings::node_lease). Call it every second or so.
+     *
+     * With leases on, each sweep also asks the store whether this node's lease is still there. If
+     * it is not (the store restarted empty, or reaped this node after an outage longer than the
+     * lease), the node registers its live connections and their subscriptions again, so delivery
+     * and presence resume without clients reconnecting (docs/operations.md, "Store and bus outages").
+     */
     SweepReport sweep(TimePoint now);
     SweepReport sweep() { return sweep(clock_->now()); }
     /**
@@ -291,6 +313,8 @@ public:
     [[nodiscard]] const std::string& node_id() const noexcept { return settings_.node_id; }
     /// The number of connections this node holds.
     [[nodiscard]] std::size_t local_count() const;
+    /// Whether the store and the bus are serving this node (what `/healthz` reports).
+    [[nodiscard]] GatewayHealth health() const;
 
     /// Delivers a frame to this node's share of `a` (what the bus handler calls). `offset` is
     /// the frame's position in the topic's stream (0: none), which recovering connections need.
@@ -316,7 +340,17 @@ private:
     ConnectResult admit(const ConnectRequest& request, Principal principal);
     /// Gives back one of `ip`'s anonymous connection slots; the caller holds local_mu_.
     void release_anonymous_slot(const std::string& ip);
-    void renew_lease(TimePoint now, bool force);
+    bool renew_lease(TimePoint now, bool force);
+    /// Asks the store whether this node's lease is still held; registers every live connection
+    /// again if not. Returns how many it registered.
+    std::size_t check_registration(TimePoint now);
+    /// This node's share of `a`, from its own copies of the records (when the store cannot say).
+    ResolvedAudience resolve_local(const Audience& a) const;
+    /// Keeps the local copy of `id`'s topics in step with the store.
+    void note_topic(const ConnectionId& id, const std::string& topic, bool subscribed);
+    /// Counts a store (bus) failure and notes when it happened, for health().
+    void store_failed() noexcept;
+    void bus_failed() noexcept;
     void finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
                 std::optional<CloseCode> code = {});
 
@@ -333,6 +367,12 @@ private:
 
     std::mutex lease_mu_;
     std::optional<TimePoint> lease_renewed_;  // empty until a renewal succeeded (or after one failed)
+    std::mutex register_mu_;                  // one check_registration() at a time
+    bool reregister_due_ = false;             // the lease was lost; guarded by register_mu_
+    std::atomic<bool> store_lost_{false};     // the last probe failed, or a re-registration is due
+    std::atomic<std::int64_t> store_failed_at_{0}, bus_failed_at_{0};  // steady clock, ns; 0 = never
+    std::mutex unremoved_mu_;
+    std::vector<ConnectionId> unremoved_;  // ended while the store failed: removed by a later sweep
 
     std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;

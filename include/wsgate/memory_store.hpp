@@ -39,6 +39,7 @@ public:
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
     std::size_t remove_node(const std::string& node_id) override;
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    [[nodiscard]] bool holds_lease(const std::string& node_id, TimePoint now) override;
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
     /// Streams live as long as the process: each starts with a fresh random epoch, so positions

@@ -39,6 +39,10 @@ struct Metrics {
     Counter store_errors{0};
     Counter bus_errors{0};       ///< bus publishes that failed (a gap other nodes did not see)
     Counter bus_received{0};
+    Counter degraded_publishes{0};  ///< publishes that may have missed part of their audience
+    Counter local_fallbacks{0};     ///< deliveries resolved from this node's own copies (store down)
+    Counter reregistrations{0};     ///< times this node registered its connections again
+    Counter reregistered{0};        ///< connections registered again, summed
     Counter replayed{0};         ///< publications replayed to recovering subscribers
     Counter recoveries{0};       ///< subscribes that resumed a stream without a gap
     Counter recoveries_failed{0};  ///< subscribes that asked to resume and were told to resync

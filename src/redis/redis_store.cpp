@@ -222,6 +222,13 @@ redis.call('ZADD', P .. 'leases', string.format('%.0f', server_ms() + tonumber(A
 return 1
 )lua";
 
+// ARGV: P, node. 1 if the node's lease is there and has not run out (server clock).
+constexpr const char* lua_holds_lease = R"lua(
+local expires = redis.call('ZSCORE', P .. 'leases', ARGV[2])
+if expires and tonumber(expires) > server_ms() then return 1 end
+return 0
+)lua";
+
 // ARGV: P, limit. Removes up to `limit` records of nodes whose lease ran out (server clock);
 // a node's lease goes once its index is empty. Returns how many records this call removed.
 constexpr const char* lua_reap = R"lua(
@@ -394,7 +401,7 @@ return out
 
 enum Script : std::size_t {
     s_put, s_remove, s_touch, s_subscribe, s_unsubscribe, s_members, s_topics, s_expire, s_remove_node,
-    s_renew_lease, s_reap, s_append, s_read, s_save_cursor, s_presence, s_count
+    s_renew_lease, s_reap, s_append, s_read, s_save_cursor, s_presence, s_holds_lease, s_count
 };
 
 const std::array<std::string, s_count>& script_bodies() {
@@ -403,7 +410,7 @@ const std::array<std::string, s_count>& script_bodies() {
         const char* raw[s_count] = {lua_put,         lua_remove,      lua_touch,  lua_subscribe,
                                     lua_unsubscribe, lua_members,     lua_topics, lua_expire,
                                     lua_remove_node, lua_renew_lease, lua_reap,   lua_append,
-                                    lua_read,        lua_save_cursor, lua_presence};
+                                    lua_read,        lua_save_cursor, lua_presence,   lua_holds_lease};
         for (std::size_t i = 0; i < s_count; ++i) {
             b[i] = lua_prelude;
             if (i == s_append || i == s_read) b[i] += lua_stream_prelude;
@@ -885,6 +892,11 @@ void RedisConnectionStore::renew_lease(const std::string& node_id, TimePoint now
     (void)now;  // the server's clock, see lua_renew_lease
     const auto lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
     impl_->with([&](Impl::Slot& s) { impl_->eval(s, s_renew_lease, {node_id, lease_ms}, "renew_lease"); });
+}
+
+bool RedisConnectionStore::holds_lease(const std::string& node_id, TimePoint now) {
+    (void)now;  // the server's clock, see lua_holds_lease
+    return impl_->with([&](Impl::Slot& s) { return impl_->eval(s, s_holds_lease, {node_id}, "holds_lease")->integer == 1; });
 }
 
 std::size_t RedisConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {

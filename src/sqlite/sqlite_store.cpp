@@ -161,7 +161,7 @@ struct SqliteConnectionStore::Impl {
     };
     Stmt put, get, topics, del_conn, del_subs, touch, touch_exp, exists, sub_ins, unsub, subscribers,
         of_user, scan, expired, count, all_filter, topic_filter, user_filter, id_filter, begin, commit,
-        rollback, node_del_subs, node_del_conns, lease_put, lease_expired, node_ids, lease_del, begin_read;
+        rollback, node_del_subs, node_del_conns, lease_put, lease_get, lease_expired, node_ids, lease_del, begin_read;
     // Prepared on first use (see stream_get_sql).
     Stmt stream_get, stream_bump, stream_new, pub_ins, pub_trim_count, pub_trim_age, pub_first, pub_after, pub_latest,
         cur_save, cur_load, cur_expire, presence_q;
@@ -342,6 +342,7 @@ struct SqliteConnectionStore::Impl {
         prepare(lease_put,
                 "INSERT INTO wsgate_nodes(node_id, lease_until) VALUES(?1,?2) "
                 "ON CONFLICT(node_id) DO UPDATE SET lease_until=excluded.lease_until");
+        prepare(lease_get, "SELECT lease_until FROM wsgate_nodes WHERE node_id=?1");
         prepare(lease_expired, "SELECT node_id FROM wsgate_nodes WHERE lease_until<=?1 ORDER BY lease_until");
         prepare(node_ids, "SELECT id FROM wsgate_connections WHERE node_id=?1 LIMIT ?2");
         prepare(lease_del, "DELETE FROM wsgate_nodes WHERE node_id=?1 AND lease_until<=?2");
@@ -356,7 +357,7 @@ struct SqliteConnectionStore::Impl {
     void finalize_all() {
         for (Stmt* st : {&put, &get, &topics, &del_conn, &del_subs, &touch, &touch_exp, &exists, &sub_ins, &unsub,
                          &subscribers, &of_user, &scan, &expired, &count, &all_filter, &topic_filter, &user_filter,
-                         &id_filter, &begin, &commit, &rollback, &node_del_subs, &node_del_conns, &lease_put,
+                         &id_filter, &begin, &commit, &rollback, &node_del_subs, &node_del_conns, &lease_put, &lease_get,
                          &lease_expired, &node_ids, &lease_del, &begin_read, &stream_get, &stream_bump, &stream_new,
                          &pub_ins, &pub_trim_count, &pub_trim_age, &pub_first, &pub_after, &pub_latest, &cur_save,
                          &cur_load, &cur_expire, &presence_q}) {
@@ -731,6 +732,13 @@ void SqliteConnectionStore::renew_lease(const std::string& node_id, TimePoint no
     std::lock_guard lk(impl_->mu);
     Impl::Use u(*impl_, impl_->lease_put);
     u.text(1, node_id).integer(2, to_unix_ms(now + lease)).run();
+}
+
+bool SqliteConnectionStore::holds_lease(const std::string& node_id, TimePoint now) {
+    std::lock_guard lk(impl_->mu);
+    Impl::Use u(*impl_, impl_->lease_get);
+    u.text(1, node_id);
+    return u.step() && u.col_int(0) > to_unix_ms(now);
 }
 
 std::size_t SqliteConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {

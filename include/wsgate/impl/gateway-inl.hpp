@@ -28,6 +28,9 @@ struct Gateway::Local {
     bool expiry_warned = false;  // token_expiring sent for the current token
     TimePoint last_seen{};
     std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
+    /// This node's copy of the record and its topics: what delivery falls back to while the store
+    /// cannot resolve an audience, and what the node registers again after the store lost it.
+    ConnectionRecord rec;
     /// The hand-over from replay to live of a topic this connection recovered (guarded by `mu`).
     struct Gate {
         std::uint64_t replayed = 0;  ///< the highest offset the replay sent; live ones up to it are duplicates
@@ -77,7 +80,7 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
         try {
             settings_.node_id = store_->stable_node_id();
         } catch (const std::exception&) {
-            bump(metrics_.store_errors);
+            store_failed();
         }
     }
     const bool stable_id = !settings_.node_id.empty();
@@ -89,7 +92,7 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
             try {
                 store_->remove_node(settings_.node_id);
             } catch (const std::exception&) {
-                bump(metrics_.store_errors);
+                store_failed();
                 // Cleanup cannot be retried once connections arrive under this id, so the node
                 // takes a fresh one; the old id's lease then runs out and its records are reaped.
                 settings_.node_id = random_token(9);
@@ -199,6 +202,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
     // Only a known address is counted: a socket server always knows its peer's.
     const bool anonymous = rec.principal.kind == PrincipalKind::anonymous && !rec.source_ip.empty();
     if (anonymous) local->anonymous_ip = rec.source_ip;
+    local->rec = rec;
     // Undoes the local registration when the store refuses the record.
     bool registered = false;
     auto unregister = [&] {
@@ -231,7 +235,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
         }
         store_->put(rec);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         unregister();
         return deny(503, "store_unavailable");
     }
@@ -379,7 +383,7 @@ WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::s
             store_->touch(id, now, rec->expires_at);
         }
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         return fail(protocol_errc::store_unavailable);
     }
     if (!rec) return protocol_errc::unknown_connection;
@@ -466,11 +470,18 @@ WSGATE_INLINE bool Gateway::end(const ConnectionId& id, EndReason r, std::string
             won = store_->remove(id);
         }
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
-        // The store failed; a local connection is still ended once (its flag is set).
+        store_failed();
+        // The store failed; a local connection is still ended once (its flag is set), and its
+        // record is removed by a later sweep once the store answers.
         if (!local) return false;
+        std::lock_guard lock(unremoved_mu_);
+        unremoved_.push_back(id);
     }
     if (!won) return false;
+    if (!rec && local) {
+        std::lock_guard lock(local->mu);
+        rec = local->rec;
+    }
     if (!rec) {
         rec.emplace();
         rec->id = id;
@@ -518,33 +529,154 @@ WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, boo
     }
 }
 
-WSGATE_INLINE void Gateway::renew_lease(TimePoint now, bool force) {
+WSGATE_INLINE bool Gateway::renew_lease(TimePoint now, bool force) {
     {
         std::lock_guard lock(lease_mu_);
-        if (!force && lease_renewed_ && now - *lease_renewed_ < settings_.node_lease / 3) return;
+        if (!force && lease_renewed_ && now - *lease_renewed_ < settings_.node_lease / 3) return true;
     }
     bool ok = false;
     try {
         store_->renew_lease(settings_.node_id, now, settings_.node_lease);
         ok = true;
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
     }
     std::lock_guard lock(lease_mu_);
     if (ok) lease_renewed_ = now;
     else lease_renewed_.reset();  // retried on the next sweep
+    return ok;
+}
+
+WSGATE_INLINE std::size_t Gateway::check_registration(TimePoint now) {
+    std::lock_guard guard(register_mu_);
+    bool held = false;
+    try {
+        held = store_->holds_lease(settings_.node_id, now);
+    } catch (const std::exception&) {
+        store_failed();
+        store_lost_.store(true, std::memory_order_relaxed);
+        return 0;
+    }
+    // A lost lease means lost (or reaped) records: a restart without persistence, or an outage
+    // longer than the lease. Registering again is idempotent, so a partial run is simply repeated.
+    if (!held) reregister_due_ = true;
+    if (!reregister_due_) {
+        store_lost_.store(false, std::memory_order_relaxed);
+        renew_lease(now, false);
+        return 0;
+    }
+    store_lost_.store(true, std::memory_order_relaxed);
+    // The lease first, so no other node's sweep reaps what follows.
+    if (!renew_lease(now, true)) return 0;
+    std::vector<std::shared_ptr<Local>> locals;
+    {
+        std::shared_lock lock(local_mu_);
+        locals.reserve(local_.size());
+        for (const auto& [id, local] : local_) locals.push_back(local);
+    }
+    std::size_t registered = 0;
+    try {
+        for (const auto& local : locals) {
+            if (local->ended.load()) continue;
+            ConnectionRecord rec;
+            {
+                std::lock_guard lock(local->mu);
+                rec = local->rec;
+                rec.expires_at = local->expires_at;
+                rec.last_seen = local->last_seen;
+            }
+            store_->put(rec);
+            for (const auto& topic : rec.topics) store_->subscribe(rec.id, topic);
+            // Ended meanwhile: its reaper may have removed the record before this put.
+            if (local->ended.load()) store_->remove(rec.id);
+            else ++registered;
+        }
+    } catch (const std::exception&) {
+        store_failed();
+        bump(metrics_.reregistered, registered);
+        return registered;  // still due: the next sweep goes through them again
+    }
+    reregister_due_ = false;
+    store_lost_.store(false, std::memory_order_relaxed);
+    bump(metrics_.reregistrations);
+    bump(metrics_.reregistered, registered);
+    return registered;
+}
+
+WSGATE_INLINE void Gateway::note_topic(const ConnectionId& id, const std::string& topic, bool subscribed) {
+    auto local = local_of(id);
+    if (!local) return;
+    std::lock_guard lock(local->mu);
+    auto& topics = local->rec.topics;
+    auto it = std::find(topics.begin(), topics.end(), topic);
+    if (subscribed && it == topics.end()) topics.push_back(topic);
+    else if (!subscribed && it != topics.end()) topics.erase(it);
+}
+
+namespace detail {
+inline std::int64_t steady_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+}  // namespace detail
+
+WSGATE_INLINE void Gateway::store_failed() noexcept {
+    bump(metrics_.store_errors);
+    store_failed_at_.store(detail::steady_ns(), std::memory_order_relaxed);
+}
+
+WSGATE_INLINE void Gateway::bus_failed() noexcept {
+    bump(metrics_.bus_errors);
+    bus_failed_at_.store(detail::steady_ns(), std::memory_order_relaxed);
+}
+
+WSGATE_INLINE GatewayHealth Gateway::health() const {
+    constexpr std::int64_t hold = std::chrono::nanoseconds{std::chrono::seconds{5}}.count();
+    const auto now = detail::steady_ns();
+    auto recent = [&](const std::atomic<std::int64_t>& at) {
+        const auto t = at.load(std::memory_order_relaxed);
+        return t != 0 && now - t < hold;
+    };
+    GatewayHealth h;
+    h.store_ok = !store_lost_.load(std::memory_order_relaxed) && !recent(store_failed_at_);
+    bool bus_up = true;
+    if (bus_) {
+        try {
+            bus_up = bus_->healthy();
+        } catch (...) {
+            bus_up = false;
+        }
+    }
+    h.bus_ok = bus_up && !recent(bus_failed_at_);
+    return h;
 }
 
 WSGATE_INLINE SweepReport Gateway::sweep(TimePoint now) {
     SweepReport report;
     if (leases_) {
-        renew_lease(now, false);
+        report.reregistered = check_registration(now);
         // Bounded work per sweep; a larger backlog drains over the following sweeps.
         constexpr std::size_t reap_batch = 1000;
         try {
             report.node_lost = store_->reap_expired_nodes(now, reap_batch);
         } catch (const std::exception&) {
-            bump(metrics_.store_errors);
+            store_failed();
+        }
+    }
+    // Records of connections that ended while the store failed.
+    std::vector<ConnectionId> unremoved;
+    {
+        std::lock_guard lock(unremoved_mu_);
+        unremoved.swap(unremoved_);
+    }
+    for (std::size_t i = 0; i < unremoved.size(); ++i) {
+        try {
+            store_->remove(unremoved[i]);
+        } catch (const std::exception&) {
+            store_failed();
+            std::lock_guard lock(unremoved_mu_);
+            unremoved_.insert(unremoved_.end(), unremoved.begin() + static_cast<std::ptrdiff_t>(i), unremoved.end());
+            break;
         }
     }
     std::vector<std::pair<ConnectionId, EndReason>> due;
@@ -584,7 +716,7 @@ WSGATE_INLINE SweepReport Gateway::sweep(TimePoint now) {
     try {
         expired = store_->expire(now);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
     }
     for (const auto& rec : expired) {
         const EndReason reason = detail::expiry_reason(rec.principal, now);
@@ -613,12 +745,14 @@ WSGATE_INLINE bool Gateway::refresh_principal(const ConnectionId& id, Principal 
         if (auto local = local_of(id)) {
             std::lock_guard lock(local->mu);
             if (new_expiry) local->expires_at = *new_expiry;
+            local->rec.principal = rec->principal;
+            local->rec.expires_at = rec->expires_at;
             if (local->token_expires_at != rec->principal.expires_at) local->expiry_warned = false;
             local->token_expires_at = rec->principal.expires_at;
         }
         return true;
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         return false;
     }
 }
@@ -688,13 +822,16 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
     }
     try {
         switch (store_->subscribe_capped(rec.id, topic, settings_.router.max_subscriptions)) {
-            case SubscribeResult::subscribed: r.changed = true; break;
-            case SubscribeResult::already_subscribed: break;
+            case SubscribeResult::subscribed:
+                r.changed = true;
+                note_topic(rec.id, topic, true);
+                break;
+            case SubscribeResult::already_subscribed: note_topic(rec.id, topic, true); break;
             case SubscribeResult::limit_reached: r.error = protocol_errc::too_many_subscriptions; break;
             case SubscribeResult::not_found: r.error = protocol_errc::unknown_connection; break;
         }
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         r.error = protocol_errc::store_unavailable;
     }
     return r;
@@ -705,10 +842,11 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
     const TopicRule* rule = rule_for(topic);
     try {
         r.changed = store_->unsubscribe(id, topic);
+        note_topic(id, topic, false);
         if (r.changed && rule != nullptr && rule->presence_events)
             if (auto rec = store_->get(id)) announce("leave", topic, *rec);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         r.error = protocol_errc::store_unavailable;
     }
     if (auto local = local_of(id)) {
@@ -725,10 +863,11 @@ WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const Connection
         for (auto& topic : store_->topics_of(id)) {
             if (may_read(p, topic)) continue;
             store_->unsubscribe(id, topic);
+            note_topic(id, topic, false);
             dropped.push_back(std::move(topic));
         }
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
     }
     return dropped;
 }
@@ -764,6 +903,7 @@ WSGATE_INLINE BroadcastReport Gateway::publish(const Envelope& e, const Audience
     }
     Payload payload;
     std::uint64_t offset = 0;
+    bool unpositioned = false;
     if (stream != nullptr) {
         try {
             const StreamPosition pos = store_->append(a.topic_name, body, now, retention_of(*stream));
@@ -772,12 +912,15 @@ WSGATE_INLINE BroadcastReport Gateway::publish(const Envelope& e, const Audience
         } catch (const std::exception&) {
             // Delivered live without a position: receivers cannot recover it, which their next
             // recovery reports as a gap only if history moved on without it.
-            bump(metrics_.store_errors);
+            store_failed();
+            unpositioned = true;
         }
     }
     if (!payload) payload = make_payload(std::move(body));
     auto report = fan_out(payload, with_topic_permission(a), offset);
     report.offset = offset;
+    if (unpositioned) report.degrade("history_unavailable");
+    if (report.degraded) bump(metrics_.degraded_publishes);
     return report;
 }
 
@@ -791,7 +934,10 @@ WSGATE_INLINE BroadcastReport Gateway::fan_out(const Payload& payload, const Aud
         } catch (const std::exception&) {
             ok = false;
         }
-        if (!ok) bump(metrics_.bus_errors);
+        if (!ok) bus_failed();
+        auto report = deliver_local(payload, audience, offset);
+        if (!ok) report.degrade("bus_unavailable");
+        return report;
     }
     return deliver_local(payload, audience, offset);
 }
@@ -809,8 +955,12 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     try {
         resolved = store_->resolve(a);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
-        return report;
+        store_failed();
+        // This node's own connections are reached from its copies: a store outage costs the
+        // audience on other nodes (which resolve it themselves), never the local one.
+        resolved = resolve_local(a);
+        bump(metrics_.local_fallbacks);
+        report.degrade("store_unavailable");
     }
     report.filtered = resolved.filtered;
     auto& ids = resolved.ids;
@@ -862,6 +1012,35 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     if (report.failed) bump(metrics_.send_failures, report.failed);
     report.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
     return report;
+}
+
+WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a) const {
+    ResolvedAudience out;
+    std::shared_lock lock(local_mu_);
+    for (const auto& [id, local] : local_) {
+        if (local->ended.load(std::memory_order_relaxed)) continue;
+        std::lock_guard l(local->mu);
+        const ConnectionRecord& rec = local->rec;
+        bool selected = false;
+        switch (a.kind) {
+            case Audience::Kind::everyone: selected = true; break;
+            case Audience::Kind::topic:
+                selected = std::find(rec.topics.begin(), rec.topics.end(), a.topic_name) != rec.topics.end();
+                break;
+            case Audience::Kind::user:
+            case Audience::Kind::users:
+                selected = !rec.principal.user_id.empty() &&
+                           std::find(a.user_ids.begin(), a.user_ids.end(), rec.principal.user_id) != a.user_ids.end();
+                break;
+            case Audience::Kind::connections:
+                selected = std::find(a.connection_ids.begin(), a.connection_ids.end(), id) != a.connection_ids.end();
+                break;
+        }
+        if (!selected) continue;
+        if (a.admits(rec)) out.ids.push_back(id);
+        else ++out.filtered;
+    }
+    return out;
 }
 
 WSGATE_INLINE SendStatus Gateway::send_gated(Local& local, const ConnectionId& id, const std::string& topic,
@@ -927,7 +1106,7 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
             try {
                 since = store_->load_cursor(key, topic, now);
             } catch (const std::exception&) {
-                bump(metrics_.store_errors);
+                store_failed();
             }
             if (since) r.recovery.from = "cursor";
         }
@@ -967,7 +1146,7 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
                                    not_before(*rule, now));
         r.position = read.top;
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         if (since) r.recovery.reason = "store_unavailable";
         since.reset();
     }
@@ -1054,7 +1233,7 @@ WSGATE_INLINE HistoryResult Gateway::history(const Principal& p, const std::stri
         for (const auto& pub : read.publications)
             out.frames.push_back(with_position(pub.body, StreamPosition{pub.offset, read.top.epoch}));
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         out.error = protocol_errc::store_unavailable;
     }
     return out;
@@ -1073,7 +1252,7 @@ WSGATE_INLINE std::error_code Gateway::acknowledge(const ConnectionRecord& rec, 
         // Offset 0 acknowledges nothing: no cursor is written, so naming topics costs no storage.
         if (p.offset > 0) store_->save_cursor(key, topic, StreamPosition{p.offset, top.epoch}, now, rule->cursor_ttl);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         return protocol_errc::store_unavailable;
     }
     return {};
@@ -1094,7 +1273,7 @@ WSGATE_INLINE PresenceResult Gateway::presence(const Principal& p, const std::st
     try {
         members = store_->presence(topic);
     } catch (const std::exception&) {
-        bump(metrics_.store_errors);
+        store_failed();
         out.error = protocol_errc::store_unavailable;
         return out;
     }

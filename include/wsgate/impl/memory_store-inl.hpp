@@ -238,6 +238,12 @@ WSGATE_INLINE void InMemoryConnectionStore::renew_lease(const std::string& node_
     leases_[node_id] = now + lease;
 }
 
+WSGATE_INLINE bool InMemoryConnectionStore::holds_lease(const std::string& node_id, TimePoint now) {
+    std::shared_lock lock(mu_);
+    auto it = leases_.find(node_id);
+    return it != leases_.end() && it->second > now;
+}
+
 WSGATE_INLINE std::size_t InMemoryConnectionStore::reap_expired_nodes(TimePoint now, std::size_t limit) {
     std::unique_lock lock(mu_);
     std::size_t removed = 0;

@@ -40,6 +40,15 @@ WSGATE_INLINE std::string Metrics::prometheus_text() const {
     counter("store_errors_total", "ConnectionStore failures caught.", store_errors);
     counter("bus_errors_total", "Bus publishes that failed (a gap for other nodes).", bus_errors);
     counter("bus_received_total", "Messages received from other nodes.", bus_received);
+    counter("degraded_publishes_total",
+            "Publishes that may have missed part of their audience (store, bus or history unavailable).",
+            degraded_publishes);
+    counter("local_fallbacks_total", "Deliveries resolved from this node's own records while the store failed.",
+            local_fallbacks);
+    counter("reregistrations_total", "Times this node registered its connections again after the store lost them.",
+            reregistrations);
+    counter("reregistered_connections_total", "Connections registered again after the store lost them.",
+            reregistered);
     out << "# HELP wsgate_connections_ended_total Connections ended, by reason.\n"
            "# TYPE wsgate_connections_ended_total counter\n";
     for (const auto& row : end_reasons)

@@ -60,6 +60,8 @@ public:
 
     /// True while the subscriber is connected and subscribed.
     [[nodiscard]] bool subscribed() const noexcept;
+    /// subscribed(): a bus that cannot hear the other nodes is not healthy.
+    [[nodiscard]] bool healthy() const noexcept override { return subscribed(); }
     /// Waits until subscribed() (or `timeout` passes); what a test does before publishing.
     bool wait_subscribed(Duration timeout);
     [[nodiscard]] RedisBusStats stats() const noexcept;

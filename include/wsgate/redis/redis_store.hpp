@@ -96,6 +96,8 @@ public:
     /// Leases are measured on the Redis server's clock (`now` is not used), so clock skew between
     /// nodes never makes a live node look dead.
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    /// On the server's clock, as leases are renewed.
+    [[nodiscard]] bool holds_lease(const std::string& node_id, TimePoint now) override;
     /// Compares lease deadlines with the Redis server's clock (`now` is not used).
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 

@@ -74,6 +74,7 @@ public:
     [[nodiscard]] std::string stable_node_id() override;
     std::size_t remove_node(const std::string& node_id) override;
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
+    [[nodiscard]] bool holds_lease(const std::string& node_id, TimePoint now) override;
     std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override;
 
     // Topic streams: the stream's epoch and top offset, its history and the device cursors live

@@ -265,6 +265,9 @@ TEST_CASE("touch() restarts the inactivity clock without a message or a store wr
     GatewaySettings s;
     s.inactivity_timeout = 10min;
     s.rate_per_second = 0;
+    // Sweeps here are minutes apart: a 30 s lease would run out between them, and the node would
+    // register its connections again (writing last_seen).
+    s.node_lease = 1h;
     GatewayFixture f{s};
     auto viewer = f.connect();
     auto silent = f.connect();

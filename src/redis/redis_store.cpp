@@ -472,6 +472,8 @@ struct RedisConnectionStore::Impl {
     };
     std::vector<std::unique_ptr<Slot>> slots;
     std::atomic<std::size_t> next{0};
+    /// Until then (steady clock ticks) calls fail fast: Redis was unreachable (RedisStoreSettings::retry_after).
+    std::atomic<std::chrono::steady_clock::rep> unreachable_until{0};
 
     explicit Impl(RedisStoreSettings s) : settings(std::move(s)) {
         if (settings.pool_size == 0) settings.pool_size = 1;
@@ -499,6 +501,11 @@ struct RedisConnectionStore::Impl {
             lk = std::unique_lock<std::mutex>(chosen->mu);
         }
         Slot& s = *chosen;
+        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        if (now < unreachable_until.load(std::memory_order_relaxed))
+            throw StoreError(store_errc::unavailable, "redis at " + settings.endpoint.host + ":" +
+                                                          std::to_string(settings.endpoint.port) +
+                                                          ": unreachable a moment ago; retrying shortly");
         // Any failure drops the connection: a half-read pipeline must never serve the next call.
         try {
             if (s.conn.ensure()) {
@@ -513,6 +520,11 @@ struct RedisConnectionStore::Impl {
             }
             return fn(s);
         } catch (...) {
+            // A connection-level failure has dropped the connection already; an error reply has not.
+            if (!s.conn.connected() && settings.retry_after.count() > 0)
+                unreachable_until.store(
+                    std::chrono::steady_clock::now().time_since_epoch().count() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(settings.retry_after).count(),
+                    std::memory_order_relaxed);
             s.conn.reset();
             throw;
         }

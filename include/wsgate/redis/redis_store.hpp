@@ -25,6 +25,10 @@ struct RedisStoreSettings {
     /// How long a record key outlives its `expires_at` before Redis drops it by itself (the safety
     /// net for a node that died without sweeping).
     Duration key_ttl_grace = std::chrono::minutes{1};
+    /// After a call finds Redis unreachable (refused, or no reply within the command timeout),
+    /// further calls fail at once for this long instead of each waiting out the timeout, so a
+    /// frozen server costs one timeout per interval, not one per call; 0 turns it off.
+    Duration retry_after = std::chrono::seconds{1};
 };
 
 /**

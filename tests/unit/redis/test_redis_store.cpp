@@ -198,6 +198,43 @@ TEST_CASE("redis store: subscribers of a 10k-member topic come back in one round
     CHECK(resolved.filtered == 10'000);
 }
 
+TEST_CASE("redis store: a frozen server costs one timeout per retry interval; calls in between fail at once",
+          "[store][redis]") {
+    RedisServer server;
+    auto st = settings_for(server);
+    st.endpoint.command_timeout = 300ms;
+    st.retry_after = 3s;
+    st.pool_size = 1;
+    RedisConnectionStore s{st};
+    s.put(rec("c1"));
+    server.pause();  // SIGSTOP: the socket stays open, nothing answers
+    auto message_of = [&](auto fn) -> std::string {
+        try {
+            fn();
+        } catch (const StoreError& e) {
+            CHECK(e.code() == make_error_code(store_errc::unavailable));
+            return e.what();
+        }
+        return "no error";
+    };
+    // The first call waits out the command timeout; the next ones do not try.
+    const auto first = message_of([&] { (void)s.get("c1"); });
+    CHECK(first.find("retrying") == std::string::npos);
+    CHECK(first != "no error");
+    CHECK(message_of([&] { (void)s.get("c1"); }).find("retrying shortly") != std::string::npos);
+    CHECK(message_of([&] { s.put(rec("c2")); }).find("retrying shortly") != std::string::npos);
+    server.resume();
+    // After the interval a call tries again and finds the server answering, data intact.
+    CHECK(eventually([&] {
+        try {
+            return s.get("c1").has_value();
+        } catch (const StoreError&) {
+            return false;
+        }
+    }));
+    CHECK_FALSE(s.get("c2"));
+}
+
 TEST_CASE("redis store: a server that goes away gives unavailable, and the store reconnects when it is back", "[store][redis]") {
     RedisServer server;
     auto st = settings_for(server);

@@ -96,6 +96,72 @@ void BM_publish_10_of(benchmark::State& state) {
 }
 BENCHMARK(BM_publish_10_of)->Arg(10)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
+/// The in-memory store whose `resolve` fails while `down`: a store outage as publish sees it.
+class ResolveSwitchStore final : public ConnectionStore {
+public:
+    bool down = false;
+    void put(const ConnectionRecord& r) override { s_.put(r); }
+    std::optional<ConnectionRecord> get(const ConnectionId& id) override { return s_.get(id); }
+    bool remove(const ConnectionId& id) override { return s_.remove(id); }
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return s_.touch(id, now, e); }
+    bool subscribe(const ConnectionId& id, const std::string& t) override { return s_.subscribe(id, t); }
+    SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t max) override {
+        return s_.subscribe_capped(id, t, max);
+    }
+    bool unsubscribe(const ConnectionId& id, const std::string& t) override { return s_.unsubscribe(id, t); }
+    std::vector<std::string> topics_of(const ConnectionId& id) override { return s_.topics_of(id); }
+    std::vector<ConnectionId> subscribers(const std::string& t) override { return s_.subscribers(t); }
+    std::vector<ConnectionId> connections_of_user(const std::string& u) override { return s_.connections_of_user(u); }
+    ScanPage scan(const std::string& c, std::size_t n) override { return s_.scan(c, n); }
+    std::vector<ConnectionRecord> expire(TimePoint now) override { return s_.expire(now); }
+    std::size_t count() override { return s_.count(); }
+    ResolvedAudience resolve(const Audience& a) override {
+        if (down) throw StoreError(store_errc::unavailable, "down");
+        return s_.resolve(a);
+    }
+
+private:
+    InMemoryConnectionStore s_;
+};
+
+// Publish to `range(1)` subscribers among `range(0)` local connections, with the store up
+// (range(2) == 0) or its resolve failing (1: delivery from the node's own records). The
+// fallback scans the node's connections, so its cost follows range(0), not the audience.
+void BM_publish_store_down(benchmark::State& state) {
+    const auto conns = static_cast<std::size_t>(state.range(0));
+    const auto subs = static_cast<std::size_t>(state.range(1));
+    auto store = std::make_shared<ResolveSwitchStore>();
+    GatewaySettings gs;
+    gs.max_connections_per_user = 0;
+    gs.router.topic_rules.push_back(TopicRule{"room", "", "", /*anonymous_read=*/true});
+    Gateway gw{gs, store, std::make_shared<DiscardTransport>(), std::make_shared<AnonymousAuthorizer>()};
+    for (std::size_t i = 0; i < conns; ++i) {
+        ConnectRequest req;
+        req.connection_id = make_connection_id();
+        auto r = gw.on_connect(req);
+        if (i < subs) {
+            ConnectionRecord rec;
+            rec.id = r.id;
+            rec.principal = r.principal;
+            if (gw.subscribe(rec, "room").error) state.SkipWithError("subscribe refused");
+        }
+    }
+    store->down = state.range(2) != 0;
+    for (auto _ : state) {
+        auto rep = gw.publish(event(), Audience::topic("room"));
+        if (rep.delivered != subs) state.SkipWithError("not every subscriber reached");
+        benchmark::DoNotOptimize(rep);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * subs));
+}
+BENCHMARK(BM_publish_store_down)
+    ->ArgNames({"conns", "subs", "down"})
+    ->Args({10'000, 10'000, 0})
+    ->Args({10'000, 10'000, 1})
+    ->Args({10'000, 10, 0})
+    ->Args({10'000, 10, 1})
+    ->Unit(benchmark::kMicrosecond);
+
 void BM_connect_disconnect(benchmark::State& state) {
     World w{std::make_shared<DiscardTransport>(), 10000, 0};  // a realistic table size around it
     for (auto _ : state) {

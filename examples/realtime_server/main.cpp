@@ -70,9 +70,16 @@ int main(int argc, char** argv) {
     wsgate::beast::App app{settings, auth.authorizer, plugins};
     auto& gateway = app.gateway();
     demo::RecentEvents recent;
+    // 200 even when degraded: this node still serves its own clients, and a load balancer that
+    // drained every node during a Redis outage would serve nobody.
     app.http("GET", "/healthz", [&](const HttpRequest&) {
-        return HttpResponse::json(200, json{{"status", "ok"}, {"connections", gateway.local_count()},
-                                            {"auth", auth.kind}, {"node", gateway.node_id()}}.dump());
+        const auto h = gateway.health();
+        return HttpResponse::json(200, json{{"status", h.status()},
+                                            {"store", h.store_ok ? "ok" : "unavailable"},
+                                            {"bus", h.bus_ok ? "ok" : "unavailable"},
+                                            {"connections", gateway.local_count()},
+                                            {"auth", auth.kind},
+                                            {"node", gateway.node_id()}}.dump());
     });
     app.http("GET", "/metrics", [&](const HttpRequest&) {
         HttpResponse r;
@@ -114,9 +121,17 @@ int main(int argc, char** argv) {
         if (!env) return HttpResponse::json(400, R"({"success":false,"error":"expected {\"topic\":string,\"type\":string,...}"})");
         recent.add(env->to_json(gateway.clock().now()));
         auto rep = app.publish(*env, wsgate::Audience::topic(*env->topic()));
-        return HttpResponse::json(200, json{{"success", true}, {"id", env->id()}, {"targets", rep.targets},
-                                            {"delivered", rep.delivered}, {"gone_removed", rep.gone_removed},
-                                            {"backpressured", rep.backpressured}, {"filtered", rep.filtered}}.dump());
+        json out{{"success", !rep.degraded}, {"id", env->id()}, {"targets", rep.targets},
+                 {"delivered", rep.delivered}, {"gone_removed", rep.gone_removed},
+                 {"backpressured", rep.backpressured}, {"filtered", rep.filtered}};
+        if (rep.offset > 0) out["offset"] = rep.offset;
+        // 503: some subscribers (on other nodes, or recovering from history) may not have it.
+        if (rep.degraded) {
+            out["degraded"] = true;
+            out["reason"] = rep.degraded_reason;
+            return HttpResponse::json(503, out.dump());
+        }
+        return HttpResponse::json(200, out.dump());
     });
 
     // Runs once the socket listens: the port file and the banner.

@@ -225,7 +225,7 @@ public:
      * With leases on, each sweep also asks the store whether this node's lease is still there. If
      * it is not (the store restarted empty, or reaped this node after an outage longer than the
      * lease), the node registers its live connections and their subscriptions again, so delivery
-     * and presence resume without clients reconnecting (docs/operations.md, "Store and bus outages").
+     * and presence resume without clients reconnecting (docs/stores.md, "Store and bus outages").
      */
     SweepReport sweep(TimePoint now);
     SweepReport sweep() { return sweep(clock_->now()); }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -110,7 +111,7 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
 #endif
     }
     if (spec.starts_with("redis://")) {
-        const auto u = parse_redis(spec, {"prefix", "pool"});
+        const auto u = parse_redis(spec, {"prefix", "pool", "timeout_ms", "retry_ms"});
 #ifdef WSGATE_HAVE_REDIS
         RedisStoreSettings s;
         s.endpoint.host = u.host;
@@ -120,6 +121,10 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
         if (auto it = u.params.find("prefix"); it != u.params.end()) s.key_prefix = it->second;
         if (auto it = u.params.find("pool"); it != u.params.end())
             s.pool_size = static_cast<std::size_t>(to_int(spec, it->second, 1, 256, "pool"));
+        if (auto it = u.params.find("timeout_ms"); it != u.params.end())
+            s.endpoint.command_timeout = std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
+        if (auto it = u.params.find("retry_ms"); it != u.params.end())
+            s.retry_after = std::chrono::milliseconds(to_int(spec, it->second, 0, 600'000, "retry_ms"));
         return std::make_shared<RedisConnectionStore>(std::move(s));
 #else
         (void)u;
@@ -132,7 +137,7 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
 std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
     if (spec.empty() || spec == "none") return nullptr;
     if (spec.starts_with("redis://")) {
-        const auto u = parse_redis(spec, {"channel"});
+        const auto u = parse_redis(spec, {"channel", "timeout_ms"});
 #ifdef WSGATE_HAVE_REDIS
         RedisBusSettings s;
         s.endpoint.host = u.host;
@@ -140,6 +145,8 @@ std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
         s.endpoint.password = u.password;
         s.endpoint.database = u.database;
         if (auto it = u.params.find("channel"); it != u.params.end()) s.channel = it->second;
+        if (auto it = u.params.find("timeout_ms"); it != u.params.end())
+            s.endpoint.command_timeout = std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
         if (!channel.empty()) s.channel = std::string(channel);
         if (s.channel.empty()) bad(spec, "empty channel");
         return std::make_shared<RedisBus>(std::move(s));

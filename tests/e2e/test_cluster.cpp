@@ -13,7 +13,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -516,4 +522,243 @@ TEST_CASE("presence spans the nodes, join and leave cross them, and a killed nod
             return p && users_in(*p) == std::vector<std::string>{"ann"} && (*p)["connections"] == 1;
         },
         20s));
+}
+
+// ---- Redis outages: local delivery, honest publish answers, re-registration ---------------
+
+namespace {
+
+struct HttpAnswer {
+    int status = 0;
+    std::string text;     // the body as sent
+    nlohmann::json body;  // the body parsed, or discarded if not JSON
+};
+
+/// One HTTP/1.1 request over a fresh loopback socket (Connection: close), read to EOF.
+HttpAnswer http(unsigned short port, const std::string& method, const std::string& path, const std::string& body = {},
+                const std::string& extra_headers = {}) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{20, 0};  // a node blocked on a frozen Redis answers within its command timeouts
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string raw;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        const std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+                                extra_headers + "Content-Type: application/json\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+            char buf[4096];
+            for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    ::close(fd);
+    HttpAnswer out;
+    if (raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::atoi(raw.c_str() + 9);
+    if (auto at = raw.find("\r\n\r\n"); at != std::string::npos) {
+        out.text = raw.substr(at + 4);
+        out.body = nlohmann::json::parse(out.text, nullptr, false);
+    }
+    return out;
+}
+
+HttpAnswer publish_event(const Node& n, const std::string& topic, int seq) {
+    return http(n.port, "POST", "/publish",
+                nlohmann::json{{"topic", topic}, {"type", "tick"}, {"data", {{"seq", seq}}}}.dump(), "X-Admin-Key: k\r\n");
+}
+
+std::string health_of(const Node& n) {
+    const auto h = http(n.port, "GET", "/healthz");
+    return h.status == 200 && h.body.is_object() ? h.body.value("status", "") : "";
+}
+
+/// The `seq`s of the tick events that arrive within `quiet` of each other (after at most `limit`), and their epochs.
+struct Received {
+    std::vector<int> seqs;
+    std::vector<std::string> epochs;
+};
+Received drain_ticks(wsgate::beast::Client& c, std::size_t expect, std::chrono::milliseconds limit) {
+    Received r;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        auto m = c.receive(r.seqs.size() >= expect ? 300ms : 100ms);
+        if (!m) {
+            if (r.seqs.size() >= expect) break;  // and nothing more within 300 ms
+            continue;
+        }
+        auto j = nlohmann::json::parse(*m, nullptr, false);
+        if (j.is_discarded() || j.value("type", "") != "tick") continue;
+        r.seqs.push_back(j["data"].value("seq", -1));
+        r.epochs.push_back(j.value("epoch", ""));
+    }
+    return r;
+}
+
+/// The value of a Prometheus counter line `name value`, or -1.
+long long counter_of(const std::string& text, const std::string& name) {
+    const auto at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
+}
+
+std::vector<int> range(int from, int to) {
+    std::vector<int> v;
+    for (int i = from; i < to; ++i) v.push_back(i);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("a Redis outage: the publishing node keeps delivering to its own clients, publish answers 503, and "
+          "both nodes re-register once Redis is back",
+          "[e2e][redis][cluster][outage]") {
+    const bool frozen = GENERATE(false, true);  // killed and restarted empty, or SIGSTOPped and resumed
+    INFO((frozen ? "Redis frozen with SIGSTOP" : "Redis killed and restarted empty"));
+    wsgate::test::RedisServer redis;
+    // Short command timeouts so a frozen Redis costs the demo's single I/O thread little; short
+    // leases so an outage longer than the lease is part of the test.
+    const std::string spec = "redis://127.0.0.1:" + std::to_string(redis.port()) + "?timeout_ms=300";
+    Node a({"--store", spec, "--bus", spec, "--node-id", "node-a", "--node-lease-ms=2000"});
+    Node b({"--store", spec, "--bus", spec, "--node-id", "node-b", "--node-lease-ms=2000"});
+    REQUIRE(a.port != 0);
+    REQUIRE(b.port != 0);
+    INFO(a.log());
+    INFO(b.log());
+    const std::string topic = "events:outage";
+    wsgate::beast::Client on_a, on_b;
+    REQUIRE_FALSE(on_a.connect(a.url() + "?token=" + user_token("ann")));
+    REQUIRE_FALSE(on_b.connect(b.url() + "?token=" + user_token("bob")));
+    for (auto* c : {&on_a, &on_b}) {
+        REQUIRE_FALSE(c->send(nlohmann::json{{"type", "subscribe"}, {"topic", topic}}.dump()));
+        REQUIRE(receive_type(*c, "ack"));
+    }
+    REQUIRE(health_of(a) == "ok");
+
+    // Redis up: 200 with both subscribers as targets, and both get everything.
+    for (int i = 0; i < 5; ++i) {
+        const auto r = publish_event(a, topic, i);
+        CHECK(r.status == 200);
+        CHECK(r.body.value("success", false));
+        CHECK(r.body.value("targets", 0) == 1);  // this node's share; node B delivers its own
+    }
+    const auto up_a = drain_ticks(on_a, 5, 10s);
+    CHECK(up_a.seqs == range(0, 5));
+    CHECK(drain_ticks(on_b, 5, 10s).seqs == range(0, 5));
+    const std::string first_epoch = up_a.epochs.empty() ? "" : up_a.epochs.front();
+    CHECK_FALSE(first_epoch.empty());
+
+    // Redis down: node A still delivers to its own subscriber and says the publish was degraded.
+    if (frozen) redis.pause();
+    else redis.stop();
+    for (int i = 5; i < 10; ++i) {
+        const auto r = publish_event(a, topic, i);
+        CHECK(r.status == 503);
+        CHECK_FALSE(r.body.value("success", true));
+        CHECK(r.body.value("degraded", false));
+        CHECK(r.body.value("reason", "").find("store_unavailable") != std::string::npos);
+        CHECK(r.body.value("delivered", 0) == 1);
+    }
+    CHECK(drain_ticks(on_a, 5, 10s).seqs == range(5, 10));
+    CHECK(health_of(a) == "degraded");
+    CHECK(eventually([&] { return health_of(b) == "degraded"; }, 10s));
+    if (!frozen) CHECK(drain_ticks(on_b, 1, 1s).seqs.empty());  // the bus is gone with Redis
+    // Longer than the 2 s leases: the nodes must notice their registration is gone or reaped.
+    std::this_thread::sleep_for(3s);
+
+    if (frozen) redis.resume();
+    else redis.start();  // empty: no persistence
+    // The documented bound: a sweep (1 s) after Redis answers, plus the bus's reconnect backoff;
+    // health turns "ok" five seconds after the last failure.
+    CHECK(eventually([&] { return health_of(a) == "ok" && health_of(b) == "ok"; }, 30s));
+    // A frozen Redis executes, once thawed, the PUBLISHes that were already in its socket
+    // buffers: node B may receive some of the outage's events late. Skip whatever came.
+    if (frozen) drain_ticks(on_b, 0, 1s);
+    drain_ticks(on_a, 0, 500ms);
+
+    // Redis back: the same connections, never reconnected, get everything exactly once.
+    for (int i = 10; i < 15; ++i) {
+        const auto r = publish_event(a, topic, i);
+        CHECK(r.status == 200);
+        CHECK(r.body.value("success", false));
+        CHECK(r.body.value("targets", 0) == 1);  // this node's share; node B delivers its own
+    }
+    const auto back_a = drain_ticks(on_a, 5, 10s);
+    CHECK(back_a.seqs == range(10, 15));
+    CHECK(drain_ticks(on_b, 5, 10s).seqs == range(10, 15));
+    // Redis lost the stream when it restarted empty: a new epoch tells clients to resync.
+    if (!frozen && !back_a.epochs.empty()) CHECK(back_a.epochs.front() != first_epoch);
+    if (frozen && !back_a.epochs.empty()) CHECK(back_a.epochs.front() == first_epoch);
+
+    // The metrics count what happened.
+    const auto metrics = http(a.port, "GET", "/metrics").text;
+    INFO(metrics);
+    CHECK(counter_of(metrics, "wsgate_degraded_publishes_total") == 5);
+    CHECK(counter_of(metrics, "wsgate_local_fallbacks_total") >= 5);
+    // Restarted empty, Redis lost node A's lease and records. (A frozen Redis may still run A's
+    // timed-out lease renewal when thawed, and then nothing was lost.)
+    if (!frozen) {
+        CHECK(counter_of(metrics, "wsgate_reregistrations_total") >= 1);
+        CHECK(counter_of(metrics, "wsgate_reregistered_connections_total") >= 1);
+    }
+}
+
+TEST_CASE("a SQLite file another process keeps locked: delivery continues, publish answers 503 history_unavailable",
+          "[e2e][sqlite][outage]") {
+    auto db_dir = std::filesystem::path(WSGATE_BINARY_DIR) / "e2e-tmp" / ("db-" + wsgate::random_token(6));
+    std::filesystem::create_directories(db_dir);
+    const auto db = (db_dir / "connections.db").string();
+    {
+        Node n({"--store=sqlite:" + db});
+        REQUIRE(n.port != 0);
+        INFO(n.log());
+        const std::string topic = "events:disk";
+        wsgate::beast::Client c;
+        REQUIRE_FALSE(c.connect(n.url() + "?token=" + user_token("ann")));
+        REQUIRE_FALSE(c.send(nlohmann::json{{"type", "subscribe"}, {"topic", topic}}.dump()));
+        REQUIRE(receive_type(c, "ack"));
+        auto first = publish_event(n, topic, 0);
+        CHECK(first.status == 200);
+        CHECK(first.body.value("offset", 0) == 1);
+        auto got = receive_type(c, "tick");
+        REQUIRE(got);
+        CHECK((*got)["offset"] == 1);
+        const auto epoch = got->value("epoch", "");
+        CHECK_FALSE(epoch.empty());
+
+        {
+            // Another process (Python's own sqlite3 module) takes the write lock and keeps it:
+            // every write of the node now fails after its busy_timeout (5 s).
+            const auto lock_log = (db_dir / "locker.log").string();
+            wsgate::test::ChildProcess locker({"/usr/bin/python3", "-c",
+                                               "import sqlite3, sys, time\n"
+                                               "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                                               "c.execute('BEGIN EXCLUSIVE')\n"
+                                               "print('locked', flush=True)\n"
+                                               "time.sleep(120)\n",
+                                               db},
+                                              lock_log);
+            REQUIRE(eventually([&] { return wsgate::test::slurp(lock_log).find("locked") != std::string::npos; }, 10s));
+            auto locked = publish_event(n, topic, 1);
+            CHECK(locked.status == 503);
+            CHECK(locked.body.value("reason", "") == "history_unavailable");
+            CHECK(locked.body.value("delivered", 0) == 1);
+            got = receive_type(c, "tick", 15s);
+            REQUIRE(got);
+            CHECK((*got)["data"]["seq"] == 1);
+            CHECK_FALSE(got->contains("offset"));  // live, without a position: it is not in history
+            CHECK(health_of(n) == "degraded");
+        }
+        // The lock is gone: the stream goes on where it was, nothing in the file was damaged.
+        auto after = publish_event(n, topic, 2);
+        CHECK(after.status == 200);
+        CHECK(after.body.value("offset", 0) == 2);
+        got = receive_type(c, "tick", 10s);
+        REQUIRE(got);
+        CHECK((*got)["offset"] == 2);
+        CHECK(got->value("epoch", "") == epoch);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(db_dir, ec);
 }

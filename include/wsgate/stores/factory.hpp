@@ -7,9 +7,13 @@
  * |---|---|
  * | `memory` | InMemoryConnectionStore |
  * | `sqlite:PATH` | SqliteConnectionStore on PATH (needs `wsgate::sqlite`) |
- * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N]` | RedisConnectionStore (needs `wsgate::redis`) |
+ * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=T&retry_ms=R]` | RedisConnectionStore (needs `wsgate::redis`) |
  *
- * Bus specs: `none` (or empty) gives no bus; `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C]`
+ * Redis parameters: `prefix` (key prefix), `pool` (connections, 1–256), `timeout_ms` (connect and
+ * command timeout, `RedisEndpoint::command_timeout`), `retry_ms` (how long calls fail fast after
+ * Redis was found unreachable, `RedisStoreSettings::retry_after`; 0 retries every call).
+ *
+ * Bus specs: `none` (or empty) gives no bus; `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T]`
  * gives a RedisBus.
  */
 

@@ -31,11 +31,12 @@ TEST_CASE("factory: memory, and specs that are refused with invalid_argument", "
 
     for (const char* spec : {"", "Memory", "memory:", "sqlite:", "sqlite", "mongodb://x", "redis://", "redis://:6379",
                              "redis://host:0", "redis://host:65536", "redis://host:12ab", "redis://host:6379/x",
-                             "redis://host?prefix", "redis://host?colour=red", "redis://[::1", "redis://host?pool=0"}) {
+                             "redis://host?prefix", "redis://host?colour=red", "redis://[::1", "redis://host?pool=0",
+                             "redis://host?timeout_ms=0", "redis://host?retry_ms=-1", "redis://host?timeout_ms=1s"}) {
         INFO(spec);
         CHECK_THROWS_AS(make_store(spec), std::invalid_argument);
     }
-    for (const char* spec : {"memory", "redis://", "redis://h?prefix=x", "sqlite:/tmp/x.db", "redis://h?channel="}) {
+    for (const char* spec : {"memory", "redis://", "redis://h?prefix=x", "sqlite:/tmp/x.db", "redis://h?channel=", "redis://h?timeout_ms=0", "redis://h?retry_ms=5"}) {
         INFO(spec);
         CHECK_THROWS_AS(make_bus(spec), std::invalid_argument);
     }
@@ -61,6 +62,10 @@ TEST_CASE("factory: redis:// URLs build a Redis store and bus", "[store][factory
     REQUIRE(rs != nullptr);
     CHECK(rs->settings().key_prefix == "app1:");
     CHECK(rs->settings().pool_size == 2);
+    auto timed = make_store(base + "?timeout_ms=250&retry_ms=0");
+    CHECK(dynamic_cast<RedisConnectionStore*>(timed.get())->settings().endpoint.command_timeout ==
+          std::chrono::milliseconds(250));
+    CHECK(dynamic_cast<RedisConnectionStore*>(timed.get())->settings().retry_after == std::chrono::milliseconds(0));
     CHECK(rs->settings().endpoint.port == server.port());
     CHECK(s->shared());
     CHECK(rs->ping());
@@ -71,6 +76,8 @@ TEST_CASE("factory: redis:// URLs build a Redis store and bus", "[store][factory
     CHECK(rb->settings().channel == "c1");
     CHECK(dynamic_cast<RedisBus*>(make_bus(base, "override").get())->settings().channel == "override");
     CHECK(dynamic_cast<RedisBus*>(make_bus(base).get())->settings().channel == "wsgate:bus");
+    CHECK(dynamic_cast<RedisBus*>(make_bus(base + "?timeout_ms=300").get())->settings().endpoint.command_timeout ==
+          std::chrono::milliseconds(300));
 
     auto v6 = make_store("redis://:secret@[::1]:7000/3");
     auto* r6 = dynamic_cast<RedisConnectionStore*>(v6.get());

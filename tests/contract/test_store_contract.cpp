@@ -603,6 +603,25 @@ TEMPLATE_TEST_CASE("store contract: a node whose lease ran out loses its records
     CHECK(s->get("a3"));
 }
 
+TEMPLATE_TEST_CASE("store contract: holds_lease is true only for a live lease, and false once it ran out or was reaped", "[store][contract][lease]", STORE_TYPES) {
+    TestType f;
+    auto s = f.make();
+    CHECK_FALSE(s->holds_lease("node-a", t0));  // never renewed
+    s->renew_lease("node-a", t0, 1h);
+    s->put(on_node(rec("a1", "u1"), "node-a"));
+    CHECK(s->holds_lease("node-a", t0 + 1s));
+    CHECK_FALSE(s->holds_lease("node-b", t0 + 1s));
+    // Ran out (Redis judges by its own clock: a millisecond lease has run out 10 ms later).
+    s->renew_lease("node-a", t0, 1ms);
+    std::this_thread::sleep_for(10ms);
+    CHECK_FALSE(s->holds_lease("node-a", t0 + 1s));
+    // Reaped with its records: still false, until the node renews again.
+    CHECK(reap_until(*s, t0 + 1s, 1000, 1) == 1);
+    CHECK_FALSE(s->holds_lease("node-a", t0 + 1s));
+    s->renew_lease("node-a", t0 + 2s, 1h);
+    CHECK(s->holds_lease("node-a", t0 + 2s));
+}
+
 TEMPLATE_TEST_CASE("store contract: reaping does bounded work per call and finishes over later calls", "[store][contract][lease]", STORE_TYPES) {
     TestType f;
     auto s = f.make();

@@ -346,8 +346,8 @@ private:
     std::size_t check_registration(TimePoint now);
     /// This node's share of `a`, from its own copies of the records (when the store cannot say).
     ResolvedAudience resolve_local(const Audience& a) const;
-    /// Keeps the local copy of `id`'s topics in step with the store.
-    void note_topic(const ConnectionId& id, const std::string& topic, bool subscribed);
+    /// Keeps the local copy of `id`'s topics in step with the store; true if it held `topic` before.
+    bool note_topic(const ConnectionId& id, const std::string& topic, bool subscribed);
     /// Counts a store (bus) failure and notes when it happened, for health().
     void store_failed() noexcept;
     void bus_failed() noexcept;

@@ -469,11 +469,16 @@ struct RedisConnectionStore::Impl {
         std::mutex mu;
         RedisConn conn;
         std::array<std::string, s_count> sha;  // loaded on each (re)connect
+        std::uint64_t generation = 0;           // Impl::generation when it connected
     };
     std::vector<std::unique_ptr<Slot>> slots;
     std::atomic<std::size_t> next{0};
     /// Until then (steady clock ticks) calls fail fast: Redis was unreachable (RedisStoreSettings::retry_after).
     std::atomic<std::chrono::steady_clock::rep> unreachable_until{0};
+    /// Bumped whenever a connection is lost: the other pooled connections were opened to the same
+    /// server (perhaps since restarted), so each reconnects before its next call instead of
+    /// failing it on a socket the server closed long ago.
+    std::atomic<std::uint64_t> generation{0};
 
     explicit Impl(RedisStoreSettings s) : settings(std::move(s)) {
         if (settings.pool_size == 0) settings.pool_size = 1;
@@ -508,7 +513,10 @@ struct RedisConnectionStore::Impl {
                                                           ": unreachable a moment ago; retrying shortly");
         // Any failure drops the connection: a half-read pipeline must never serve the next call.
         try {
+            const auto current = generation.load(std::memory_order_relaxed);
+            if (s.conn.connected() && s.generation != current) s.conn.reset();
             if (s.conn.ensure()) {
+                s.generation = current;
                 const auto& bodies = script_bodies();
                 for (std::size_t i = 0; i < s_count; ++i) s.conn.append({"SCRIPT", "LOAD", bodies[i]});
                 std::vector<Reply> loaded;
@@ -521,6 +529,7 @@ struct RedisConnectionStore::Impl {
             return fn(s);
         } catch (...) {
             // A connection-level failure has dropped the connection already; an error reply has not.
+            if (!s.conn.connected()) generation.fetch_add(1, std::memory_order_relaxed);
             if (!s.conn.connected() && settings.retry_after.count() > 0)
                 unreachable_until.store(
                     std::chrono::steady_clock::now().time_since_epoch().count() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(settings.retry_after).count(),

@@ -577,14 +577,13 @@ WSGATE_INLINE std::size_t Gateway::check_registration(TimePoint now) {
     std::size_t registered = 0;
     try {
         for (const auto& local : locals) {
+            // Held across the writes: an unsubscribe notes its topic before it tells the store,
+            // so the topics written here are never ones the client has left.
+            std::lock_guard lock(local->mu);
             if (local->ended.load()) continue;
-            ConnectionRecord rec;
-            {
-                std::lock_guard lock(local->mu);
-                rec = local->rec;
-                rec.expires_at = local->expires_at;
-                rec.last_seen = local->last_seen;
-            }
+            ConnectionRecord rec = local->rec;
+            rec.expires_at = local->expires_at;
+            rec.last_seen = local->last_seen;
             store_->put(rec);
             for (const auto& topic : rec.topics) store_->subscribe(rec.id, topic);
             // Ended meanwhile: its reaper may have removed the record before this put.
@@ -603,14 +602,16 @@ WSGATE_INLINE std::size_t Gateway::check_registration(TimePoint now) {
     return registered;
 }
 
-WSGATE_INLINE void Gateway::note_topic(const ConnectionId& id, const std::string& topic, bool subscribed) {
+WSGATE_INLINE bool Gateway::note_topic(const ConnectionId& id, const std::string& topic, bool subscribed) {
     auto local = local_of(id);
-    if (!local) return;
+    if (!local) return false;
     std::lock_guard lock(local->mu);
     auto& topics = local->rec.topics;
     auto it = std::find(topics.begin(), topics.end(), topic);
-    if (subscribed && it == topics.end()) topics.push_back(topic);
-    else if (!subscribed && it != topics.end()) topics.erase(it);
+    const bool had = it != topics.end();
+    if (subscribed && !had) topics.push_back(topic);
+    else if (!subscribed && had) topics.erase(it);
+    return had;
 }
 
 namespace detail {
@@ -840,14 +841,21 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
 WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, const std::string& topic) {
     SubscriptionResult r;
     const TopicRule* rule = rule_for(topic);
+    // The node's own copy first, so a re-registration running now cannot write the topic back
+    // after the store forgot it; restored if the store could not be told.
+    const bool had = note_topic(id, topic, false);
+    bool told = false;
     try {
         r.changed = store_->unsubscribe(id, topic);
-        note_topic(id, topic, false);
+        told = true;
         if (r.changed && rule != nullptr && rule->presence_events)
             if (auto rec = store_->get(id)) announce("leave", topic, *rec);
     } catch (const std::exception&) {
         store_failed();
-        r.error = protocol_errc::store_unavailable;
+        if (!told) {
+            r.error = protocol_errc::store_unavailable;
+            if (had) note_topic(id, topic, true);
+        }
     }
     if (auto local = local_of(id)) {
         std::lock_guard lock(local->mu);
@@ -862,12 +870,26 @@ WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const Connection
     try {
         for (auto& topic : store_->topics_of(id)) {
             if (may_read(p, topic)) continue;
+            note_topic(id, topic, false);  // first, as in unsubscribe()
             store_->unsubscribe(id, topic);
-            note_topic(id, topic, false);
             dropped.push_back(std::move(topic));
         }
     } catch (const std::exception&) {
         store_failed();
+    }
+    // Whatever the store answered, the node's own copy keeps no topic the principal cannot read
+    // (what local delivery uses while the store is down).
+    if (auto local = local_of(id)) {
+        std::lock_guard lock(local->mu);
+        auto& topics = local->rec.topics;
+        for (auto it = topics.begin(); it != topics.end();) {
+            if (may_read(p, *it)) {
+                ++it;
+                continue;
+            }
+            if (std::find(dropped.begin(), dropped.end(), *it) == dropped.end()) dropped.push_back(*it);
+            it = topics.erase(it);
+        }
     }
     return dropped;
 }

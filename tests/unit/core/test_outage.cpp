@@ -6,8 +6,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace wsgate;
@@ -26,6 +29,7 @@ class OutageStore final : public ConnectionStore {
 public:
     std::atomic<bool> down{false};
     std::atomic<bool> fail_appends{false};
+    std::function<void()> after_unsubscribe;  ///< runs inside unsubscribe, once the store has done it
 
     void wipe() {
         std::lock_guard lock(mu_);
@@ -37,53 +41,57 @@ public:
         return *inner_;
     }
 
-    void put(const ConnectionRecord& r) override { s().put(r); }
-    std::optional<ConnectionRecord> get(const ConnectionId& id) override { return s().get(id); }
-    bool remove(const ConnectionId& id) override { return s().remove(id); }
-    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return s().touch(id, now, e); }
-    bool subscribe(const ConnectionId& id, const std::string& t) override { return s().subscribe(id, t); }
+    void put(const ConnectionRecord& r) override { s()->put(r); }
+    std::optional<ConnectionRecord> get(const ConnectionId& id) override { return s()->get(id); }
+    bool remove(const ConnectionId& id) override { return s()->remove(id); }
+    bool touch(const ConnectionId& id, TimePoint now, std::optional<TimePoint> e) override { return s()->touch(id, now, e); }
+    bool subscribe(const ConnectionId& id, const std::string& t) override { return s()->subscribe(id, t); }
     SubscribeResult subscribe_capped(const ConnectionId& id, const std::string& t, std::size_t max) override {
-        return s().subscribe_capped(id, t, max);
+        return s()->subscribe_capped(id, t, max);
     }
-    bool unsubscribe(const ConnectionId& id, const std::string& t) override { return s().unsubscribe(id, t); }
-    std::vector<std::string> topics_of(const ConnectionId& id) override { return s().topics_of(id); }
-    std::vector<ConnectionId> subscribers(const std::string& t) override { return s().subscribers(t); }
-    std::vector<ConnectionId> connections_of_user(const std::string& u) override { return s().connections_of_user(u); }
-    ScanPage scan(const std::string& c, std::size_t n) override { return s().scan(c, n); }
-    std::vector<ConnectionRecord> expire(TimePoint now) override { return s().expire(now); }
-    std::size_t count() override { return s().count(); }
-    ResolvedAudience resolve(const Audience& a) override { return s().resolve(a); }
+    bool unsubscribe(const ConnectionId& id, const std::string& t) override {
+        const bool removed = s()->unsubscribe(id, t);
+        if (after_unsubscribe) after_unsubscribe();
+        return removed;
+    }
+    std::vector<std::string> topics_of(const ConnectionId& id) override { return s()->topics_of(id); }
+    std::vector<ConnectionId> subscribers(const std::string& t) override { return s()->subscribers(t); }
+    std::vector<ConnectionId> connections_of_user(const std::string& u) override { return s()->connections_of_user(u); }
+    ScanPage scan(const std::string& c, std::size_t n) override { return s()->scan(c, n); }
+    std::vector<ConnectionRecord> expire(TimePoint now) override { return s()->expire(now); }
+    std::size_t count() override { return s()->count(); }
+    ResolvedAudience resolve(const Audience& a) override { return s()->resolve(a); }
     bool shared() const noexcept override { return true; }  // as Redis: local delivery plus a bus
-    std::size_t remove_node(const std::string& n) override { return s().remove_node(n); }
-    void renew_lease(const std::string& n, TimePoint now, Duration l) override { s().renew_lease(n, now, l); }
-    bool holds_lease(const std::string& n, TimePoint now) override { return s().holds_lease(n, now); }
-    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override { return s().reap_expired_nodes(now, limit); }
+    std::size_t remove_node(const std::string& n) override { return s()->remove_node(n); }
+    void renew_lease(const std::string& n, TimePoint now, Duration l) override { s()->renew_lease(n, now, l); }
+    bool holds_lease(const std::string& n, TimePoint now) override { return s()->holds_lease(n, now); }
+    std::size_t reap_expired_nodes(TimePoint now, std::size_t limit) override { return s()->reap_expired_nodes(now, limit); }
     bool supports_streams() const noexcept override { return true; }
     StreamPosition append(const std::string& t, std::string_view body, TimePoint now, const HistoryRetention& k) override {
         if (fail_appends) throw StoreError(store_errc::read_only, "appends refused");
-        return s().append(t, body, now, k);
+        return s()->append(t, body, now, k);
     }
     StreamRead read_stream(const std::string& t, std::uint64_t after, std::size_t limit, TimePoint nb) override {
-        return s().read_stream(t, after, limit, nb);
+        return s()->read_stream(t, after, limit, nb);
     }
-    StreamRead latest(const std::string& t, std::size_t limit, TimePoint nb) override { return s().latest(t, limit, nb); }
+    StreamRead latest(const std::string& t, std::size_t limit, TimePoint nb) override { return s()->latest(t, limit, nb); }
     void save_cursor(const std::string& k, const std::string& t, const StreamPosition& p, TimePoint now, Duration ttl) override {
-        s().save_cursor(k, t, p, now, ttl);
+        s()->save_cursor(k, t, p, now, ttl);
     }
     std::optional<StreamPosition> load_cursor(const std::string& k, const std::string& t, TimePoint now) override {
-        return s().load_cursor(k, t, now);
+        return s()->load_cursor(k, t, now);
     }
-    std::vector<PresenceMember> presence(const std::string& t) override { return s().presence(t); }
+    std::vector<PresenceMember> presence(const std::string& t) override { return s()->presence(t); }
 
 private:
-    InMemoryConnectionStore& s() {
+    std::shared_ptr<InMemoryConnectionStore> s() {
         if (down) throw StoreError(store_errc::unavailable, "backend down");
         if (budget_.load() >= 0 && budget_.fetch_sub(1) <= 0) {
             down = true;
             throw StoreError(store_errc::unavailable, "backend down");
         }
         std::lock_guard lock(mu_);
-        return *inner_;
+        return inner_;  // a copy: a wipe() meanwhile leaves this call on the store it started on
     }
     std::mutex mu_;
     std::shared_ptr<InMemoryConnectionStore> inner_ = std::make_shared<InMemoryConnectionStore>();
@@ -342,5 +350,93 @@ TEST_CASE("a topic whose stream cannot append is delivered live without a positi
         auto both = r.publish("feed:1", "both");
         CHECK(both.degraded_reason == "store_unavailable,history_unavailable");
         CHECK(r.received(ann) == Strings{"both"});
+    }
+}
+
+TEST_CASE("a re-registration that runs while an unsubscribe is in the store does not write the topic back",
+          "[gateway][outage]") {
+    Rig r;
+    const auto ann = r.connect("user:ann:phone:read");
+    r.subscribe(ann, "room:1");
+    r.subscribe(ann, "room:2");
+    // The lease ran out (an outage longer than it): the next sweep registers the node again.
+    r.store->inner().renew_lease("node-a", r.clock->now() - std::chrono::seconds{1}, std::chrono::milliseconds{1});
+    // The sweep runs between the store's unsubscribe and the reply, as another thread's could.
+    r.store->after_unsubscribe = [&] {
+        r.store->after_unsubscribe = nullptr;
+        CHECK(r.gw->sweep().reregistered == 1);
+    };
+    r.gw->on_message(ann, json{{"type", "unsubscribe"}, {"topic", "room:1"}}.dump());
+    CHECK_FALSE(r.store->after_unsubscribe);  // it ran
+    CHECK(r.store->inner().topics_of(ann) == Strings{"room:2"});
+    CHECK(r.publish("room:1", "gone").delivered == 0);
+    CHECK(r.publish("room:2", "kept").delivered == 1);
+    r.store->down = true;  // and the node's own copy agrees
+    CHECK(r.publish("room:1", "gone").delivered == 0);
+    CHECK(r.publish("room:2", "kept").delivered == 1);
+}
+
+TEST_CASE("subscribes and unsubscribes racing outages, wipes and re-registrations leave the store as the node sees it",
+          "[gateway][outage][concurrency]") {
+    Rig r;
+    constexpr int conns = 12;
+    constexpr int rooms = 4;
+    std::vector<ConnectionId> ids;
+    for (int i = 0; i < conns; ++i) ids.push_back(r.connect("user:u" + std::to_string(i) + ":d" + std::to_string(i) + ":read"));
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < 2; ++t)
+        threads.emplace_back([&, t] {
+            std::mt19937 rng(t + 1);
+            while (!stop) {
+                const auto& id = ids[rng() % conns];
+                const auto topic = "room:" + std::to_string(rng() % rooms);
+                r.gw->on_message(id, json{{"type", rng() % 2 ? "subscribe" : "unsubscribe"}, {"topic", topic}}.dump());
+            }
+        });
+    threads.emplace_back([&] {
+        for (unsigned n = 0; !stop; ++n) r.publish("room:" + std::to_string(n % rooms), "x");
+    });
+    threads.emplace_back([&] {
+        while (!stop)
+            for (const auto& id : ids) r.transport->drain(id);
+    });
+    // Outages of every kind while the clients churn, each followed by a sweep that may register
+    // the node again.
+    for (int round = 0; round < 60; ++round) {
+        r.store->down = round % 3 == 1;
+        if (round % 5 == 4) r.store->wipe();
+        r.clock->advance(std::chrono::seconds{1});
+        r.gw->sweep();
+        std::this_thread::sleep_for(std::chrono::milliseconds{2});
+    }
+    stop = true;
+    for (auto& t : threads) t.join();
+    r.store->down = false;
+    r.clock->advance(std::chrono::seconds{1});
+    r.gw->sweep();
+    for (const auto& id : ids) r.transport->drain(id);
+    REQUIRE(r.gw->local_count() == conns);
+
+    // Each room reaches the same connections through the store as through the node's own copies
+    // (a ghost subscription written back by a re-registration would show here).
+    for (int room = 0; room < rooms; ++room) {
+        const auto topic = "room:" + std::to_string(room);
+        INFO(topic);
+        auto who_got = [&](const std::string& data) {
+            std::vector<ConnectionId> got;
+            for (const auto& id : ids)
+                if (r.received(id) == Strings{data}) got.push_back(id);
+            return got;
+        };
+        auto via_store = r.publish(topic, "store");
+        CHECK_FALSE(via_store.degraded);
+        const auto store_set = who_got("store");
+        r.store->down = true;
+        auto via_local = r.publish(topic, "local");
+        r.store->down = false;
+        CHECK(via_local.degraded);
+        CHECK(who_got("local") == store_set);
+        CHECK(via_store.delivered == via_local.delivered);
     }
 }

@@ -122,7 +122,8 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
         if (auto it = u.params.find("pool"); it != u.params.end())
             s.pool_size = static_cast<std::size_t>(to_int(spec, it->second, 1, 256, "pool"));
         if (auto it = u.params.find("timeout_ms"); it != u.params.end())
-            s.endpoint.command_timeout = std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
+            s.endpoint.connect_timeout = s.endpoint.command_timeout =
+                std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
         if (auto it = u.params.find("retry_ms"); it != u.params.end())
             s.retry_after = std::chrono::milliseconds(to_int(spec, it->second, 0, 600'000, "retry_ms"));
         return std::make_shared<RedisConnectionStore>(std::move(s));
@@ -146,7 +147,8 @@ std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
         s.endpoint.database = u.database;
         if (auto it = u.params.find("channel"); it != u.params.end()) s.channel = it->second;
         if (auto it = u.params.find("timeout_ms"); it != u.params.end())
-            s.endpoint.command_timeout = std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
+            s.endpoint.connect_timeout = s.endpoint.command_timeout =
+                std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
         if (!channel.empty()) s.channel = std::string(channel);
         if (s.channel.empty()) bad(spec, "empty channel");
         return std::make_shared<RedisBus>(std::move(s));

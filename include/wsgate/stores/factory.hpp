@@ -10,7 +10,7 @@
  * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=T&retry_ms=R]` | RedisConnectionStore (needs `wsgate::redis`) |
  *
  * Redis parameters: `prefix` (key prefix), `pool` (connections, 1–256), `timeout_ms` (connect and
- * command timeout, `RedisEndpoint::command_timeout`), `retry_ms` (how long calls fail fast after
+ * command timeout, `RedisEndpoint::connect_timeout` and `command_timeout`), `retry_ms` (how long calls fail fast after
  * Redis was found unreachable, `RedisStoreSettings::retry_after`; 0 retries every call).
  *
  * Bus specs: `none` (or empty) gives no bus; `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T]`

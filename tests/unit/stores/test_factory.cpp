@@ -65,6 +65,8 @@ TEST_CASE("factory: redis:// URLs build a Redis store and bus", "[store][factory
     auto timed = make_store(base + "?timeout_ms=250&retry_ms=0");
     CHECK(dynamic_cast<RedisConnectionStore*>(timed.get())->settings().endpoint.command_timeout ==
           std::chrono::milliseconds(250));
+    CHECK(dynamic_cast<RedisConnectionStore*>(timed.get())->settings().endpoint.connect_timeout ==
+          std::chrono::milliseconds(250));
     CHECK(dynamic_cast<RedisConnectionStore*>(timed.get())->settings().retry_after == std::chrono::milliseconds(0));
     CHECK(rs->settings().endpoint.port == server.port());
     CHECK(s->shared());

@@ -346,7 +346,8 @@ private:
     std::size_t check_registration(TimePoint now);
     /// This node's share of `a`, from its own copies of the records (when the store cannot say).
     ResolvedAudience resolve_local(const Audience& a) const;
-    /// Keeps the local copy of `id`'s topics in step with the store; true if it held `topic` before.
+    /// Keeps the local copy of `id`'s topics in step with the store (call it holding the
+    /// connection's `subs_mu`, with the store call); true if it held `topic` before.
     bool note_topic(const ConnectionId& id, const std::string& topic, bool subscribed);
     /// Counts a store (bus) failure and notes when it happened, for health().
     void store_failed() noexcept;

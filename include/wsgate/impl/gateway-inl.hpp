@@ -31,6 +31,10 @@ struct Gateway::Local {
     /// This node's copy of the record and its topics: what delivery falls back to while the store
     /// cannot resolve an audience, and what the node registers again after the store lost it.
     ConnectionRecord rec;
+    /// Serializes a change of this connection's subscriptions in the store with the same change in
+    /// `rec.topics`, and with a re-registration writing `rec`: the store and the copy never end
+    /// up disagreeing, whatever threads race. Taken before `mu`; never held by delivery.
+    std::mutex subs_mu;
     /// The hand-over from replay to live of a topic this connection recovered (guarded by `mu`).
     struct Gate {
         std::uint64_t replayed = 0;  ///< the highest offset the replay sent; live ones up to it are duplicates
@@ -577,13 +581,17 @@ WSGATE_INLINE std::size_t Gateway::check_registration(TimePoint now) {
     std::size_t registered = 0;
     try {
         for (const auto& local : locals) {
-            // Held across the writes: an unsubscribe notes its topic before it tells the store,
-            // so the topics written here are never ones the client has left.
-            std::lock_guard lock(local->mu);
+            // Held across the writes, so no subscribe or unsubscribe of this connection runs
+            // between the copy and the store.
+            std::lock_guard order(local->subs_mu);
             if (local->ended.load()) continue;
-            ConnectionRecord rec = local->rec;
-            rec.expires_at = local->expires_at;
-            rec.last_seen = local->last_seen;
+            ConnectionRecord rec;
+            {
+                std::lock_guard lock(local->mu);
+                rec = local->rec;
+                rec.expires_at = local->expires_at;
+                rec.last_seen = local->last_seen;
+            }
             store_->put(rec);
             for (const auto& topic : rec.topics) store_->subscribe(rec.id, topic);
             // Ended meanwhile: its reaper may have removed the record before this put.
@@ -821,6 +829,9 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
         r.error = protocol_errc::forbidden;
         return r;
     }
+    const auto local = local_of(rec.id);
+    std::unique_lock<std::mutex> order;
+    if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
     try {
         switch (store_->subscribe_capped(rec.id, topic, settings_.router.max_subscriptions)) {
             case SubscribeResult::subscribed:
@@ -841,21 +852,25 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
 WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, const std::string& topic) {
     SubscriptionResult r;
     const TopicRule* rule = rule_for(topic);
-    // The node's own copy first, so a re-registration running now cannot write the topic back
-    // after the store forgot it; restored if the store could not be told.
-    const bool had = note_topic(id, topic, false);
     bool told = false;
+    {
+        const auto local = local_of(id);
+        std::unique_lock<std::mutex> order;
+        if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
+        try {
+            r.changed = store_->unsubscribe(id, topic);
+            told = true;
+            note_topic(id, topic, false);
+        } catch (const std::exception&) {
+            store_failed();
+            r.error = protocol_errc::store_unavailable;
+        }
+    }
     try {
-        r.changed = store_->unsubscribe(id, topic);
-        told = true;
-        if (r.changed && rule != nullptr && rule->presence_events)
+        if (told && r.changed && rule != nullptr && rule->presence_events)
             if (auto rec = store_->get(id)) announce("leave", topic, *rec);
     } catch (const std::exception&) {
         store_failed();
-        if (!told) {
-            r.error = protocol_errc::store_unavailable;
-            if (had) note_topic(id, topic, true);
-        }
     }
     if (auto local = local_of(id)) {
         std::lock_guard lock(local->mu);
@@ -867,11 +882,14 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
 
 WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const ConnectionId& id, const Principal& p) {
     std::vector<std::string> dropped;
+    const auto local = local_of(id);
+    std::unique_lock<std::mutex> order;
+    if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
     try {
         for (auto& topic : store_->topics_of(id)) {
             if (may_read(p, topic)) continue;
-            note_topic(id, topic, false);  // first, as in unsubscribe()
             store_->unsubscribe(id, topic);
+            note_topic(id, topic, false);
             dropped.push_back(std::move(topic));
         }
     } catch (const std::exception&) {
@@ -879,7 +897,7 @@ WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const Connection
     }
     // Whatever the store answered, the node's own copy keeps no topic the principal cannot read
     // (what local delivery uses while the store is down).
-    if (auto local = local_of(id)) {
+    if (local) {
         std::lock_guard lock(local->mu);
         auto& topics = local->rec.topics;
         for (auto it = topics.begin(); it != topics.end();) {

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 
 namespace {
 
@@ -67,31 +68,45 @@ struct App {
     /// The broadcast handler: a DynamoDB stream batch goes through the change-stream processor
     /// and leaves as one `METRICS_UPDATE` message to everyone (seed 002); a direct
     /// `{"broadcast": {"type", "topic"?, "data"?, ...}}` is published as is.
+    ///
+    /// A stream batch answers `{"batchItemFailures":[…]}` (the event source mapping sets
+    /// `FunctionResponseTypes: ["ReportBatchItemFailures"]`): a record that cannot be read or
+    /// published is named by its SequenceNumber and Lambda retries from it (bisecting the batch
+    /// when `BisectBatchOnFunctionError` is on) instead of redelivering the records before it.
     json broadcast(const json& event) {
         wsgate::BroadcastReport report;
         if (event.contains("Records")) {
-            auto changes = wsgate::aws::parse_dynamodb_stream_event(event.dump());
-            wsgate::ChangeStreamSettings cs;
-            cs.publish_to_everyone = true;
-            cs.publish_to_type_topic = false;
-            cs.publish_to_entity_topic = false;
             wsgate::ChangeStreamProcessor processor{
                 std::make_shared<wsgate::SystemClock>(),
-                [&](const wsgate::Envelope& e, const wsgate::Audience& a) { report = gateway->publish(e, a); }, cs};
+                [&](const wsgate::Envelope& e, const wsgate::Audience& a) {
+                    report = gateway->publish(e, a);
+                    // Gone connections are cleaned up and per-connection failures are counted
+                    // (the seed's Promise.allSettled); a publish that may have missed part of its
+                    // audience (store unreachable) is retried.
+                    if (report.degraded) throw std::runtime_error("publish degraded: " + report.degraded_reason);
+                },
+                wsgate::ChangeStreamSettings::everyone()};
             wsgate::ChangeRecordFormat format;
             format.default_entity_type = "metrics";  // the table, for images without `entity_type`
-            std::size_t accepted = 0;
-            for (const auto& r : changes.records) {
-                std::error_code ec;
-                if (auto change = wsgate::parse_change_record(r.to_change_json(), ec, format))
-                    accepted += !processor.push(std::move(*change));
-            }
-            processor.flush();  // one invocation is one batch
-            return {{"statusCode", 200},
-                    {"records", accepted},
-                    {"skipped", changes.skipped},
-                    {"delivered", report.delivered},
-                    {"goneRemoved", report.gone_removed}};
+            const auto reply = wsgate::aws::handle_dynamodb_stream_event(
+                event.dump(),
+                [&](const wsgate::aws::DynamoDbRecord& r) {
+                    std::error_code ec;
+                    auto change = wsgate::parse_change_record(r.to_change_json(), ec, format);
+                    if (!change) throw std::runtime_error(ec.message());
+                    if (auto pushed = processor.push(std::move(*change))) throw std::runtime_error(pushed.message());
+                },
+                [&] {  // one invocation is one batch
+                    const auto failures = processor.stats().sink_failures;
+                    processor.flush();
+                    if (processor.stats().sink_failures != failures) throw std::runtime_error("delivery failed");
+                });
+            if (!reply.ok()) std::cerr << "stream batch: " << reply.failure << '\n';
+            json out = reply.to_json();  // what Lambda reads; the rest is for the logs
+            out["processed"] = reply.processed;
+            out["delivered"] = report.delivered;
+            out["goneRemoved"] = report.gone_removed;
+            return out;
         }
         const auto& b = event.at("broadcast");
         wsgate::Envelope e{b.value("type", std::string{"broadcast"})};

@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
             book.own(id, ctx.principal().user_id);
             if (add) book.share(id, with);
             auto e = wsgate::Envelope{"share"}.field("action", add ? "add" : "remove").field("timerId", id)
-                         .field("sharedBy", ctx.principal().user_id);
+                         .field("sharedWithUser", with).field("sharedBy", ctx.principal().user_id);
             auto report = ctx.publish(e, wsgate::Audience::user(with).except_sender(ctx.connection()));
             if (!add) book.unshare(id, with);
             ctx.ack({{"status", "processed"}, {"delivered", report.delivered}});
@@ -182,7 +182,10 @@ int main(int argc, char** argv) {
     bool ok = forged.empty() && accepted == 5 && sixth.empty() &&
               ann_p == std::vector<std::string>{"ack:\"processed\"", "ack:\"processed\"", "timer:stop"} &&
               ann_t == std::vector<std::string>{"timer:update", "ack:\"processed\""} &&
-              bob == std::vector<std::string>{"share:add", "timer:stop", "error:400", "error:400", "error:413"};
+              bob == std::vector<std::string>{"share:add", "timer:stop", "error:400", "error:400", "error:413"} &&
+              // The seed's share message as sent: timerId and sharedWithUser kept (plus who shared).
+              seen["bob/phone"][0]["timerId"] == "t1" && seen["bob/phone"][0]["sharedWithUser"] == "bob" &&
+              seen["bob/phone"][0]["sharedBy"] == "ann";
     if (!ok) {
         for (auto* v : {&ann_p, &ann_t, &bob}) {
             for (auto& s : *v) std::cout << s << ' ';

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -269,6 +270,8 @@ ChangeStreamProcessor::ChangeStreamProcessor(std::shared_ptr<const Clock> clock,
         throw std::invalid_argument("wsgate::ChangeStreamProcessor: max_batch_records must be at least 1");
     if (settings_.batch_window.count() < 0)
         throw std::invalid_argument("wsgate::ChangeStreamProcessor: batch_window must not be negative");
+    if (!settings_.publish_to_type_topic && !settings_.publish_to_entity_topic && !settings_.publish_to_everyone)
+        throw std::invalid_argument("wsgate::ChangeStreamProcessor: no audience enabled (type topic, entity topic or everyone)");
     if (!valid_entity_type(settings_.topic_prefix))
         throw std::invalid_argument("wsgate::ChangeStreamProcessor: topic_prefix must be non-empty without ':'");
 }
@@ -403,6 +406,35 @@ std::size_t ChangeStreamProcessor::pending() const {
 ChangeStreamStats ChangeStreamProcessor::stats() const {
     std::lock_guard lock{mutex_};
     return stats_;
+}
+
+std::string ChangeStreamStats::prometheus_text() const {
+    std::ostringstream out;
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+        out << "# HELP wsgate_change_stream_" << name << ' ' << help << "\n# TYPE wsgate_change_stream_" << name
+            << " counter\nwsgate_change_stream_" << name << ' ' << v << '\n';
+    };
+    counter("records_in_total", "Change records accepted.", records_in);
+    counter("records_rejected_total", "Change records refused (no entity type or id).", records_rejected);
+    counter("records_coalesced_total", "Change records merged into an earlier update of the same item.",
+            records_coalesced);
+    counter("records_cancelled_total", "Updates removed because an INSERT was followed by a REMOVE.",
+            records_cancelled);
+    counter("records_stale_total", "Change records dropped as redelivered or out of order.", records_stale);
+    counter("updates_out_total", "Updates emitted in batches.", updates_out);
+    counter("batches_total", "Batches emitted.", batches);
+    counter("envelopes_total", "Envelopes handed to the sink (one per audience per batch).", envelopes);
+    counter("sink_failures_total", "Sink calls that threw.", sink_failures);
+    return out.str();
+}
+
+std::string ChangeStreamProcessor::prometheus_text() const {
+    std::ostringstream out;
+    out << stats().prometheus_text()
+        << "# HELP wsgate_change_stream_pending_updates Updates in the open batch.\n"
+           "# TYPE wsgate_change_stream_pending_updates gauge\nwsgate_change_stream_pending_updates "
+        << pending() << '\n';
+    return out.str();
 }
 
 void ChangeStreamProcessor::drain() {

@@ -146,6 +146,18 @@ struct ChangeStreamSettings {
     std::string required_permission;
     bool include_keys = false;       ///< add `keys` and `entityType` to each update
     bool include_old_image = false;  ///< add `oldData` (the image before the change) when known
+
+    /**
+     * The seed 002 shape: each batch leaves as one envelope to every connection
+     * (Audience::everyone(), no `topic`, clients need not subscribe) and to no topic.
+     */
+    [[nodiscard]] static ChangeStreamSettings everyone() {
+        ChangeStreamSettings s;
+        s.publish_to_everyone = true;
+        s.publish_to_type_topic = false;
+        s.publish_to_entity_topic = false;
+        return s;
+    }
 };
 
 /// Counters of a ChangeStreamProcessor (monotonic since construction).
@@ -159,6 +171,10 @@ struct ChangeStreamStats {
     std::uint64_t batches = 0;             ///< batches emitted
     std::uint64_t envelopes = 0;           ///< sink calls
     std::uint64_t sink_failures = 0;       ///< sink calls that threw
+
+    /// Prometheus text exposition (`wsgate_change_stream_*_total` counters), to append to
+    /// Metrics::prometheus_text() on the server that runs the stream.
+    [[nodiscard]] std::string prometheus_text() const;
 };
 
 /**
@@ -171,7 +187,8 @@ struct ChangeStreamStats {
  * `max_batch_records` updates (push() emits it at once) or when `batch_window` has passed since
  * it opened (poll() emits it), or on flush(). Each closed batch gives one envelope per audience:
  * `<prefix>:<type>` with that type's updates, `<prefix>:<type>:<id>` with that entity's updates,
- * and, if enabled, everyone with all of them. A client subscribed to both a type topic and one
+ * and, if enabled, everyone with all of them (ChangeStreamSettings::everyone() sends only that one,
+ * as seed 002's stream processor did). A client subscribed to both a type topic and one
  * of its entity topics hears that entity's changes twice; subscribe to one or the other.
  *
  * **Coalescing** (when `coalesce` is on; the item is identified by entity type and keys):
@@ -209,7 +226,8 @@ class ChangeStreamProcessor {
 public:
     using Sink = std::function<void(const Envelope&, const Audience&)>;
 
-    /// @throws std::invalid_argument if `clock` or `sink` is empty or `max_batch_records` is 0.
+    /// @throws std::invalid_argument if `clock` or `sink` is empty, `max_batch_records` is 0, or
+    /// no audience is enabled (publish_to_type_topic, publish_to_entity_topic, publish_to_everyone).
     ChangeStreamProcessor(std::shared_ptr<const Clock> clock, Sink sink, ChangeStreamSettings settings = {});
     ~ChangeStreamProcessor();
     ChangeStreamProcessor(const ChangeStreamProcessor&) = delete;
@@ -234,6 +252,8 @@ public:
     /// Updates in the open batch (after coalescing).
     [[nodiscard]] std::size_t pending() const;
     [[nodiscard]] ChangeStreamStats stats() const;
+    /// stats().prometheus_text() and the `wsgate_change_stream_pending_updates` gauge.
+    [[nodiscard]] std::string prometheus_text() const;
     [[nodiscard]] const ChangeStreamSettings& settings() const noexcept { return settings_; }
 
 private:

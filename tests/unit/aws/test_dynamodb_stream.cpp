@@ -5,6 +5,9 @@
 
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 using namespace wsgate::aws;
 using nlohmann::json;
@@ -94,4 +97,137 @@ TEST_CASE("unusable stream events", "[aws][dynamodb]") {
     CHECK(r.skipped.size() == 4);
     REQUIRE(r.records.size() == 1);
     CHECK(r.records[0].keys == json::object());
+}
+
+// ---- ReportBatchItemFailures -----------------------------------------------------------------
+
+namespace {
+json stream_record(const std::string& seq, const std::string& id, int value) {
+    return json{{"eventID", "ev-" + seq},
+                {"eventName", "INSERT"},
+                {"eventSource", "aws:dynamodb"},
+                {"dynamodb",
+                 {{"Keys", {{"entity_id", {{"S", id}}}}},
+                  {"NewImage", {{"entity_id", {{"S", id}}}, {"value", {{"N", std::to_string(value)}}}}},
+                  {"SequenceNumber", seq},
+                  {"StreamViewType", "NEW_AND_OLD_IMAGES"}}}};
+}
+std::string event_of(std::vector<json> records) { return json{{"Records", std::move(records)}}.dump(); }
+}  // namespace
+
+TEST_CASE("a batch that succeeds reports no failures", "[aws][dynamodb][batch]") {
+    std::vector<std::string> seen;
+    int commits = 0;
+    const auto reply = handle_dynamodb_stream_event(
+        event_of({stream_record("100", "a", 1), stream_record("200", "b", 2), stream_record("300", "c", 3)}),
+        [&](const DynamoDbRecord& r) { seen.push_back(r.sequence_number); }, [&] { ++commits; });
+    CHECK(reply.ok());
+    CHECK(reply.processed == 3);
+    CHECK(reply.records == 3);
+    CHECK(seen == std::vector<std::string>{"100", "200", "300"});
+    CHECK(commits == 1);
+    CHECK(reply.to_json() == json::parse(R"({"batchItemFailures":[]})"));
+
+    // An empty batch: nothing to do, nothing to commit, nothing failed.
+    const auto empty = handle_dynamodb_stream_event(R"({"Records":[]})", [](const DynamoDbRecord&) {},
+                                                    [&] { ++commits; });
+    CHECK(empty.ok());
+    CHECK(commits == 1);
+    CHECK(empty.to_json().at("batchItemFailures").empty());
+}
+
+TEST_CASE("a failing record in the middle is reported and the records after it are not handled",
+          "[aws][dynamodb][batch]") {
+    std::vector<std::string> seen;
+    std::vector<std::string> committed;
+    std::vector<std::string> pending;
+    const auto reply = handle_dynamodb_stream_event(
+        event_of({stream_record("100", "a", 1), stream_record("200", "b", 2), stream_record("300", "boom", 3),
+                  stream_record("400", "d", 4), stream_record("500", "boom", 5)}),
+        [&](const DynamoDbRecord& r) {
+            seen.push_back(r.sequence_number);
+            if (r.keys.at("entity_id") == "boom") throw std::runtime_error("downstream refused");
+            pending.push_back(r.sequence_number);
+        },
+        [&] {
+            committed.insert(committed.end(), pending.begin(), pending.end());
+            pending.clear();
+        });
+    CHECK_FALSE(reply.ok());
+    REQUIRE(reply.failed_item);
+    CHECK(*reply.failed_item == "300");  // the first failed record, not the last
+    CHECK(reply.processed == 2);
+    CHECK(reply.failure.find("Records[2]: handler failed: downstream refused") != std::string::npos);
+    CHECK(seen == std::vector<std::string>{"100", "200", "300"});  // 400 and 500 are left for the retry
+    CHECK(committed == std::vector<std::string>{"100", "200"});    // what came before is delivered once
+    CHECK(reply.to_json() == json::parse(R"({"batchItemFailures":[{"itemIdentifier":"300"}]})"));
+
+    // The first record failing: nothing handled, nothing committed.
+    int commits = 0;
+    const auto first = handle_dynamodb_stream_event(
+        event_of({stream_record("100", "boom", 1), stream_record("200", "b", 2)}),
+        [&](const DynamoDbRecord& r) {
+            if (r.keys.at("entity_id") == "boom") throw 42;  // not a std::exception
+        },
+        [&] { ++commits; });
+    REQUIRE(first.failed_item);
+    CHECK(*first.failed_item == "100");
+    CHECK(first.processed == 0);
+    CHECK(commits == 0);
+}
+
+TEST_CASE("malformed records fail by default, or are skipped when asked", "[aws][dynamodb][batch]") {
+    json bad_value = stream_record("200", "b", 2);
+    bad_value["dynamodb"]["NewImage"]["value"] = json{{"N", "not-a-number"}};
+    json bad_name = stream_record("300", "c", 3);
+    bad_name["eventName"] = "DROP";
+    const auto event = event_of({stream_record("100", "a", 1), bad_value, stream_record("250", "x", 0), bad_name,
+                                 stream_record("400", "d", 4)});
+
+    std::vector<std::string> seen;
+    auto record = [&](const DynamoDbRecord& r) { seen.push_back(r.sequence_number); };
+    const auto strict = handle_dynamodb_stream_event(event, record);
+    REQUIRE(strict.failed_item);
+    CHECK(*strict.failed_item == "200");
+    CHECK(strict.failure.find("Records[1]:") == 0);
+    CHECK(strict.failure.find("NewImage") != std::string::npos);
+    CHECK(seen == std::vector<std::string>{"100"});
+
+    seen.clear();
+    StreamBatchSettings lenient;
+    lenient.skip_malformed = true;
+    const auto skipping = handle_dynamodb_stream_event(event, record, {}, lenient);
+    CHECK(skipping.ok());
+    CHECK(skipping.processed == 3);
+    CHECK(seen == std::vector<std::string>{"100", "250", "400"});
+    REQUIRE(skipping.skipped.size() == 2);
+    CHECK(skipping.skipped[0].find("Records[1]:") == 0);
+    CHECK(skipping.skipped[1].find("Records[3]:") == 0);
+
+    // A failed record without a sequence number cannot be named: the whole batch fails (empty identifier).
+    const auto anonymous = handle_dynamodb_stream_event(event_of({stream_record("100", "a", 1), json(7)}), record);
+    REQUIRE(anonymous.failed_item);
+    CHECK(anonymous.failed_item->empty());
+    CHECK(anonymous.to_json() == json::parse(R"({"batchItemFailures":[{"itemIdentifier":""}]})"));
+}
+
+TEST_CASE("a failed commit reports the first handled record; an unusable event fails whole",
+          "[aws][dynamodb][batch]") {
+    const auto reply = handle_dynamodb_stream_event(
+        event_of({stream_record("100", "a", 1), stream_record("200", "b", 2)}), [](const DynamoDbRecord&) {},
+        [] { throw std::runtime_error("store unavailable"); });
+    REQUIRE(reply.failed_item);
+    CHECK(*reply.failed_item == "100");
+    CHECK(reply.processed == 0);
+    CHECK(reply.failure == "commit failed: store unavailable");
+
+    for (const char* bad : {"nope", "[]", "{}", R"({"Records":{}})"}) {
+        INFO(bad);
+        int calls = 0;
+        const auto r = handle_dynamodb_stream_event(bad, [&](const DynamoDbRecord&) { ++calls; }, [&] { ++calls; });
+        REQUIRE(r.failed_item);
+        CHECK(r.failed_item->empty());
+        CHECK(r.failure.rfind("event: ", 0) == 0);
+        CHECK(calls == 0);
+    }
 }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 using nlohmann::json;
@@ -592,4 +593,92 @@ TEST_CASE("a client subscribed to entity:orders:42 hears only order 42", "[strea
     REQUIRE(got_all.size() == 1);
     CHECK(json::parse(got_all[0])["updates"].size() == 3);
     CHECK(transport->drain(users).empty());
+}
+
+TEST_CASE("the everyone target sends one batch message to every connection, subscribed or not",
+          "[stream][gateway][everyone]") {
+    auto clock = std::make_shared<wsgate::ManualClock>();
+    auto store = std::make_shared<wsgate::InMemoryConnectionStore>();
+    auto transport = std::make_shared<wsgate::InMemoryTransport>();
+    wsgate::GatewaySettings gs;
+    gs.router.topic_rules = {{"entity:*", "", "", /*anonymous_read=*/true}};
+    wsgate::Gateway gw{gs, store, transport, std::make_shared<wsgate::AnonymousAuthorizer>(), clock};
+    std::vector<wsgate::ConnectionId> clients;
+    for (int i = 0; i < 3; ++i) {
+        auto c = gw.on_connect({});
+        REQUIRE(c.accepted);
+        transport->open(c.id);
+        clients.push_back(c.id);
+    }
+    // One of them subscribed to a topic as well: it still gets the batch exactly once.
+    REQUIRE_FALSE(gw.on_message(clients[0], R"({"type":"subscribe","topic":"entity:orders"})"));
+    transport->drain(clients[0]);
+
+    std::vector<wsgate::Audience::Kind> audiences;
+    wsgate::ChangeStreamProcessor p{clock,
+                                    [&](const wsgate::Envelope& e, const wsgate::Audience& a) {
+                                        audiences.push_back(a.kind);
+                                        gw.publish(e, a);
+                                    },
+                                    wsgate::ChangeStreamSettings::everyone()};
+    CHECK(p.settings().max_batch_records == 100);  // the other defaults stay
+    CHECK(p.settings().batch_window == std::chrono::seconds{5});
+    p.push(rec(ChangeEventType::insert, "orders", "1", 1));
+    p.push(rec(ChangeEventType::insert, "users", "u", 2));
+    p.push(rec(ChangeEventType::modify, "orders", "1", 3));  // coalesced with the INSERT
+    CHECK(p.flush() == 1);
+
+    CHECK(audiences == std::vector<wsgate::Audience::Kind>{wsgate::Audience::Kind::everyone});
+    for (const auto& id : clients) {
+        const auto frames = transport->drain(id);
+        REQUIRE(frames.size() == 1);
+        const auto env = json::parse(frames[0]);
+        CHECK(env["type"] == "METRICS_UPDATE");
+        CHECK_FALSE(env.contains("topic"));
+        REQUIRE(env["updates"].size() == 2);
+        CHECK(env["updates"][0]["eventType"] == "INSERT");
+        CHECK(env["updates"][0]["data"]["v"] == 3);
+        CHECK(env["updates"][1]["data"]["entity_id"] == "u");
+    }
+    const auto st = p.stats();
+    CHECK(st.batches == 1);
+    CHECK(st.envelopes == 1);
+    CHECK(st.updates_out == 2);
+}
+
+TEST_CASE("a processor with no audience enabled is refused", "[stream][everyone]") {
+    auto clock = std::make_shared<wsgate::ManualClock>();
+    wsgate::ChangeStreamSettings s;
+    s.publish_to_type_topic = false;
+    s.publish_to_entity_topic = false;
+    CHECK_THROWS_AS(wsgate::ChangeStreamProcessor(clock, [](const wsgate::Envelope&, const wsgate::Audience&) {}, s),
+                    std::invalid_argument);
+    s.publish_to_everyone = true;
+    CHECK_NOTHROW(wsgate::ChangeStreamProcessor(clock, [](const wsgate::Envelope&, const wsgate::Audience&) {}, s));
+}
+
+TEST_CASE("the statistics render as Prometheus text", "[stream][metrics]") {
+    Fixture f;
+    int calls = 0;
+    wsgate::ChangeStreamProcessor p{f.clock,
+                                    [&](const wsgate::Envelope&, const wsgate::Audience&) {
+                                        if (++calls == 1) throw std::runtime_error("down");
+                                    },
+                                    wsgate::ChangeStreamSettings::everyone()};
+    p.push(rec(ChangeEventType::insert, "o", "1", 1));
+    p.push(rec(ChangeEventType::modify, "o", "1", 2));
+    CHECK(p.push(rec(ChangeEventType::insert, "", "1", 1)) == change_stream_errc::bad_entity_type);
+    p.flush();
+    p.push(rec(ChangeEventType::insert, "o", "2", 5));  // left open: pending
+    const auto text = p.prometheus_text();
+    for (const char* line :
+         {"# TYPE wsgate_change_stream_records_in_total counter\nwsgate_change_stream_records_in_total 3\n",
+          "\nwsgate_change_stream_records_rejected_total 1\n", "\nwsgate_change_stream_records_coalesced_total 1\n",
+          "\nwsgate_change_stream_updates_out_total 1\n", "\nwsgate_change_stream_batches_total 1\n",
+          "\nwsgate_change_stream_envelopes_total 1\n", "\nwsgate_change_stream_sink_failures_total 1\n",
+          "# TYPE wsgate_change_stream_pending_updates gauge\nwsgate_change_stream_pending_updates 1\n"}) {
+        INFO(line);
+        CHECK(text.find(line) != std::string::npos);
+    }
+    CHECK(p.stats().prometheus_text().find("pending_updates") == std::string::npos);
 }

@@ -192,10 +192,12 @@ int main(int argc, char** argv) {
         return r.accepted ? r.id : wsgate::ConnectionId{};
     };
 
-    auto board_token = issuer.issue({});  // what POST /public/token returns
-    std::cout << "public token issued: " << nlohmann::json{{"deviceId", board_token->device_id},
-                                                           {"permissions", board_token->permissions}}
-              << '\n';
+    auto board_token = issuer.issue({});
+    // What POST /public/token returns, in the seed's shape (the token itself left out of the log).
+    auto issued = wsgate::public_token_response(*board_token, {.public_token_field = true});
+    issued.erase("token");
+    issued.erase("publicToken");
+    std::cout << "public token issued: " << issued << '\n';
     auto ann = connect(session_token("u-ann", "Ann"));
     auto bob = connect(session_token("u-bob", "Bob"));
     auto lobby = connect(board_token->token);

@@ -64,11 +64,8 @@ DemoAuth make_demo_auth(const AuthConfig& cfg) {
         wsgate::PublicTokenRequest req;
         req.device_id = device_id;
         auto t = issuer->issue(req);
-        if (!t) return nlohmann::json{{"success", false}, {"error", "invalid deviceId"}};
-        nlohmann::json body = *t;  // {deviceId, token, permissions, issuedAt, expiresAt}
-        body["success"] = true;
-        body["timestamp"] = body["issuedAt"];
-        return body;
+        if (!t) return wsgate::public_token_error("invalid deviceId");
+        return wsgate::public_token_response(*t);  // {success, deviceId, token, permissions, issuedAt, expiresAt, timestamp}
     };
     return out;
 }

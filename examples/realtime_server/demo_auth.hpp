@@ -22,8 +22,8 @@ struct AuthConfig {
 struct DemoAuth {
     std::shared_ptr<wsgate::Authorizer> authorizer;
     /// Issues a public device token for `device_id` (empty = generate one); returns the
-    /// response body: {success, deviceId, token, permissions, issuedAt, expiresAt, timestamp},
-    /// or {success: false, error} for an unacceptable device id.
+    /// response body, wsgate::public_token_response(): {success, deviceId, token, permissions,
+    /// issuedAt, expiresAt, timestamp}, or {success: false, error} for an unacceptable device id.
     std::function<nlohmann::json(const std::string& device_id)> issue_public_token;
     /// One line for the start-up banner.
     std::string description;

@@ -67,10 +67,15 @@ struct TopicRule {
     [[nodiscard]] bool matches(std::string_view topic) const noexcept;
 };
 
-/// What to answer a message whose route has no handler.
+/**
+ * What to answer a message whose route has no handler, and a message that names no route: an
+ * object without a string route key, a JSON array, number, string, boolean or null. Text that is
+ * not JSON, a `ref` of the wrong type and a message nested too deeply are 400 errors under
+ * either policy.
+ */
 enum class UnknownRoutePolicy {
-    ack,    ///< `{"type":"ack","message":"Message received"}`
-    error,  ///< `{"type":"error","status":400,...}`
+    ack,    ///< `{"type":"ack","message":"Message received"}` to anything else (seed 000)
+    error,  ///< `{"type":"error","status":400,...}`: unknown route, missing route key, not an object
 };
 
 /// How a client-originated delivery names its sender (`"from":{"userId":…,"deviceId":…}`).
@@ -90,6 +95,7 @@ enum class RouteAccess {
 /// EventRouter settings; every field has a working default, and the defaults are closed.
 struct RouterSettings {
     /// The field naming the route: a top-level name (`type`, `action`) or a JSON pointer (`/meta/kind`).
+    /// Whatever it names, `{"type":"ping"}` is the `ping` route (every client's heartbeat).
     std::string route_key = "type";
     /// Second-level key for handlers registered with on(route, action, handler).
     std::string action_key = "action";
@@ -157,9 +163,9 @@ private:
 
 /**
  * Routes client messages: built-ins `ping`, `subscribe`, `unsubscribe`, `publish`, `refresh`,
- * `history`, `ack` and `presence` (docs/protocol.md, docs/delivery.md), then host handlers by
+ * `history`, `ack` and `presence` (README "The wire protocol", docs/delivery.md), then host handlers by
  * route key (and optionally by action), then the unknown-route policy. Every reply echoes the
- * message's `ref`.
+ * message's `ref`. `{"type":"ping"}` gets `{"type":"pong"}` whatever the route key is.
  *
  * `{"type":"subscribe","topic":…,"since":{"offset":N,"epoch":…}}` on a topic with history
  * answers `{"type":"ack","action":"subscribe","topic":…,"position":{…},"recovered":…,"missed":K}`
@@ -209,7 +215,8 @@ public:
 
     [[nodiscard]] const RouterSettings& settings() const noexcept { return settings_; }
 
-    /// The route of `msg`, or an error: not a string / absent → missing_route.
+    /// The route of `msg`, or an error: not a string / absent → missing_route. A message whose
+    /// top-level `type` is `"ping"` is the `ping` route before the route key is read.
     [[nodiscard]] std::error_code route_of(const nlohmann::json& msg, std::string& route) const;
     /// Is `type` an event name a client may not publish (the server's own and the reserved list)?
     [[nodiscard]] bool reserved_event(std::string_view type) const noexcept;
@@ -218,6 +225,9 @@ public:
 
     /// Runs the message through built-ins, handlers and the unknown-route policy.
     void dispatch(MessageContext& ctx);
+    /// Replies `{"type":"ack","message":"Message received"}`: the answer of UnknownRoutePolicy::ack,
+    /// which the Gateway also gives to messages that name no route under that policy.
+    void acknowledge(MessageContext& ctx);
 
 private:
     void builtin_ping(MessageContext& ctx);

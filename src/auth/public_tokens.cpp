@@ -52,6 +52,18 @@ void to_json(nlohmann::json& j, const PublicToken& t) {
                        {"expiresAt", format_iso8601(t.expires_at)}};
 }
 
+nlohmann::json public_token_response(const PublicToken& t, const PublicTokenResponseOptions& options) {
+    nlohmann::json j = t;
+    j["success"] = true;
+    j["timestamp"] = j["issuedAt"];
+    if (options.public_token_field) j["publicToken"] = t.token;
+    return j;
+}
+
+nlohmann::json public_token_error(std::string_view message) {
+    return nlohmann::json{{"success", false}, {"error", std::string{message}}};
+}
+
 PublicTokenIssuer::PublicTokenIssuer(jwt::SigningKey key, PublicTokenSettings settings,
                                      std::shared_ptr<const Clock> clock)
     : key_(std::move(key)), settings_(std::move(settings)), clock_(std::move(clock)) {

@@ -47,11 +47,6 @@ std::vector<std::string> permissions_of(const nlohmann::json& claims, nlohmann::
     return out;
 }
 
-bool is_public_kind(const jwt::Token& t) {
-    auto kind = t.claim<std::string>("kind");
-    return kind && *kind == public_token_kind;
-}
-
 // Errors raised after the signature verified: the token was meant for this verifier.
 bool is_post_signature(std::error_code ec) noexcept {
     return ec == jwt_errc::expired || ec == jwt_errc::not_yet_valid || ec == jwt_errc::wrong_issuer ||
@@ -103,6 +98,14 @@ std::optional<std::string> TokenAuthorizer::extract_token(const ConnectRequest& 
     return std::nullopt;
 }
 
+bool TokenAuthorizer::is_public_token(const jwt::Token& token, const TokenAuthorizerSettings& settings) {
+    auto marked = [&](const char* claim) {
+        auto it = token.claims.find(claim);
+        return it != token.claims.end() && it->is_string() && it->get_ref<const std::string&>() == public_token_kind;
+    };
+    return marked("kind") || (settings.accept_type_public && marked("type"));
+}
+
 Principal TokenAuthorizer::session_principal(const jwt::Token& token) {
     Principal p;
     p.kind = PrincipalKind::user;
@@ -135,6 +138,9 @@ Principal TokenAuthorizer::public_principal(const jwt::Token& token) {
     }
     p.expires_at = token.expires_at();
     rest.erase("kind");
+    if (auto it = rest.find("type"); it != rest.end() && it->is_string() &&
+                                      it->get_ref<const std::string&>() == public_token_kind)
+        rest.erase(it);
     p.claims = std::move(rest);
     return p;
 }
@@ -148,7 +154,7 @@ AuthDecision TokenAuthorizer::authorize(const ConnectRequest& request) {
         jwt::Token t;
         session_ec = session_->verify(*token, t);
         if (!session_ec) {
-            if (!is_public_kind(t)) return AuthDecision::allow(session_principal(t));
+            if (!is_public_token(t, settings_)) return AuthDecision::allow(session_principal(t));
             // Signed with the session key but marked public: not a session. Fall through.
             session_ec = jwt_errc::invalid_claim;
         }
@@ -157,7 +163,7 @@ AuthDecision TokenAuthorizer::authorize(const ConnectRequest& request) {
         jwt::Token t;
         public_ec = public_->verify(*token, t);
         if (!public_ec) {
-            if (is_public_kind(t)) {
+            if (is_public_token(t, settings_)) {
                 Principal p = public_principal(t);
                 if (!p.device_id.empty()) return AuthDecision::allow(std::move(p));
                 public_ec = jwt_errc::missing_claim;

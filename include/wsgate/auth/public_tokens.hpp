@@ -5,6 +5,8 @@
  *
  * A public token is a JWT whose claims are
  * `{"kind":"public","deviceId":...,"permissions":[...],"iat":...,"exp":...[,"iss"][,"aud"]}`.
+ * Tokens that mark themselves with `"type":"public"` instead of `kind` (seed 001's) are public
+ * tokens only where TokenAuthorizerSettings::accept_type_public is on.
  */
 
 #include <wsgate/auth/jwt.hpp>
@@ -16,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsgate {
@@ -64,6 +67,31 @@ struct PublicToken {
 
 /// `{"deviceId","token","permissions","expiresAt"(ISO-8601),"issuedAt"(ISO-8601)}`.
 void to_json(nlohmann::json& j, const PublicToken& t);
+
+/** How public_token_response() writes an issued token. */
+struct PublicTokenResponseOptions {
+    /// Also write the token as `publicToken`, the field clients of an existing
+    /// `POST /public/token` endpoint (seed 001) read. Off by default: the token appears once.
+    bool public_token_field = false;
+};
+
+/**
+ * The body a `POST /public/token` endpoint answers for an issued token:
+ * `{"success":true,"deviceId","token","permissions","issuedAt","expiresAt","timestamp"}`, with
+ * `publicToken` too when `options` ask for it. This is the response shape of seed 001's endpoint
+ * (`success`, `deviceId`, `permissions`, `timestamp`, and the token), with two differences:
+ * `expiresAt` is the token's real expiry (ISO-8601; seed 001 sent `null` for a 30-day token), so a
+ * client can renew in time, and `issuedAt` is added. `timestamp` is the issue time.
+ *
+ * @code
+ * auto t = issuer.issue(*request);
+ * return t ? reply(200, wsgate::public_token_response(*t)) : reply(400, wsgate::public_token_error("invalid deviceId"));
+ * @endcode
+ */
+[[nodiscard]] nlohmann::json public_token_response(const PublicToken& t, const PublicTokenResponseOptions& options = {});
+
+/// `{"success":false,"error":message}`: the body of a refused token request.
+[[nodiscard]] nlohmann::json public_token_error(std::string_view message);
 
 /**
  * Issues public device tokens.

@@ -29,6 +29,19 @@ struct TokenAuthorizerSettings {
      */
     bool accept_subprotocol = true;
     std::vector<std::string> marker_subprotocols{"wsgate", "bearer", "access_token", "jwt"};
+    /**
+     * Also take the claim `"type":"public"` as the public-token marker, an alias of wsgate's
+     * `"kind":"public"`, so public tokens an existing system already minted this way (seed 001's
+     * `POST /public/token`) keep working. Off by default (least privilege); then a token marked
+     * only by `type` is no public token: the public-device verifier denies it (401
+     * `invalid_claim`), and under the session verifier it is an ordinary session token (`type`
+     * stays in Principal::claims), as it would be without this setting.
+     *
+     * On, a token with `"type":"public"` is treated exactly like one with `"kind":"public"`: never
+     * a user session (whatever `sub` it carries), and under the public-device verifier a
+     * PrincipalKind::public_device with `deviceId` and `permissions` only.
+     */
+    bool accept_type_public = false;
 };
 
 /**
@@ -46,10 +59,12 @@ struct TokenAuthorizerSettings {
  * session id from `sid` (else `sessionId`, `session_id`), device id from `deviceId`
  * (else `device_id`), nickname from `nickname` (else `name`), permissions from `permissions`
  * (array of strings) or `scope` (space-separated), issued_at from `iat`, expires_at from `exp`
- * (which also stays in Principal::claims, as do the other claims). A session token whose `kind` claim is `"public"` is not a session.
+ * (which also stays in Principal::claims, as do the other claims). A session token marked public (`kind`, or
+ * with accept_type_public `type`, = `"public"`) is not a session.
  *
- * Public tokens (claim `kind` = `"public"`, see PublicTokenIssuer) become
- * PrincipalKind::public_device with `deviceId` and `permissions`, no user id.
+ * Public tokens (claim `kind` = `"public"`, see PublicTokenIssuer; also `type` = `"public"` with
+ * TokenAuthorizerSettings::accept_type_public) become PrincipalKind::public_device with `deviceId`
+ * and `permissions`, no user id: a `sub` in a public token is ignored.
  *
  * A missing token is denied with 401 `missing_token`; an invalid one with 401 and the
  * reason_code() of the most telling error (a claim error of a verifier whose signature check
@@ -73,8 +88,12 @@ public:
                                                               const TokenAuthorizerSettings& settings);
     /// The principal for a verified session token (mapping above).
     [[nodiscard]] static Principal session_principal(const jwt::Token& token);
-    /// The principal for a verified public device token.
+    /// The principal for a verified public device token (its `kind` marker, and a `type`
+    /// marker of `"public"`, are left out of Principal::claims).
     [[nodiscard]] static Principal public_principal(const jwt::Token& token);
+    /// Does `token` carry the public-token marker: `kind` = `"public"`, or `type` = `"public"`
+    /// when `settings.accept_type_public` is on?
+    [[nodiscard]] static bool is_public_token(const jwt::Token& token, const TokenAuthorizerSettings& settings);
 
 private:
     std::optional<jwt::Verifier> session_;

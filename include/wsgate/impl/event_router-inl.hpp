@@ -84,6 +84,12 @@ WSGATE_INLINE void EventRouter::on(const std::string& route, const std::string& 
 }
 
 WSGATE_INLINE std::error_code EventRouter::route_of(const nlohmann::json& msg, std::string& route) const {
+    // `{"type":"ping"}` is every client's heartbeat: it is a ping whatever field names the route,
+    // so a host routing by `action` never answers its clients' heartbeats with an error.
+    if (auto t = msg.find("type"); t != msg.end() && t->is_string() && t->get_ref<const std::string&>() == "ping") {
+        route = "ping";
+        return {};
+    }
     const nlohmann::json* v = nullptr;
     if (route_pointer_) {
         if (msg.contains(*route_pointer_)) v = &msg.at(*route_pointer_);
@@ -335,12 +341,11 @@ WSGATE_INLINE void EventRouter::dispatch(MessageContext& ctx) {
     if (r == "history") return builtin_history(ctx);
     if (r == "ack") return builtin_ack(ctx);
     if (r == "presence") return builtin_presence(ctx);
-    if (settings_.unknown_route == UnknownRoutePolicy::ack) {
-        ctx.ack({{"message", "Message received"}});
-    } else {
-        ctx.reply_error(400, "unknown message type '" + r.substr(0, 64) + "'");
-    }
+    if (settings_.unknown_route == UnknownRoutePolicy::ack) return acknowledge(ctx);
+    ctx.reply_error(400, "unknown message type '" + r.substr(0, 64) + "'");
 }
+
+WSGATE_INLINE void EventRouter::acknowledge(MessageContext& ctx) { ctx.ack({{"message", "Message received"}}); }
 
 WSGATE_INLINE void EventRouter::builtin_refresh(MessageContext& ctx) {
     auto it = ctx.message().find("token");

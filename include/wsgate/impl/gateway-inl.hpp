@@ -414,7 +414,16 @@ WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::s
         bump(metrics_.bad_messages);
         return fail(protocol_errc::malformed_json);
     }
+    // Under UnknownRoutePolicy::ack, JSON that names no route (not an object, or no route key)
+    // is acknowledged like an unknown route ("anything else → ack").
+    const bool ack_unrouted = router_->settings().unknown_route == UnknownRoutePolicy::ack;
+    auto acknowledge = [&]() -> std::error_code {
+        MessageContext ctx{*this, *rec, msg, std::string{}, now};
+        router_->acknowledge(ctx);
+        return {};
+    };
     if (!msg.is_object()) {
+        if (ack_unrouted) return acknowledge();
         bump(metrics_.bad_messages);
         return fail(protocol_errc::not_an_object);
     }
@@ -427,6 +436,7 @@ WSGATE_INLINE std::error_code Gateway::on_message(const ConnectionId& id, std::s
     }
     std::string route;
     if (auto ec = router_->route_of(msg, route)) {
+        if (ack_unrouted) return acknowledge();
         bump(metrics_.bad_messages);
         return fail(protocol_errc::missing_route, "message needs a string '" + router_->settings().route_key + "'");
     }

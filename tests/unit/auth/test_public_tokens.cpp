@@ -144,3 +144,34 @@ TEST_CASE("Lambda authorizer result: Allow and Deny policy documents", "[auth][l
     CHECK(jd.at("principalId") == "unauthorized");
     CHECK(jd.at("context") == nlohmann::json{{"reason", "expired"}});
 }
+
+TEST_CASE("the token endpoint's response shape comes from the library", "[auth][public]") {
+    auto clock = std::make_shared<ManualClock>(from_unix_seconds(1'700'000'000));
+    PublicTokenSettings s;
+    s.default_permissions = {"read_leaderboard", "read_events"};
+    PublicTokenIssuer issuer{jwt::SigningKey::hmac(jwt::Algorithm::hs256, public_secret), s, clock};
+    auto t = issuer.issue({"board-1", std::nullopt, std::nullopt});
+    REQUIRE(t);
+
+    auto body = public_token_response(*t);
+    CHECK(body.at("success") == true);
+    CHECK(body.at("deviceId") == "board-1");
+    CHECK(body.at("token") == t->token);
+    CHECK(body.at("permissions") == nlohmann::json{"read_leaderboard", "read_events"});
+    CHECK(body.at("issuedAt") == "2023-11-14T22:13:20.000Z");
+    CHECK(body.at("timestamp") == "2023-11-14T22:13:20.000Z");
+    CHECK(body.at("expiresAt") == "2023-12-14T22:13:20.000Z");  // the real expiry, not null
+    CHECK_FALSE(body.contains("publicToken"));
+    CHECK(body.size() == 7);
+
+    // Clients of an existing endpoint read `publicToken` (seed 001).
+    PublicTokenResponseOptions compat;
+    compat.public_token_field = true;
+    auto seed = public_token_response(*t, compat);
+    CHECK(seed.at("publicToken") == t->token);
+    CHECK(seed.at("token") == t->token);
+    for (const char* field : {"success", "deviceId", "publicToken", "permissions", "expiresAt", "timestamp"})
+        CHECK(seed.contains(field));
+
+    CHECK(public_token_error("invalid deviceId") == nlohmann::json{{"success", false}, {"error", "invalid deviceId"}});
+}

@@ -191,3 +191,108 @@ TEST_CASE("with one verifier it is a plain JWT authorizer: session tokens in, pu
     CHECK_FALSE(dp.allowed);
     CHECK(dp.status == 401);
 }
+
+namespace {
+
+// A public token as an existing `POST /public/token` mints it (seed 001): marked with `type`,
+// not wsgate's `kind`, and carrying `createdAt`.
+std::string seed_public_token(const std::string& secret, nlohmann::json extra = nlohmann::json::object()) {
+    nlohmann::json c{{"deviceId", "device-1700000000000-k2j4h5g6f"},
+                     {"type", "public"},
+                     {"permissions", {"read_leaderboard", "read_events"}},
+                     {"createdAt", "2023-11-14T22:13:20.000Z"},
+                     {"iat", now_s},
+                     {"exp", now_s + 30 * 24 * 3600}};
+    for (auto it = extra.begin(); it != extra.end(); ++it) c[it.key()] = it.value();
+    return jwt::sign(c, jwt::SigningKey::hmac(jwt::Algorithm::hs256, secret));
+}
+
+TokenAuthorizer with_type_alias(const Fixture& f) {
+    TokenAuthorizerSettings s;
+    s.accept_type_public = true;
+    return TokenAuthorizer{jwt::Verifier{}.allow(f.session_key.verification_key()).require_claim("exp").with_clock(f.clock),
+                           f.issuer.verifier(), s};
+}
+
+}  // namespace
+
+TEST_CASE("a token marked type:public is no public token unless the host enables the alias",
+          "[auth][token][public][security]") {
+    Fixture f;
+    CHECK_FALSE(TokenAuthorizerSettings{}.accept_type_public);
+    const auto token = seed_public_token(public_secret);
+
+    // Off (the default): the public verifier checks the signature but finds no public marker.
+    auto off = f.auth.authorize(with_query(token));
+    CHECK_FALSE(off.allowed);
+    CHECK(off.status == 401);
+    CHECK(off.error == jwt_errc::invalid_claim);
+    CHECK(off.principal.kind != PrincipalKind::public_device);
+    CHECK(off.principal.permissions.empty());
+
+    // On: the same token is a public device with its permissions, and nothing more.
+    auto alias = with_type_alias(f);
+    auto on = alias.authorize(with_query(token));
+    REQUIRE(on.allowed);
+    CHECK(on.principal.kind == PrincipalKind::public_device);
+    CHECK(on.principal.device_id == "device-1700000000000-k2j4h5g6f");
+    CHECK(on.principal.user_id.empty());
+    CHECK(on.principal.session_id.empty());
+    CHECK(on.principal.permissions == std::vector<std::string>{"read_leaderboard", "read_events"});
+    CHECK(on.principal.expires_at == from_unix_seconds(now_s + 30 * 24 * 3600));
+    CHECK_FALSE(on.principal.claims.contains("type"));
+    CHECK(on.principal.claims.at("createdAt") == "2023-11-14T22:13:20.000Z");
+
+    // wsgate's own public tokens and session tokens are unaffected by the alias.
+    auto own = alias.authorize(with_query(f.issuer.issue({"board-1", std::nullopt, std::nullopt})->token));
+    REQUIRE(own.allowed);
+    CHECK(own.principal.kind == PrincipalKind::public_device);
+    auto user = alias.authorize(with_query(f.session_token()));
+    REQUIRE(user.allowed);
+    CHECK(user.principal.kind == PrincipalKind::user);
+
+    // Only the string "public" marks a token; other values, or a public token without a device, do not.
+    for (const auto& extra : {nlohmann::json{{"type", "user"}}, nlohmann::json{{"type", nlohmann::json::array({"public"})}},
+                              nlohmann::json{{"type", "Public"}}, nlohmann::json{{"deviceId", nullptr}}}) {
+        INFO(extra.dump());
+        auto d = alias.authorize(with_query(seed_public_token(public_secret, extra)));
+        CHECK_FALSE(d.allowed);
+        CHECK(d.status == 401);
+    }
+    // A token signed with neither key is refused whatever it claims.
+    CHECK_FALSE(alias.authorize(with_query(seed_public_token("another-secret-0123456789abcdefghijkl"))).allowed);
+}
+
+TEST_CASE("the type:public alias never turns a token into a user, nor a user token into more",
+          "[auth][token][public][security]") {
+    Fixture f;
+    auto alias = with_type_alias(f);
+
+    // A public-key token claiming `sub` (and a session id, nickname, scope) stays a public device:
+    // the user fields are not read from a public token.
+    auto claims_user = seed_public_token(public_secret, {{"sub", "admin"}, {"sid", "s-1"}, {"nickname", "Root"},
+                                                         {"userId", "admin"}, {"scope", "publish_chat admin"}});
+    auto d = alias.authorize(with_query(claims_user));
+    REQUIRE(d.allowed);
+    CHECK(d.principal.kind == PrincipalKind::public_device);
+    CHECK(d.principal.user_id.empty());
+    CHECK(d.principal.session_id.empty());
+    CHECK(d.principal.nickname.empty());
+    CHECK(d.principal.permissions == std::vector<std::string>{"read_leaderboard", "read_events"});
+    // Without the alias it is refused, not taken as a session (it is not signed with the session key).
+    CHECK_FALSE(f.auth.authorize(with_query(claims_user)).allowed);
+
+    // A session-key token with type:public and a sub: with the alias it is marked public, so it is
+    // no session (as with kind:public), and the public verifier does not know its key.
+    auto session_marked = f.session_token({{"type", "public"}});
+    auto on = alias.authorize(with_query(session_marked));
+    CHECK_FALSE(on.allowed);
+    CHECK(on.status == 401);
+    // Without the alias it is the session it always was: the same user, no extra permissions.
+    auto off = f.auth.authorize(with_query(session_marked));
+    REQUIRE(off.allowed);
+    CHECK(off.principal.kind == PrincipalKind::user);
+    CHECK(off.principal.user_id == "user-1");
+    CHECK(off.principal.permissions == std::vector<std::string>{"read_events", "publish_chat"});
+    CHECK(off.principal.claims.at("type") == "public");
+}

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -293,6 +294,59 @@ TEST_CASE("the built-in sweep ends a connection whose TTL ran out", "[beast][app
     while (app.gateway().local_count() != 0 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(5ms);
     CHECK(app.gateway().local_count() == 0);
+}
+
+TEST_CASE("a listen-only client that answers pings outlives the idle timeout; one that does not is ended",
+          "[beast][app][liveness]") {
+    using wsgate::EndReason;
+    auto s = test_settings();
+    s.sweep_interval = 50ms;
+    s.gateway.inactivity_timeout = 900ms;
+    const auto ended = [](App& a, EndReason why) { return a.gateway().metrics().ended_total(why).load(); };
+    const auto until = [](auto&& done, std::chrono::milliseconds limit) {
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+        return done();
+    };
+
+    SECTION("with keep-alive pings, each pong counts as activity") {
+        // A ping after 600 ms of silence: a client answering it is touched well inside 900 ms, while
+        // one that never answers reaches the idle timeout (900 ms) before the heartbeat (1.2 s).
+        s.server.heartbeat_timeout = 1200ms;
+        App app{s, anonymous()};
+        Running r{app};
+        const auto start = std::chrono::steady_clock::now();
+        wsgate::beast::Client listener;  // never sends; its I/O thread reads, so pings are answered
+        REQUIRE_FALSE(listener.connect(r.ws_url()));
+
+        // A peer that completes the handshake and then never reads, so it never answers a ping.
+        namespace websocket = boost::beast::websocket;
+        boost::asio::io_context ioc;
+        websocket::stream<boost::asio::ip::tcp::socket> mute{ioc};
+        mute.next_layer().connect({boost::asio::ip::make_address("127.0.0.1"), app.port()});
+        mute.handshake("127.0.0.1", "/ws");
+        REQUIRE(until([&] { return app.gateway().local_count() == 2; }, 2s));
+
+        CHECK(until([&] { return ended(app, EndReason::idle) == 1; }, 5s));
+        CHECK(ended(app, EndReason::heartbeat) == 0);
+        // The listener stays through more than three idle periods.
+        std::this_thread::sleep_until(start + 3s);
+        CHECK(listener.is_open());
+        CHECK(app.gateway().local_count() == 1);
+        CHECK(ended(app, EndReason::idle) == 1);
+        CHECK(app.server().metrics().pongs.load() >= 4);
+    }
+    SECTION("without pings, the same listener is ended as idle") {
+        s.server.heartbeat_timeout = 0ms;
+        s.gateway.inactivity_timeout = 300ms;
+        App app{s, anonymous()};
+        Running r{app};
+        wsgate::beast::Client listener;
+        REQUIRE_FALSE(listener.connect(r.ws_url()));
+        REQUIRE(listener.wait_closed(5s));
+        CHECK(listener.close_code() == 1001);
+        CHECK(ended(app, EndReason::idle) == 1);
+    }
 }
 
 TEST_CASE("App set-up mistakes are clear errors", "[beast][app]") {

@@ -24,7 +24,9 @@ TEST_CASE("ping is answered with pong", "[router]") {
 }
 
 TEST_CASE("unhappy messages get error envelopes and the connection survives", "[router][errors]") {
-    GatewayFixture f;
+    RouterSettings r;
+    r.unknown_route = UnknownRoutePolicy::error;
+    GatewayFixture f{with_router(r)};
     auto id = f.connect();
     struct Case {
         const char* text;
@@ -90,6 +92,94 @@ TEST_CASE("unknown routes follow the policy", "[router][unknown]") {
     }
 }
 
+TEST_CASE("anything else is acknowledged under the ack policy: no route key, arrays, scalars", "[router][unknown]") {
+    GatewayFixture f;  // UnknownRoutePolicy::ack is the default
+    auto id = f.connect();
+    const auto bad_before = f.gw->metrics().bad_messages.load();
+    for (const char* text : {"{}", R"({"hello":"world"})", R"({"type":7})", R"({"type":""})", R"({"type":null})",
+                             "[1,2]", "[]", "42", R"("text")", "true", "null"}) {
+        INFO(text);
+        CHECK(f.gw->on_message(id, text) == std::error_code{});
+        auto out = f.frames(id);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0]["type"] == "ack");
+        CHECK(out[0]["message"] == "Message received");
+        CHECK_FALSE(out[0].contains("ref"));
+    }
+    // an object without a route still has its ref echoed
+    auto out = f.say(id, R"({"ref":"r1","payload":1})");
+    REQUIRE(out.size() == 1);
+    CHECK(out[0]["type"] == "ack");
+    CHECK(out[0]["ref"] == "r1");
+    CHECK(f.gw->metrics().bad_messages == bad_before);
+
+    // what is not JSON, or carries a bad ref, is still an error
+    const std::pair<const char*, protocol_errc> errors[] = {
+        {"not json", protocol_errc::malformed_json},
+        {"", protocol_errc::malformed_json},
+        {R"({"ref":{"x":1}})", protocol_errc::invalid_ref},
+    };
+    for (const auto& [text, code] : errors) {
+        INFO(text);
+        CHECK(f.gw->on_message(id, text) == make_error_code(code));
+        auto err = f.frames(id);
+        REQUIRE(err.size() == 1);
+        CHECK(err[0]["type"] == "error");
+        CHECK(err[0]["status"] == 400);
+    }
+    CHECK(f.gw->on_message(id, "[" + std::string(10000, '[')) == make_error_code(protocol_errc::malformed_json));
+    CHECK(f.frames(id).at(0)["type"] == "error");
+
+    SECTION("with a route key other than type") {
+        RouterSettings r;
+        r.route_key = "action";
+        GatewayFixture g{with_router(r)};
+        auto c = g.connect();
+        for (const char* text : {R"({"type":"sendMessage"})", "[1]", "3.5"}) {
+            INFO(text);
+            auto acked = g.say(c, text);
+            REQUIRE(acked.size() == 1);
+            CHECK(acked[0]["type"] == "ack");
+        }
+    }
+}
+
+TEST_CASE("ping gets pong whatever the route key and the unknown-route policy", "[router][route_key]") {
+    for (const char* key : {"type", "action", "/meta/kind"}) {
+        for (auto policy : {UnknownRoutePolicy::ack, UnknownRoutePolicy::error}) {
+            INFO(key << " policy " << static_cast<int>(policy));
+            RouterSettings r;
+            r.route_key = key;
+            r.unknown_route = policy;
+            GatewayFixture f{with_router(r)};
+            auto id = f.connect();
+            auto out = f.say(id, R"({"type":"ping","ref":7})");
+            REQUIRE(out.size() == 1);
+            CHECK(out[0]["type"] == "pong");
+            CHECK(out[0]["ref"] == 7);
+            // type ping wins over the configured key (the heartbeat is never routed elsewhere)
+            out = f.say(id, R"({"type":"ping","action":"sendMessage","meta":{"kind":"x"}})");
+            REQUIRE(out.size() == 1);
+            CHECK(out[0]["type"] == "pong");
+            // anonymous connections are answered too
+            auto anon = f.connect("anon");
+            out = f.say(anon, R"({"type":"ping"})");
+            REQUIRE(out.size() == 1);
+            CHECK(out[0]["type"] == "pong");
+        }
+    }
+    SECTION("a host ping handler still replaces the built-in") {
+        RouterSettings r;
+        r.route_key = "action";
+        GatewayFixture f{with_router(r)};
+        f.gw->router().on("ping", [](MessageContext& ctx) { ctx.ack({{"mine", true}}); });
+        auto id = f.connect("user:u1");
+        auto out = f.say(id, R"({"type":"ping"})");
+        REQUIRE(out.size() == 1);
+        CHECK(out[0]["mine"] == true);
+    }
+}
+
 TEST_CASE("route key: action field and JSON pointer", "[router][route_key]") {
     SECTION("action (seed 001)") {
         RouterSettings r;
@@ -99,13 +189,16 @@ TEST_CASE("route key: action field and JSON pointer", "[router][route_key]") {
         auto out = f.say(id, R"({"action":"ping"})");
         REQUIRE(out.size() == 1);
         CHECK(out[0]["type"] == "pong");
-        out = f.say(id, R"({"type":"ping"})");
+        // the client heartbeat is answered whatever the route key
+        out = f.say(id, R"({"type":"ping","ref":"hb"})");
         REQUIRE(out.size() == 1);
-        CHECK(out[0]["type"] == "error");
+        CHECK(out[0]["type"] == "pong");
+        CHECK(out[0]["ref"] == "hb");
     }
     SECTION("JSON pointer") {
         RouterSettings r;
         r.route_key = "/meta/kind";
+        r.unknown_route = UnknownRoutePolicy::error;
         GatewayFixture f{with_router(r)};
         auto id = f.connect();
         auto out = f.say(id, R"({"meta":{"kind":"ping"}})");

@@ -39,6 +39,8 @@ const char* const kUsage = R"(usage: realtime_server [options]
                             open WebSockets per client address, then 503; 0 = unlimited (default 64)
   --queue N                 frames queued per connection (default 1024)
   --backpressure drop|close what a full queue does (default drop)
+  --deflate                 compress messages of 256 bytes and more with permessage-deflate for
+                            clients that offer it (default off: ~170 KiB per compressing connection)
   --store SPEC              memory | sqlite:PATH | redis://HOST:PORT (env WSGATE_STORE, default memory)
   --bus SPEC                none | redis://HOST:PORT: carry publishes to other nodes (env WSGATE_BUS)
   --node-id ID              this node's id in the store (env WSGATE_NODE_ID; default: the id kept in
@@ -69,7 +71,7 @@ double to_double(const std::string& s, double def) {
 
 }  // namespace
 
-// Every flag takes a value except --allow-anonymous. A value is the next argument or follows
+// Every flag takes a value except --allow-anonymous and --deflate. A value is the next argument or follows
 // '=': write --admin-key=VALUE when VALUE itself starts with "--", which is otherwise taken
 // for a forgotten value rather than silently swallowing the next flag.
 Options parse(int argc, char** argv) {
@@ -78,7 +80,7 @@ Options parse(int argc, char** argv) {
                                                "rate", "burst", "heartbeat-timeout-ms", "queue", "backpressure",
                                                "store", "bus", "node-id", "node-lease-ms", "max-connections",
                                                "max-connections-per-address"};
-    static const std::set<std::string> kSwitches{"allow-anonymous"};
+    static const std::set<std::string> kSwitches{"allow-anonymous", "deflate"};
     auto fail = [](const std::string& why) {
         std::cerr << "realtime_server: " << why << "\n" << kUsage;
         std::exit(2);
@@ -133,6 +135,7 @@ wsgate::beast::AppSettings app_settings(const Options& o, const std::string& def
     ss.backpressure = o.get("backpressure", nullptr, "drop") == "close" ? wsgate::beast::BackpressurePolicy::close
                                                                        : wsgate::beast::BackpressurePolicy::drop_newest;
     ss.static_root = o.get("web-root", "WSGATE_WEB_ROOT", default_web_root);
+    ss.deflate.enabled = o.get("deflate", nullptr) == "1";
 
     auto& gs = app.gateway;
     gs.max_message_bytes = ss.max_message_bytes;

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -72,7 +73,29 @@ void Server::Impl::release_slot(const std::string& address) {
     if (it != open_per_address.end() && --it->second == 0) open_per_address.erase(it);
 }
 
-Server::Server(ServerSettings settings) : impl_(std::make_shared<Impl>(std::move(settings))) {}
+namespace {
+
+void validate(const DeflateSettings& d) {
+    auto require = [](bool ok, const char* field, const char* range, int value) {
+        if (!ok)
+            throw std::invalid_argument(std::string{"ServerSettings::deflate."} + field + " must be " + range +
+                                        ", not " + std::to_string(value));
+    };
+    // zlib cannot use a window of 2^8 (Beast raises it to 9 silently); refuse it plainly.
+    require(d.server_max_window_bits >= 9 && d.server_max_window_bits <= 15, "server_max_window_bits", "9..15",
+            d.server_max_window_bits);
+    require(d.client_max_window_bits >= 9 && d.client_max_window_bits <= 15, "client_max_window_bits", "9..15",
+            d.client_max_window_bits);
+    require(d.level >= 0 && d.level <= 9, "level", "0..9", d.level);
+    require(d.memory_level >= 1 && d.memory_level <= 9, "memory_level", "1..9", d.memory_level);
+}
+
+}  // namespace
+
+Server::Server(ServerSettings settings) {
+    validate(settings.deflate);
+    impl_ = std::make_shared<Impl>(std::move(settings));
+}
 
 Server::~Server() {
     try {
@@ -210,6 +233,8 @@ std::string Server::prometheus_text() const {
     counter("http_header_too_large_total", "Requests answered 431.", get(m.header_too_large));
     counter("http_bad_requests_total", "Requests that did not parse, answered 400.", get(m.bad_requests));
     counter("pongs_total", "Pongs received from clients.", get(m.pongs));
+    counter("deflate_connections_total", "WebSocket handshakes that negotiated permessage-deflate.",
+            get(m.deflate_accepted));
     counter("dropped_frames_total", "Frames dropped because a connection's queue was full.", dropped_frames());
     counter("coalesced_frames_total", "Frames sent in a socket write shared with other frames.", coalesced_frames());
     return out;

@@ -101,10 +101,16 @@ void WsSession::accept(http::request<http::string_body> req) {
             }
         }
     }
+    // Negotiated only with clients that offer it. Beast allocates the compressor's buffers on the
+    // first compressed message and the decompressor's window on the first compressed read.
+    if (s.deflate.enabled) ws_.set_option(beast_deflate_options(s.deflate));
+    // Beast adds its Sec-WebSocket-Extensions answer before the decorator runs.
     ws_.set_option(websocket::stream_base::decorator(
-        [name = s.server_name, chosen](websocket::response_type& res) {
+        [name = s.server_name, chosen, metrics = &srv_.metrics](websocket::response_type& res) {
             res.set(http::field::server, name);
             if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
+            if (res.find(http::field::sec_websocket_extensions) != res.end())
+                metrics->deflate_accepted.fetch_add(1, std::memory_order_relaxed);
         }));
     ws_.text(true);
     auto held = std::make_shared<http::request<http::string_body>>(std::move(req));

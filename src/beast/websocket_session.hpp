@@ -21,6 +21,21 @@ namespace bb = boost::beast;
 namespace http = bb::http;
 namespace websocket = bb::websocket;
 
+/// Beast's permessage-deflate options for the server role from wsgate's settings (validated by
+/// the Server's constructor). Also used by benchmarks/bench_beast_deflate.cpp.
+inline websocket::permessage_deflate beast_deflate_options(const DeflateSettings& d) {
+    websocket::permessage_deflate pmd;
+    pmd.server_enable = d.enabled;
+    pmd.server_max_window_bits = d.server_max_window_bits;
+    pmd.client_max_window_bits = d.client_max_window_bits;
+    pmd.server_no_context_takeover = d.server_no_context_takeover;
+    pmd.client_no_context_takeover = d.client_no_context_takeover;
+    pmd.compLevel = d.level;
+    pmd.memLevel = d.memory_level;
+    pmd.msg_size_threshold = d.min_message_bytes;
+    return pmd;
+}
+
 // Socket work runs on the stream's strand (or the only io thread); the queue is shared with
 // senders on other threads under `mu_`.
 class WsSession : public std::enable_shared_from_this<WsSession> {

@@ -29,6 +29,39 @@ enum class BackpressurePolicy {
     close,        ///< report backpressure and end the connection (1008, EndReason::backpressure)
 };
 
+/**
+ * permessage-deflate (RFC 7692): WebSocket messages compressed with DEFLATE, negotiated per
+ * connection when `enabled` and the client offers it. Off by default: compressing messages that
+ * carry secrets next to attacker-influenced text leaks the secrets through the compressed size
+ * (CRIME/BREACH), and each compressing connection holds its own DEFLATE state (about 170 KiB at
+ * the default window and memory level, from its first compressed message on). docs/server.md and
+ * docs/security.md explain the trade-offs; docs/benchmarks-beast.md gives the costs.
+ *
+ * The server never offers more than these values; a client may ask for less (smaller windows,
+ * no context takeover), and then Beast uses what the client asked for.
+ */
+struct DeflateSettings {
+    bool enabled = false;  ///< negotiate the extension with clients that offer it
+    /// LZ77 window of the server's compressor, 2^bits bytes (9..15). Smaller uses less memory per
+    /// connection and finds fewer repeats (zlib cannot use 8).
+    int server_max_window_bits = 15;
+    /**
+     * Largest window a client may compress with (9..15); it sizes the server's decompressor.
+     * Below 15, a client whose offer lacks `client_max_window_bits` (a client that cannot limit
+     * its window) gets no compression at all, as RFC 7692 §7.1.2.2 requires.
+     */
+    int client_max_window_bits = 15;
+    /// Reset the server's compressor after every message: no data of one message shapes the size
+    /// of the next (see docs/security.md), at the price of a worse ratio for small messages.
+    bool server_no_context_takeover = false;
+    /// Ask clients to reset their compressor after every message.
+    bool client_no_context_takeover = false;
+    int level = 6;         ///< DEFLATE compression level 0..9 (0 stores, 1 fastest, 9 smallest)
+    int memory_level = 4;  ///< zlib memLevel 1..9: the compressor's hash table and buffers
+    /// Messages smaller than this leave uncompressed even on a deflate connection (pongs, acks).
+    std::size_t min_message_bytes = 256;
+};
+
 /// Server settings; every field has a working default.
 struct ServerSettings {
     std::string address = "127.0.0.1";  ///< IPv4 or IPv6 literal to bind
@@ -86,6 +119,8 @@ struct ServerSettings {
     /// How long stop() waits for close handshakes before cutting sockets.
     std::chrono::milliseconds shutdown_timeout{3'000};
     std::string server_name = "wsgate";  ///< the `Server` header
+    /// permessage-deflate compression; off by default (see DeflateSettings).
+    DeflateSettings deflate;
 };
 
 /**
@@ -100,6 +135,7 @@ struct ServerMetrics {
     Counter header_too_large{0};      ///< requests answered 431
     Counter bad_requests{0};          ///< requests that did not parse, answered 400
     Counter pongs{0};                 ///< pongs received (each one reported to Gateway::touch)
+    Counter deflate_accepted{0};      ///< handshakes answered with permessage-deflate
 };
 
 /// A plain HTTP request as a handler sees it.
@@ -164,6 +200,9 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * peer silent for `heartbeat_timeout` (pings at half of it) is ended with EndReason::heartbeat;
  * each pong is reported to Gateway::touch(). A failed accept (out of descriptors) is counted and
  * retried after a doubling delay (`accept_retry_min` to `accept_retry_max`), never at once.
+ * With `deflate.enabled`, clients that offer permessage-deflate get compressed messages; the
+ * `max_message_bytes` limit applies to the inflated size, so a small compressed frame that would
+ * inflate beyond it is closed with 1009 before it is inflated further.
  * HEAD is answered like GET without a body; a HEAD without its own route uses the GET route.
  * With `threads == 1` everything runs on one io thread without strands; with more, each
  * connection runs on its own strand. App (app.hpp) builds all of this, with timers, the sweep
@@ -173,6 +212,8 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  */
 class Server final : public Transport {
 public:
+    /// @throws std::invalid_argument for `deflate` values out of range (window bits 9..15, level
+    /// 0..9, memory level 1..9); the message names the field.
     explicit Server(ServerSettings settings = {});
     ~Server() override;
 

@@ -6,8 +6,13 @@
 //      (min(max, initial·2^attempt) + jitter), a message sent while it was down waits in the
 //      bounded queue and is delivered after reconnecting, and `events` is re-subscribed;
 //   3. the server freezes (stops answering pings): the heartbeat's pong timeout notices the dead
-//      connection and the client reconnects by itself.
-// Timings are shortened (heartbeat 300 ms, backoff from 100 ms) so it runs in seconds.
+//      connection and the client reconnects by itself;
+//   4. a longer outage: the client gives up after its attempt cap (and would probe every
+//      `probe_interval` to come back by itself), its status says so in words, and retry() ("Retry
+//      now") reconnects at once.
+// `event_update` messages go to a typed handler (on("event_update", …)); everything else, such as
+// the acks, to on_message(). Status lines come from on_status().
+// Timings are shortened (heartbeat 300 ms, backoff from 100 ms, 4 attempts) so it runs in seconds.
 //
 //   client_example           narrates what happens
 //   client_example --check   also verifies it and exits 1 on any difference
@@ -15,11 +20,14 @@
 #include <wsgate/beast/server.hpp>
 #include <wsgate/wsgate.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -60,6 +68,25 @@ struct Node {
     }
 };
 
+/// A status line for people, e.g. "Reconnecting in 0.4 s (attempt 2/4)".
+std::string describe(const wsgate::beast::ReconnectingClientStatus& s) {
+    using wsgate::client::ConnectionState;
+    const auto in = [&] {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(s.next_attempt_in.value_or(0ms));
+        return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100) + " s";
+    };
+    const auto attempt = " (attempt " + std::to_string(s.attempt) + "/" + std::to_string(s.max_attempts) + ")";
+    std::string line;
+    if (s.state == ConnectionState::connected) line = "Live";
+    else if (s.gave_up) line = s.next_attempt_at ? "Offline — next check in " + in() : s.probing ? "Offline — checking now" : "Offline";
+    else if (s.next_attempt_at) line = "Reconnecting in " + in() + attempt;
+    else if (s.state == ConnectionState::connecting) line = "Connecting…";
+    else if (s.state == ConnectionState::disconnected) line = "Disconnected";
+    else line = "Reconnecting now" + attempt;
+    if (!s.last_failure.empty() && s.state != ConnectionState::connected) line += " — " + s.last_failure;
+    return line;
+}
+
 template <class Pred>
 bool wait_for(Pred pred, std::chrono::milliseconds limit = 10s) {
     const auto until = std::chrono::steady_clock::now() + limit;
@@ -83,27 +110,34 @@ int main(int argc, char** argv) {
     cs.machine.reconnect.max_jitter = 100ms;
     cs.machine.heartbeat.interval = 300ms;
     cs.machine.heartbeat.timeout = 300ms;
+    cs.machine.reconnect.max_attempts = 4;
+    cs.machine.probe_interval = 5s;  // after the cap: one attempt every 5 s (+ jitter) until back
+    cs.connect_timeout = 1s;         // every step of an attempt has a deadline
+    cs.handshake_timeout = 1s;
+    cs.subscribe_ack_timeout = 2s;
     wsgate::beast::ReconnectingClient client{"ws://127.0.0.1:" + std::to_string(port) + "/ws", cs};
 
     std::mutex mu;
-    std::vector<nlohmann::json> received;
-    std::vector<std::string> states;
-    client.on_message([&](std::string_view m) {
-        auto j = nlohmann::json::parse(m, nullptr, false);
-        if (j.is_discarded()) return;
+    std::vector<std::string> events;  // the `what` of each event_update
+    std::size_t other_messages = 0;
+    std::string last_line;
+    client.on("event_update", [&](const nlohmann::json& m) {
         std::lock_guard lock(mu);
-        received.push_back(j);
+        events.push_back(m.value("data", nlohmann::json::object()).value("what", ""));
     });
-    client.on_state([&](wsgate::client::ConnectionState s) {
-        std::cout << "[state] " << wsgate::client::to_string(s) << '\n';
+    client.on_message([&](std::string_view) {  // acks and any other type
         std::lock_guard lock(mu);
-        states.emplace_back(wsgate::client::to_string(s));
+        ++other_messages;
+    });
+    client.on_status([&](const wsgate::beast::ReconnectingClientStatus& s) {
+        auto line = describe(s);
+        if (line == last_line) return;  // only what a person would notice
+        std::cout << "[status] " << line << '\n';
+        last_line = std::move(line);
     });
     auto count_events = [&](const std::string& what) {
         std::lock_guard lock(mu);
-        return std::count_if(received.begin(), received.end(), [&](const nlohmann::json& j) {
-            return j.value("type", "") == "event_update" && j["data"].value("what", "") == what;
-        });
+        return std::count(events.begin(), events.end(), what);
     };
     auto subscribed = [&](Node& n) { return n.gateway->store().subscribers("events").size() == 1; };
 
@@ -138,6 +172,25 @@ int main(int argc, char** argv) {
     ok = ok && noticed && healthy && got_final;
     std::cout << "3. heartbeat timeout noticed the frozen server and the client reconnected: "
               << (noticed && healthy && got_final ? "yes" : "NO") << '\n';
+
+    // 4. A longer outage: past the attempt cap the client is offline (polling, probing slowly).
+    node.reset();
+    const bool gave_up = wait_for([&] { return client.status().gave_up; });
+    const auto offline = client.status();
+    std::cout << "4. gave up after " << offline.attempt << "/" << offline.max_attempts
+              << " attempts; probing: " << (offline.probing ? "yes" : "no") << "; last failure: "
+              << offline.last_failure << '\n';
+    node = std::make_unique<Node>(port);
+    client.retry();  // "Retry now": at once, with a fresh backoff
+    const bool live = wait_for([&] { return client.state() == wsgate::client::ConnectionState::connected && subscribed(*node); });
+    node->publish("after-retry");
+    const bool got_retry = wait_for([&] { return count_events("after-retry") == 1; });
+    ok = ok && gave_up && offline.probing && live && got_retry;
+    std::cout << "   retry() reconnected and the event arrived: " << (live && got_retry ? "yes" : "NO") << '\n';
+    {
+        std::lock_guard lock(mu);
+        ok = ok && other_messages > 0;  // the subscribe acks went to on_message
+    }
     std::cout << "sockets opened: " << client.connections_opened() << '\n';
 
     client.stop();

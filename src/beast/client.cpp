@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -53,6 +54,16 @@ struct ClientContext::Impl {
     std::vector<std::thread> threads;
 };
 
+std::string_view to_string(ConnectStep s) noexcept {
+    switch (s) {
+        case ConnectStep::none: return "none";
+        case ConnectStep::resolve: return "resolve";
+        case ConnectStep::tcp_connect: return "TCP connect";
+        case ConnectStep::handshake: break;
+    }
+    return "handshake";
+}
+
 ClientContext::ClientContext(std::size_t threads) : impl_(std::make_shared<Impl>(threads)) {}
 ClientContext::~ClientContext() = default;
 
@@ -92,7 +103,7 @@ bool parse_ws_url(std::string_view url, ParsedUrl& out) {
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     Impl(ClientContext::Impl* c, ClientSettings s)
         : ctx(c), settings(std::move(s)), resolver(net::make_strand(ctx->ioc)),
-          ws(resolver.get_executor()) {}
+          ws(resolver.get_executor()), resolve_timer(resolver.get_executor()) {}
 
     ClientContext::Impl* ctx;  // outlives this: handlers still holding it die in ctx's shutdown
     ClientSettings settings;
@@ -100,6 +111,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     websocket::stream<bb::tcp_stream> ws;
     bb::flat_buffer rbuf;
     websocket::response_type res;
+    net::steady_timer resolve_timer;  // the resolver has no deadline of its own
+    bool resolve_timed_out = false;
     ParsedUrl url;
     MessageHandler on_msg;
     CloseHandler on_close;
@@ -121,18 +134,28 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::string body;
     std::string proto;
     std::optional<int> close_code;
+    ConnectStep failed = ConnectStep::none;
 
-    void start(std::chrono::milliseconds timeout) {
-        bb::get_lowest_layer(ws).expires_after(timeout);
-        resolver.async_resolve(url.host, url.port, [self = shared_from_this(), timeout](boost::system::error_code ec, tcp::resolver::results_type r) {
-            if (ec) return self->connected(ec);
-            bb::get_lowest_layer(self->ws).async_connect(r, [self, timeout](boost::system::error_code ec2, const tcp::endpoint&) {
-                if (ec2) return self->connected(ec2);
+    void start(ConnectTimeouts timeouts) {
+        const auto connect_deadline = std::chrono::steady_clock::now() + timeouts.connect;
+        resolve_timer.expires_at(connect_deadline);
+        resolve_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec) return;  // cancelled: resolved in time
+            self->resolve_timed_out = true;
+            self->resolver.cancel();
+        });
+        resolver.async_resolve(url.host, url.port, [self = shared_from_this(), timeouts, connect_deadline](boost::system::error_code ec, tcp::resolver::results_type r) {
+            self->resolve_timer.cancel();
+            if (self->resolve_timed_out) return self->finish_connect(std::make_error_code(std::errc::timed_out), ConnectStep::resolve);
+            if (ec) return self->connected(ec, ConnectStep::resolve);
+            bb::get_lowest_layer(self->ws).expires_at(connect_deadline);
+            bb::get_lowest_layer(self->ws).async_connect(r, [self, timeouts](boost::system::error_code ec2, const tcp::endpoint&) {
+                if (ec2) return self->connected(ec2, ConnectStep::tcp_connect);
                 boost::system::error_code nd;
                 bb::get_lowest_layer(self->ws).socket().set_option(tcp::no_delay(true), nd);
                 bb::get_lowest_layer(self->ws).expires_never();
                 websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(bb::role_type::client);
-                t.handshake_timeout = timeout;
+                t.handshake_timeout = timeouts.handshake;
                 self->ws.set_option(t);
                 self->ws.read_message_max(self->settings.max_message_bytes);
                 self->ws.set_option(websocket::stream_base::decorator([hs = self->settings.headers, sp = self->settings.subprotocols](websocket::request_type& req) {
@@ -142,15 +165,21 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 }));
                 std::string host = self->url.host + ":" + self->url.port;
                 self->ws.async_handshake(self->res, host, self->url.target, [self](boost::system::error_code ec3) {
-                    self->connected(ec3);
+                    self->connected(ec3, ConnectStep::handshake);
                 });
             });
         });
     }
 
-    void connected(boost::system::error_code ec) {
+    void connected(boost::system::error_code ec, ConnectStep step) {
+        // Beast reports its own deadlines as beast::error::timeout; callers see std::errc::timed_out.
+        finish_connect(ec == bb::error::timeout ? std::make_error_code(std::errc::timed_out) : std::error_code{ec}, step);
+    }
+
+    void finish_connect(std::error_code ec, ConnectStep step) {
         {
             std::lock_guard lk(mu);
+            if (ec) failed = step;
             status = static_cast<int>(res.result_int());
             body = res.body();
             if (auto it = res.find(http::field::sec_websocket_protocol); it != res.end()) proto = std::string{it->value()};
@@ -244,6 +273,8 @@ Client::~Client() {
         net::post(impl_->ws.get_executor(), [im = impl_, &done] {
             im->on_msg = nullptr;
             im->on_close = nullptr;
+            im->connect_done = nullptr;  // no callback after the destructor returns
+            im->resolve_timer.cancel();
             boost::system::error_code ec;
             bb::get_lowest_layer(im->ws).socket().close(ec);
             im->resolver.cancel();
@@ -260,12 +291,16 @@ void Client::on_close(CloseHandler h) { impl_->on_close = std::move(h); }
 
 void Client::async_connect(std::string_view url, std::function<void(std::error_code)> done,
                            std::chrono::milliseconds timeout) {
+    async_connect(url, std::move(done), ConnectTimeouts{timeout, timeout});
+}
+
+void Client::async_connect(std::string_view url, std::function<void(std::error_code)> done, ConnectTimeouts timeouts) {
     if (!parse_ws_url(url, impl_->url)) {
         net::post(impl_->ws.get_executor(), [done] { done(std::make_error_code(std::errc::invalid_argument)); });
         return;
     }
     impl_->connect_done = std::move(done);
-    net::dispatch(impl_->ws.get_executor(), [im = impl_, timeout] { im->start(timeout); });
+    net::dispatch(impl_->ws.get_executor(), [im = impl_, timeouts] { im->start(timeouts); });
 }
 
 std::error_code Client::connect(std::string_view url, std::chrono::milliseconds timeout) {
@@ -335,6 +370,11 @@ int Client::handshake_status() const {
 std::string Client::handshake_body() const {
     std::lock_guard lk(impl_->mu);
     return impl_->body;
+}
+
+ConnectStep Client::failed_step() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->failed;
 }
 
 std::string Client::subprotocol() const {

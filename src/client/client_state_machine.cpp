@@ -44,6 +44,8 @@ ClientStateMachine::ClientStateMachine(std::shared_ptr<const Clock> clock, Clien
       heartbeat_(settings_.heartbeat) {
     if (settings_.open_timeout.count() < 0)
         throw std::invalid_argument("wsgate::client::ClientStateMachine: open_timeout must not be negative");
+    if (settings_.probe_interval.count() < 0)
+        throw std::invalid_argument("wsgate::client::ClientStateMachine: probe_interval must not be negative");
     if (settings_.heartbeat_enabled && settings_.ping_frame.empty())
         throw std::invalid_argument("wsgate::client::ClientStateMachine: ping_frame is empty");
 }
@@ -59,6 +61,15 @@ void ClientStateMachine::set_polling(bool on, Actions& out) {
     if (on == polling_) return;
     polling_ = on;
     out.push_back(on ? Action::start_polling() : Action::stop_polling());
+}
+
+void ClientStateMachine::restart_locked(TimePoint now, Actions& out) {
+    policy_.reset();
+    gave_up_ = false;
+    probing_ = false;
+    state_ = ConnectionState::connecting;
+    set_polling(false, out);
+    open_locked(now, out);
 }
 
 void ClientStateMachine::open_locked(TimePoint now, Actions& out) {
@@ -81,6 +92,10 @@ void ClientStateMachine::lost_locked(TimePoint now, bool error, std::optional<st
         state_ = ConnectionState::disconnected;
         gave_up_ = true;
         reconnect_at_.reset();
+        // Only the attempt cap is worth probing past: a no-reconnect close code or a host that
+        // turned reconnecting off means trying again would not help.
+        probing_ = settings_.auto_reconnect && !pointless && settings_.probe_interval.count() > 0;
+        if (probing_) reconnect_at_ = now + settings_.probe_interval + policy_.jitter();
         set_polling(true, out);
         return;
     }
@@ -110,7 +125,8 @@ void ClientStateMachine::tick_locked(TimePoint now, Actions& out) {
         return;
     }
     if (!suspended_ && reconnect_at_ && now >= *reconnect_at_ &&
-        (state_ == ConnectionState::reconnecting || state_ == ConnectionState::error)) {
+        (state_ == ConnectionState::reconnecting || state_ == ConnectionState::error ||
+         (state_ == ConnectionState::disconnected && probing_))) {
         state_ = ConnectionState::reconnecting;
         open_locked(now, out);
     }
@@ -131,13 +147,7 @@ Actions ClientStateMachine::connect() {
     Actions out;
     const auto now = clock_->now();
     switch (state_) {
-        case ConnectionState::disconnected:
-            policy_.reset();
-            gave_up_ = false;
-            state_ = ConnectionState::connecting;
-            set_polling(false, out);
-            open_locked(now, out);
-            break;
+        case ConnectionState::disconnected: restart_locked(now, out); break;
         case ConnectionState::reconnecting:
         case ConnectionState::error:
             if (socket_ == Socket::none) {  // waiting for the timer: go now
@@ -151,6 +161,28 @@ Actions ClientStateMachine::connect() {
     return out;
 }
 
+Actions ClientStateMachine::retry() {
+    std::lock_guard lock{mutex_};
+    Actions out;
+    const auto now = clock_->now();
+    switch (state_) {
+        case ConnectionState::disconnected: restart_locked(now, out); break;
+        case ConnectionState::reconnecting:
+        case ConnectionState::error:
+            policy_.reset();
+            gave_up_ = false;
+            probing_ = false;
+            if (socket_ == Socket::none) {
+                state_ = ConnectionState::reconnecting;
+                open_locked(now, out);
+            }
+            break;
+        case ConnectionState::connecting:
+        case ConnectionState::connected: break;
+    }
+    return out;
+}
+
 Actions ClientStateMachine::close() {
     std::lock_guard lock{mutex_};
     Actions out;
@@ -160,6 +192,7 @@ Actions ClientStateMachine::close() {
     reconnect_at_.reset();
     state_ = ConnectionState::disconnected;
     gave_up_ = false;
+    probing_ = false;
     set_polling(false, out);
     return out;
 }
@@ -233,8 +266,10 @@ Actions ClientStateMachine::on_open() {
     const auto now = clock_->now();
     socket_ = Socket::open;
     state_ = ConnectionState::connected;
-    policy_.reset();
+    ready_ = !settings_.require_ready;
+    if (ready_) policy_.reset();
     gave_up_ = false;
+    probing_ = false;
     reconnect_at_.reset();
     if (settings_.heartbeat_enabled) {
         heartbeat_.start(now);
@@ -271,6 +306,27 @@ Actions ClientStateMachine::on_error() {
     out.push_back(Action::close_socket(close_normal, "socket error"));
     lost_locked(clock_->now(), true, std::nullopt, out);
     return out;
+}
+
+Actions ClientStateMachine::abandon(std::uint16_t close_code, std::string reason) {
+    std::lock_guard lock{mutex_};
+    Actions out;
+    if (socket_ == Socket::none) {
+        ++unexpected_;
+        return out;
+    }
+    out.push_back(Action::close_socket(close_code, std::move(reason)));
+    lost_locked(clock_->now(), true, std::nullopt, out);
+    return out;
+}
+
+Actions ClientStateMachine::ready() {
+    std::lock_guard lock{mutex_};
+    if (socket_ == Socket::open && !ready_) {
+        ready_ = true;
+        policy_.reset();
+    }
+    return {};
 }
 
 Actions ClientStateMachine::on_message(std::string_view text) {
@@ -325,6 +381,23 @@ std::optional<TimePoint> ClientStateMachine::reconnect_at() const {
     std::lock_guard lock{mutex_};
     return reconnect_at_;
 }
+ClientStatus ClientStateMachine::status() const {
+    const auto now = clock_->now();
+    std::lock_guard lock{mutex_};
+    ClientStatus s;
+    s.state = state_;
+    s.attempt = policy_.attempts();
+    s.max_attempts = settings_.reconnect.max_attempts;
+    s.next_attempt_at = reconnect_at_;
+    if (reconnect_at_) s.next_attempt_in = std::max(Duration{0}, std::chrono::duration_cast<Duration>(*reconnect_at_ - now));
+    s.gave_up = gave_up_;
+    s.probing = probing_;
+    s.suspended = suspended_;
+    s.polling = polling_;
+    s.last_close_code = last_close_code_;
+    return s;
+}
+
 std::optional<TimePoint> ClientStateMachine::next_deadline() const {
     std::lock_guard lock{mutex_};
     if (socket_ == Socket::opening) {

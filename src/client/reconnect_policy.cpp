@@ -32,9 +32,13 @@ std::optional<Duration> ReconnectPolicy::next_delay() {
     if (exhausted()) return std::nullopt;
     const auto base = base_delay(settings_, attempts_);
     ++attempts_;
+    return base + jitter();
+}
+
+Duration ReconnectPolicy::jitter() {
     const auto span = static_cast<std::uint64_t>(settings_.max_jitter.count());
-    const auto jitter = span == 0 ? std::uint64_t{0} : random_() % (span + 1);
-    return base + Duration{static_cast<Duration::rep>(jitter)};
+    const auto j = span == 0 ? std::uint64_t{0} : random_() % (span + 1);
+    return Duration{static_cast<Duration::rep>(j)};
 }
 
 }  // namespace wsgate::client

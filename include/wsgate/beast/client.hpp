@@ -33,6 +33,17 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
+/// The step of a connect: resolving the host name, the TCP connect, the WebSocket handshake.
+enum class ConnectStep { none, resolve, tcp_connect, handshake };
+/// `none`, `resolve`, `TCP connect`, `handshake`.
+[[nodiscard]] std::string_view to_string(ConnectStep s) noexcept;
+
+/// The deadlines of one connect, each > 0.
+struct ConnectTimeouts {
+    std::chrono::milliseconds connect{5000};    ///< name resolution and TCP connect together
+    std::chrono::milliseconds handshake{5000};  ///< the WebSocket upgrade request and response
+};
+
 /// Client settings.
 struct ClientSettings {
     std::map<std::string, std::string> headers;  ///< extra upgrade headers (e.g. `User-Agent`)
@@ -78,9 +89,16 @@ public:
      * A refused upgrade returns an error and leaves handshake_status()/handshake_body() set.
      */
     std::error_code connect(std::string_view url, std::chrono::milliseconds timeout = std::chrono::seconds(10));
-    /// Starts connecting without blocking; `done` is called on an I/O thread.
+    /// Starts connecting without blocking; `done` is called on an I/O thread. `timeout` applies to
+    /// name resolution with the TCP connect, and again to the handshake.
     void async_connect(std::string_view url, std::function<void(std::error_code)> done,
                        std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    /**
+     * Starts connecting without blocking, with a deadline per step; `done` is called on an I/O
+     * thread, once, unless the Client is destroyed first. A step that runs out of time fails with
+     * `std::errc::timed_out`; failed_step() tells which one.
+     */
+    void async_connect(std::string_view url, std::function<void(std::error_code)> done, ConnectTimeouts timeouts);
 
     /// Queues a text frame. Fails if not open.
     std::error_code send(std::string text);
@@ -96,6 +114,8 @@ public:
     /// HTTP status of the upgrade response (101 on success, 401/403/... when refused, 0 if none).
     [[nodiscard]] int handshake_status() const;
     [[nodiscard]] std::string handshake_body() const;
+    /// The step a failed connect stopped at (`none` while connecting and after success).
+    [[nodiscard]] ConnectStep failed_step() const;
     /// The subprotocol the server selected (empty if none).
     [[nodiscard]] std::string subprotocol() const;
     /// The close code the connection ended with (the server's close frame), once ended.

@@ -76,6 +76,39 @@ struct ClientSettings {
     std::string ping_frame = R"({"type":"ping"})";  ///< the heartbeat frame
     std::string pong_type = "pong";                 ///< a message whose `type` is this is a pong
     std::uint16_t heartbeat_close_code = 4000;      ///< close code when the pong is late (3000–4999 are free)
+    /// After giving up at the attempt cap, keep trying one socket this often (plus jitter) until
+    /// one opens: the client returns to live by itself once the server is back. 0 = stay given up
+    /// until connect() or retry(). Not after a no_reconnect_codes close or with auto_reconnect off.
+    Duration probe_interval = std::chrono::seconds{60};
+    /// true: an opened socket keeps the attempt count until the host calls ready() (e.g. once its
+    /// subscriptions are acknowledged), so a connection lost before that counts as one more failed
+    /// attempt and the backoff keeps growing. false: on_open() resets the count.
+    bool require_ready = false;
+};
+
+/**
+ * A snapshot of ClientStateMachine for a status display, e.g. "Reconnecting in 4 s (attempt
+ * 3/10)" or "Offline — next check in 45 s".
+ * @par Thread Safety Value type.
+ */
+struct ClientStatus {
+    ConnectionState state = ConnectionState::disconnected;
+    /// Reconnect attempts since the last established connection: the attempt scheduled or under
+    /// way, counted from 1 (0 for the first connect and once established; `max_attempts` after
+    /// giving up).
+    std::size_t attempt = 0;
+    std::size_t max_attempts = 0;  ///< the cap, ReconnectSettings::max_attempts
+    /// When the next attempt (or probe) opens a socket, in the machine's Clock; nullopt if none is
+    /// scheduled (connected, opening, given up without probing, closed by the host).
+    std::optional<TimePoint> next_attempt_at;
+    /// `next_attempt_at` minus the time of the snapshot, never negative.
+    std::optional<Duration> next_attempt_in;
+    bool gave_up = false;    ///< the backoff gave up (attempt cap, no-reconnect close code, auto_reconnect off)
+    bool probing = false;    ///< gave up at the cap, and trying one socket every probe_interval
+    bool suspended = false;  ///< suspend() is in effect (timers paused)
+    bool polling = false;    ///< should_poll()
+    std::optional<std::uint16_t> last_close_code;  ///< the code of the last on_close(), if any
+    bool operator==(const ClientStatus&) const = default;
 };
 
 /**
@@ -91,11 +124,18 @@ struct ClientSettings {
  * | connecting, connected, reconnecting (opening) | on_error() | error (timer) or disconnected (gave up); close_socket |
  * | connected | on_close(code) | reconnecting (timer); disconnected if `code` is in no_reconnect_codes |
  * | connected | tick(): ping due / pong late | send_frame(ping) / close_socket, reconnecting |
- * | reconnecting, error (timer) | tick() at the timer, resume(), connect() | reconnecting (opening); open_socket |
+ * | reconnecting, error (timer) | tick() at the timer, resume(), connect(), retry() | reconnecting (opening); open_socket |
+ * | disconnected (gave up, probing) | tick() at the probe time, resume() | reconnecting (opening); open_socket |
+ * | disconnected | retry() | as connect() |
+ * | connecting, connected, reconnecting (opening) | abandon() | error (timer) or disconnected (gave up); close_socket |
  * | any | close() | disconnected; close_socket if a socket is open or opening |
  *
  * Backoff follows ReconnectPolicy; after `max_attempts` failed attempts the machine gives up
- * (`disconnected`, should_poll() true) until connect(). A successful open resets the count.
+ * (`disconnected`, should_poll() true). With `probe_interval` (60 s by default) it then tries
+ * one socket every `probe_interval` + jitter (status().probing, reconnect_at()): a probe that
+ * opens is an ordinary connection again, one that fails waits for the next probe. connect() and
+ * retry() start over with a fresh budget at once. A successful open resets the count (with
+ * `require_ready`: ready() does).
  *
  * **Polling.** should_poll() is true while reconnecting, in error, and when disconnected after
  * giving up; false when connected, during the first connect, and after the host's close(). Its
@@ -130,6 +170,12 @@ public:
     // ---- host commands ----
     /// Starts connecting (from `disconnected`), or reconnects at once (while waiting for the timer).
     Actions connect();
+    /**
+     * A manual retry ("Retry now"): resets the backoff to attempt 0 and opens a socket at once,
+     * from `disconnected` (given up, probing or closed by the host), `reconnecting` or `error`.
+     * While a socket is opening only the count is reset; connected or connecting: nothing.
+     */
+    Actions retry();
     /// Stops: closes the socket, stops reconnecting and polling. The queue and topics are kept.
     Actions close();
     /// Sends `text` now if connected, else queues it.
@@ -147,6 +193,15 @@ public:
     Actions on_open();
     Actions on_close(std::uint16_t code);
     Actions on_error();
+    /**
+     * The host gives up on the current socket because a deadline it enforces passed (a token
+     * request, a subscribe ack): close_socket(`close_code`, `reason`), then as a socket error
+     * (`error` and backoff, or giving up). Ignored (counted) without a socket.
+     */
+    Actions abandon(std::uint16_t close_code, std::string reason);
+    /// With `require_ready`: the open connection is established (e.g. its subscriptions were
+    /// acknowledged), so the attempt count is reset. Ignored when not connected or already ready.
+    Actions ready();
     /// A received text message: pongs are consumed, everything else comes back as `deliver`.
     Actions on_message(std::string_view text);
 
@@ -164,8 +219,10 @@ public:
     [[nodiscard]] bool gave_up() const;
     /// Reconnect attempts since the last successful open.
     [[nodiscard]] std::size_t attempts() const;
-    /// When the pending reconnect fires (for a countdown), or nullopt.
+    /// When the pending reconnect (or probe, after giving up) fires, for a countdown; or nullopt.
     [[nodiscard]] std::optional<TimePoint> reconnect_at() const;
+    /// Everything a status display needs, taken at once (`next_attempt_in` against the clock's now).
+    [[nodiscard]] ClientStatus status() const;
     /// When tick() next has something to do, or nullopt.
     [[nodiscard]] std::optional<TimePoint> next_deadline() const;
     /// The code of the last on_close(), if any.
@@ -188,6 +245,7 @@ private:
 
     void set_polling(bool on, Actions& out);
     void open_locked(TimePoint now, Actions& out);
+    void restart_locked(TimePoint now, Actions& out);
     void lost_locked(TimePoint now, bool error, std::optional<std::uint16_t> code, Actions& out);
     void tick_locked(TimePoint now, Actions& out);
     [[nodiscard]] bool is_pong(std::string_view text) const;
@@ -206,6 +264,8 @@ private:
     bool suspended_ = false;
     bool polling_ = false;
     bool gave_up_ = false;
+    bool probing_ = false;
+    bool ready_ = false;  // with require_ready: ready() was called for the open socket
     std::deque<std::string> queue_;
     std::vector<std::string> topics_;
     std::uint64_t dropped_ = 0;

@@ -42,6 +42,8 @@ public:
 
     /// The delay before the next attempt, counting that attempt; nullopt once the cap is reached.
     [[nodiscard]] std::optional<Duration> next_delay();
+    /// A jitter alone, uniform in `[0, max_jitter]` (spreads slow probes after the cap too).
+    [[nodiscard]] Duration jitter();
     /// The delay of attempt `attempt` without jitter: `min(max_delay, initial_delay · 2^attempt)`.
     [[nodiscard]] static Duration base_delay(const ReconnectSettings& s, std::size_t attempt) noexcept;
     /// Attempts handed out since construction or the last reset().

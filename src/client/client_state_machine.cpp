@@ -142,7 +142,13 @@ bool ClientStateMachine::is_pong(std::string_view text) const {
 
 // ---- host commands ------------------------------------------------------------------------
 
-Actions ClientStateMachine::connect() {
+Actions ClientStateMachine::connect() { return start(false); }
+
+Actions ClientStateMachine::retry() { return start(true); }
+
+// connect() and retry(): from `disconnected` start over; while waiting for the backoff timer go
+// now (retry() with a fresh budget, also while a socket is opening); otherwise nothing.
+Actions ClientStateMachine::start(bool fresh_budget) {
     std::lock_guard lock{mutex_};
     Actions out;
     const auto now = clock_->now();
@@ -150,6 +156,11 @@ Actions ClientStateMachine::connect() {
         case ConnectionState::disconnected: restart_locked(now, out); break;
         case ConnectionState::reconnecting:
         case ConnectionState::error:
+            if (fresh_budget) {
+                policy_.reset();
+                gave_up_ = false;
+                probing_ = false;
+            }
             if (socket_ == Socket::none) {  // waiting for the timer: go now
                 state_ = ConnectionState::reconnecting;
                 open_locked(now, out);
@@ -157,28 +168,6 @@ Actions ClientStateMachine::connect() {
             break;
         case ConnectionState::connecting:
         case ConnectionState::connected: break;  // already under way
-    }
-    return out;
-}
-
-Actions ClientStateMachine::retry() {
-    std::lock_guard lock{mutex_};
-    Actions out;
-    const auto now = clock_->now();
-    switch (state_) {
-        case ConnectionState::disconnected: restart_locked(now, out); break;
-        case ConnectionState::reconnecting:
-        case ConnectionState::error:
-            policy_.reset();
-            gave_up_ = false;
-            probing_ = false;
-            if (socket_ == Socket::none) {
-                state_ = ConnectionState::reconnecting;
-                open_locked(now, out);
-            }
-            break;
-        case ConnectionState::connecting:
-        case ConnectionState::connected: break;
     }
     return out;
 }

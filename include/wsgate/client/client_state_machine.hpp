@@ -243,6 +243,7 @@ public:
 private:
     enum class Socket { none, opening, open };
 
+    Actions start(bool fresh_budget);
     void set_polling(bool on, Actions& out);
     void open_locked(TimePoint now, Actions& out);
     void restart_locked(TimePoint now, Actions& out);

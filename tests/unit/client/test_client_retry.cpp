@@ -4,7 +4,10 @@
 
 #include <wsgate/client.hpp>
 
+#include "state_machine_harness.hpp"
+
 using namespace std::chrono_literals;
+using wsgate_test::Harness;
 using wsgate::client::Action;
 using wsgate::client::Actions;
 using wsgate::client::ClientSettings;
@@ -12,35 +15,6 @@ using wsgate::client::ClientStateMachine;
 using State = wsgate::client::ConnectionState;
 
 namespace {
-
-struct Harness {
-    std::shared_ptr<wsgate::ManualClock> clock = std::make_shared<wsgate::ManualClock>();
-    std::uint64_t jitter = 0;
-    ClientStateMachine m;
-
-    explicit Harness(ClientSettings s = {}) : m(clock, std::move(s), [this] { return jitter; }) {}
-
-    void connected() {
-        REQUIRE(m.connect() == Actions{Action::open_socket()});
-        m.on_open();
-        REQUIRE(m.state() == State::connected);
-    }
-    Actions fire_reconnect() {
-        REQUIRE(m.reconnect_at());
-        clock->set(*m.reconnect_at());
-        return m.tick();
-    }
-    // From connected: the connection drops and every attempt up to the cap fails.
-    void give_up() {
-        connected();
-        m.on_close(1006);
-        while (m.state() == State::reconnecting && !m.gave_up()) {
-            REQUIRE(fire_reconnect() == Actions{Action::open_socket()});
-            m.on_close(1006);
-        }
-        REQUIRE(m.gave_up());
-    }
-};
 
 ClientSettings capped(std::size_t attempts, wsgate::Duration probe) {
     ClientSettings s;

@@ -4,9 +4,12 @@
 
 #include <wsgate/client.hpp>
 
+#include "state_machine_harness.hpp"
+
 #include <random>
 
 using namespace std::chrono_literals;
+using wsgate_test::Harness;
 using wsgate::client::Action;
 using wsgate::client::Actions;
 using wsgate::client::ClientSettings;
@@ -16,27 +19,6 @@ using State = wsgate::client::ConnectionState;
 namespace {
 
 const std::string ping = R"({"type":"ping"})";
-
-struct Harness {
-    std::shared_ptr<wsgate::ManualClock> clock = std::make_shared<wsgate::ManualClock>();
-    std::uint64_t jitter = 0;
-    ClientStateMachine m;
-
-    explicit Harness(ClientSettings s = {}) : m(clock, std::move(s), [this] { return jitter; }) {}
-
-    // Brings the machine to `connected`.
-    void connected() {
-        REQUIRE(m.connect() == Actions{Action::open_socket()});
-        m.on_open();
-        REQUIRE(m.state() == State::connected);
-    }
-    // Advances to the pending reconnect and fires it.
-    Actions fire_reconnect() {
-        REQUIRE(m.reconnect_at());
-        clock->set(*m.reconnect_at());
-        return m.tick();
-    }
-};
 
 }  // namespace
 

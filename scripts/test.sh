@@ -3,7 +3,7 @@
 # consumer), an ASan+UBSan build, a TSan build of the concurrency tests, and a bounded fuzz run.
 #   scripts/test.sh            everything
 #   SKIP_SETUP=1 scripts/test.sh   without apt-get
-#   FUZZ_SECONDS=45            length of each fuzz run (5 targets)
+#   FUZZ_SECONDS=25            length of each fuzz run (5 targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
@@ -44,8 +44,8 @@ stage "TSan tests"
 run_ctest --preset tsan
 
 if [ -f tests/fuzz/run_fuzz.sh ]; then
-  stage "fuzz (${FUZZ_SECONDS:-45}s per target)"
-  bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-45}"
+  stage "fuzz (${FUZZ_SECONDS:-25}s per target)"
+  bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-25}"
 fi
 stage "all test suites passed"
 echo "ctest: ${PASSED} passed, 0 failed"

@@ -1,4 +1,5 @@
 from conan import ConanFile
+from conan.errors import ConanInvalidConfiguration
 from conan.tools.cmake import CMake, CMakeToolchain, CMakeDeps, cmake_layout
 
 
@@ -19,6 +20,7 @@ class WsgateConan(ConanFile):
         "with_redis": [True, False],
         "with_beast": [True, False],
         "with_aws": [True, False],
+        "with_dynamodb": [True, False],
     }
     default_options = {
         "shared": False,
@@ -28,12 +30,19 @@ class WsgateConan(ConanFile):
         "with_redis": True,
         "with_beast": True,
         "with_aws": True,
+        "with_dynamodb": True,
     }
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "src/*", "LICENSE"
 
     def config_options(self):
         if self.settings.os == "Windows":
             del self.options.fPIC
+
+    def validate(self):
+        if self.options.with_dynamodb and not self.options.with_aws:
+            raise ConanInvalidConfiguration(
+                "wsgate: with_dynamodb needs with_aws (the DynamoDB store signs and sends its requests "
+                "through wsgate::aws); set with_aws=True or with_dynamodb=False")
 
     def layout(self):
         cmake_layout(self)
@@ -64,6 +73,7 @@ class WsgateConan(ConanFile):
         tc.variables["WSGATE_WITH_REDIS"] = bool(self.options.with_redis)
         tc.variables["WSGATE_WITH_BEAST"] = bool(self.options.with_beast)
         tc.variables["WSGATE_WITH_AWS"] = bool(self.options.with_aws)
+        tc.variables["WSGATE_WITH_DYNAMODB"] = bool(self.options.with_dynamodb)
         tc.generate()
         CMakeDeps(self).generate()
 
@@ -102,5 +112,8 @@ class WsgateConan(ConanFile):
             component("beast", "wsgate_beast", ["core", "client", "boost::headers"])
         if self.options.with_aws:
             component("aws", "wsgate_aws", ["core", "libcurl::libcurl", "openssl::crypto"])
-        stores = ["core"] + [m for m in ("sqlite", "redis") if self.options.get_safe(f"with_{m}")]
+        if self.options.with_dynamodb:
+            # The DynamoDB store talks to DynamoDB through wsgate::aws's SigV4 signer and curl client.
+            component("dynamodb", "wsgate_dynamodb", ["core", "aws"])
+        stores = ["core"] + [m for m in ("sqlite", "redis", "dynamodb") if self.options.get_safe(f"with_{m}")]
         component("stores", "wsgate_stores", stores)

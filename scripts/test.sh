@@ -26,7 +26,7 @@ run_ctest() {
 }
 
 stage "dev build"
-cmake --preset dev $LAUNCHER -DWSGATE_REQUIRE_BROWSER_TEST=ON
+cmake --preset dev $LAUNCHER -DWSGATE_REQUIRE_BROWSER_TEST=ON -DWSGATE_REQUIRE_DYNAMODB_TEST=ON
 cmake --build --preset dev -j "$JOBS"
 stage "dev tests"
 run_ctest --preset dev -j "$JOBS"

@@ -41,7 +41,8 @@ const char* const kUsage = R"(usage: realtime_server [options]
   --backpressure drop|close what a full queue does (default drop)
   --deflate                 compress messages of 256 bytes and more with permessage-deflate for
                             clients that offer it (default off: ~170 KiB per compressing connection)
-  --store SPEC              memory | sqlite:PATH | redis://HOST:PORT (env WSGATE_STORE, default memory)
+  --store SPEC              memory | sqlite:PATH | redis://HOST:PORT | dynamodb://TABLE[?endpoint=URL&region=R&create=1]
+                            (env WSGATE_STORE, default memory)
   --bus SPEC                none | redis://HOST:PORT: carry publishes to other nodes (env WSGATE_BUS)
   --node-id ID              this node's id in the store (env WSGATE_NODE_ID; default: the id kept in
                             the SQLite file, else random). A fixed id lets a restarted node remove

@@ -8,8 +8,12 @@
 #include <wsgate/redis/redis_bus.hpp>
 #include <wsgate/redis/redis_store.hpp>
 #endif
+#ifdef WSGATE_HAVE_DYNAMODB
+#include <wsgate/dynamodb/dynamodb_store.hpp>
+#endif
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -31,6 +35,74 @@ int to_int(std::string_view spec, std::string_view text, int lo, int hi, std::st
     return v;
 }
 
+// `key=value&...`, each key one of `allowed`.
+std::map<std::string, std::string> parse_query(std::string_view spec, std::string_view query,
+                                               std::initializer_list<std::string_view> allowed) {
+    std::map<std::string, std::string> params;
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto kv = query.substr(0, amp);
+        const auto eq = kv.find('=');
+        if (eq == std::string_view::npos || eq == 0) bad(spec, "query parameters are key=value");
+        const std::string key{kv.substr(0, eq)};
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) bad(spec, "unknown parameter " + key);
+        params[key] = std::string(kv.substr(eq + 1));
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    }
+    return params;
+}
+
+// %XX sequences decoded (a value may be percent-encoded or plain).
+std::string percent_decoded(std::string_view spec, std::string_view v) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] != '%') {
+            out += v[i];
+            continue;
+        }
+        unsigned char c = 0;
+        const auto* first = v.data() + i + 1;
+        if (i + 2 >= v.size() || std::from_chars(first, first + 2, c, 16).ptr != first + 2)
+            bad(spec, "bad percent-encoding");
+        out += static_cast<char>(c);
+        i += 2;
+    }
+    return out;
+}
+
+struct DynamoDbUrl {
+    std::string table;
+    std::map<std::string, std::string> params;  // percent-decoded, none empty
+};
+
+DynamoDbUrl parse_dynamodb(std::string_view spec) {
+    constexpr std::string_view scheme = "dynamodb://";
+    DynamoDbUrl u;
+    std::string_view rest = spec.substr(scheme.size());
+    if (auto q = rest.find('?'); q != std::string_view::npos) {
+        u.params = parse_query(spec, rest.substr(q + 1), {"endpoint", "region", "create", "timeout_ms", "insecure"});
+        rest = rest.substr(0, q);
+    }
+    // DynamoDB's own rule for table names; checked here so a typo fails at start, not per request.
+    const bool name_ok = rest.size() >= 3 && rest.size() <= 255 && std::all_of(rest.begin(), rest.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+    });
+    if (rest.empty()) bad(spec, "missing table (dynamodb://TABLE)");
+    if (!name_ok) bad(spec, "a table name is 3-255 characters of A-Z a-z 0-9 _ - .");
+    u.table = std::string(rest);
+    for (auto& [key, value] : u.params) {
+        value = percent_decoded(spec, value);
+        if (value.empty()) bad(spec, "empty value for " + key);
+    }
+    if (auto it = u.params.find("endpoint"); it != u.params.end() && !it->second.starts_with("http://") &&
+                                             !it->second.starts_with("https://"))
+        bad(spec, "endpoint must be an http:// or https:// URL");
+    for (const char* flag : {"create", "insecure"})
+        if (auto it = u.params.find(flag); it != u.params.end() && it->second != "0" && it->second != "1")
+            bad(spec, std::string(flag) + " is 0 or 1");
+    return u;
+}
+
 struct RedisUrl {
     std::string password, host;
     int port = 6379;
@@ -43,18 +115,8 @@ RedisUrl parse_redis(std::string_view spec, std::initializer_list<std::string_vi
     RedisUrl u;
     std::string_view rest = spec.substr(scheme.size());
     if (auto q = rest.find('?'); q != std::string_view::npos) {
-        std::string_view query = rest.substr(q + 1);
+        u.params = parse_query(spec, rest.substr(q + 1), allowed);
         rest = rest.substr(0, q);
-        while (!query.empty()) {
-            const auto amp = query.find('&');
-            const auto kv = query.substr(0, amp);
-            const auto eq = kv.find('=');
-            if (eq == std::string_view::npos || eq == 0) bad(spec, "query parameters are key=value");
-            const std::string key{kv.substr(0, eq)};
-            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) bad(spec, "unknown parameter " + key);
-            u.params[key] = std::string(kv.substr(eq + 1));
-            query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-        }
     }
     if (auto at = rest.rfind('@'); at != std::string_view::npos) {
         auto cred = rest.substr(0, at);
@@ -96,6 +158,9 @@ bool store_backend_available(std::string_view scheme) noexcept {
 #ifdef WSGATE_HAVE_REDIS
     if (scheme == "redis") return true;
 #endif
+#ifdef WSGATE_HAVE_DYNAMODB
+    if (scheme == "dynamodb") return true;
+#endif
     return false;
 }
 
@@ -132,7 +197,33 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
         bad(spec, "wsgate was built without Redis (WSGATE_WITH_REDIS=OFF)");
 #endif
     }
-    bad(spec, "expected memory, sqlite:PATH or redis://HOST:PORT");
+    if (spec.starts_with("dynamodb://")) {
+        const auto u = parse_dynamodb(spec);
+        const auto param = [&](const char* key) {
+            auto it = u.params.find(key);
+            return it == u.params.end() ? std::string{} : it->second;
+        };
+        const auto timeout = param("timeout_ms");
+        const int timeout_ms = timeout.empty() ? 0 : to_int(spec, timeout, 1, 600'000, "timeout_ms");
+#ifdef WSGATE_HAVE_DYNAMODB
+        DynamoDbStoreSettings s;
+        s.table = u.table;
+        s.endpoint = param("endpoint");
+        s.region = param("region");
+        s.allow_plain_http = param("insecure") == "1";
+        if (timeout_ms > 0) {
+            aws::CurlSettings curl;
+            curl.connect_timeout = curl.request_timeout = std::chrono::milliseconds(timeout_ms);
+            s.http = std::make_shared<aws::CurlHttpClient>(curl);
+        }
+        if (param("create") == "1") (void)create_dynamodb_table(s);
+        return std::make_shared<DynamoDbConnectionStore>(std::move(s));
+#else
+        (void)timeout_ms;
+        bad(spec, "wsgate was built without DynamoDB (WSGATE_WITH_DYNAMODB=OFF)");
+#endif
+    }
+    bad(spec, "expected memory, sqlite:PATH, redis://HOST:PORT or dynamodb://TABLE");
 }
 
 std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {

@@ -1,5 +1,5 @@
 #pragma once
-// The three ConnectionStore implementations the contract suite runs against.
+// The ConnectionStore implementations the contract suite runs against.
 
 #include "temp_dir.hpp"
 
@@ -10,6 +10,11 @@
 #endif
 #ifdef WSGATE_TEST_SQLITE
 #include <wsgate/sqlite/sqlite_store.hpp>
+#endif
+#ifdef WSGATE_TEST_DYNAMODB
+#include "dynalite_server.hpp"
+#include <wsgate/clock.hpp>
+#include <wsgate/dynamodb/dynamodb_store.hpp>
 #endif
 
 #include <atomic>
@@ -54,6 +59,31 @@ struct RedisStoreFactory {
     }
 };
 
+#endif
+
+#ifdef WSGATE_TEST_DYNAMODB
+/// One dynalite per test process; each store gets its own table, so tests never share items.
+inline DynaliteServer& shared_dynalite() {
+    static DynaliteServer server;
+    return server;
+}
+
+struct DynamoDbStoreFactory {
+    static constexpr const char* name = "dynamodb";
+    std::shared_ptr<ConnectionStore> make() {
+        static std::atomic<int> counter{0};
+        DynamoDbStoreSettings s;
+        s.table = "contract-" + std::to_string(counter++);
+        s.endpoint = shared_dynalite().endpoint();
+        s.region = "us-east-1";
+        s.credentials = aws::Credentials{"test-key", "test-secret", {}};
+        // The suite's records live around 2023-11-14 (t0): the store's liveness clock stands
+        // before them, as if the suite ran then (`now` passed to calls is honoured as given).
+        s.clock = std::make_shared<ManualClock>(from_unix_ms(1'600'000'000'000));
+        create_dynamodb_table(s);
+        return std::make_shared<DynamoDbConnectionStore>(s);
+    }
+};
 #endif
 
 }  // namespace wsgate::test

@@ -1,5 +1,5 @@
 // One contract for every ConnectionStore: each TEMPLATE_TEST_CASE runs against the in-memory,
-// SQLite and Redis stores (the last against a real redis-server on a random loopback port).
+// SQLite, Redis (a real redis-server on a random loopback port) and DynamoDB (dynalite) stores.
 
 #include "catch.hpp"
 #include "store_factories.hpp"
@@ -24,6 +24,9 @@ using wsgate::test::RedisStoreFactory;
 #endif
 #ifdef WSGATE_TEST_SQLITE
 using wsgate::test::SqliteStoreFactory;
+#endif
+#ifdef WSGATE_TEST_DYNAMODB
+using wsgate::test::DynamoDbStoreFactory;
 #endif
 
 namespace {
@@ -60,15 +63,23 @@ using Ids = std::vector<std::string>;
 
 }  // namespace
 
-#if defined(WSGATE_TEST_SQLITE) && defined(WSGATE_TEST_REDIS)
-#define STORE_TYPES MemoryStoreFactory, SqliteStoreFactory, RedisStoreFactory
-#elif defined(WSGATE_TEST_SQLITE)
-#define STORE_TYPES MemoryStoreFactory, SqliteStoreFactory
-#elif defined(WSGATE_TEST_REDIS)
-#define STORE_TYPES MemoryStoreFactory, RedisStoreFactory
+// Memory always; SQLite, Redis and DynamoDB when built (and, for DynamoDB, dynalite installed).
+#ifdef WSGATE_TEST_SQLITE
+#define WSGATE_SQLITE_STORE_ , SqliteStoreFactory
 #else
-#define STORE_TYPES MemoryStoreFactory
+#define WSGATE_SQLITE_STORE_
 #endif
+#ifdef WSGATE_TEST_REDIS
+#define WSGATE_REDIS_STORE_ , RedisStoreFactory
+#else
+#define WSGATE_REDIS_STORE_
+#endif
+#ifdef WSGATE_TEST_DYNAMODB
+#define WSGATE_DYNAMODB_STORE_ , DynamoDbStoreFactory
+#else
+#define WSGATE_DYNAMODB_STORE_
+#endif
+#define STORE_TYPES MemoryStoreFactory WSGATE_SQLITE_STORE_ WSGATE_REDIS_STORE_ WSGATE_DYNAMODB_STORE_
 
 TEMPLATE_TEST_CASE("store contract: a record round-trips with every field", "[store][contract]", STORE_TYPES) {
     TestType f;

@@ -1,5 +1,5 @@
 // The topic-stream part of the ConnectionStore contract (positions, history, cursors, presence),
-// run against every store that keeps streams: in-memory, SQLite and Redis.
+// run against every store that keeps streams: in-memory, SQLite, Redis and DynamoDB.
 
 #include "catch.hpp"
 #include "store_factories.hpp"
@@ -26,16 +26,27 @@ using wsgate::test::RedisStoreFactory;
 #ifdef WSGATE_TEST_SQLITE
 using wsgate::test::SqliteStoreFactory;
 #endif
-
-#if defined(WSGATE_TEST_SQLITE) && defined(WSGATE_TEST_REDIS)
-#define STREAM_STORES MemoryStoreFactory, SqliteStoreFactory, RedisStoreFactory
-#elif defined(WSGATE_TEST_SQLITE)
-#define STREAM_STORES MemoryStoreFactory, SqliteStoreFactory
-#elif defined(WSGATE_TEST_REDIS)
-#define STREAM_STORES MemoryStoreFactory, RedisStoreFactory
-#else
-#define STREAM_STORES MemoryStoreFactory
+#ifdef WSGATE_TEST_DYNAMODB
+using wsgate::test::DynamoDbStoreFactory;
 #endif
+
+// Memory always; SQLite, Redis and DynamoDB when built (and, for DynamoDB, dynalite installed).
+#ifdef WSGATE_TEST_SQLITE
+#define WSGATE_SQLITE_STORE_ , SqliteStoreFactory
+#else
+#define WSGATE_SQLITE_STORE_
+#endif
+#ifdef WSGATE_TEST_REDIS
+#define WSGATE_REDIS_STORE_ , RedisStoreFactory
+#else
+#define WSGATE_REDIS_STORE_
+#endif
+#ifdef WSGATE_TEST_DYNAMODB
+#define WSGATE_DYNAMODB_STORE_ , DynamoDbStoreFactory
+#else
+#define WSGATE_DYNAMODB_STORE_
+#endif
+#define STREAM_STORES MemoryStoreFactory WSGATE_SQLITE_STORE_ WSGATE_REDIS_STORE_ WSGATE_DYNAMODB_STORE_
 
 namespace {
 

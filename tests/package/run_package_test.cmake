@@ -98,19 +98,19 @@ elseif(CASE STREQUAL "find_core")
   # No COMPONENTS and no optional dependency on the machine: the core and the modules that need
   # nothing else (client, stream, beast: Boost is build-only) load; the others are quietly absent.
   consumer(find_core "-DCMAKE_PREFIX_PATH=${prefix}" ${no_optional_deps}
-    "-DWSGATE_EXPECT_TARGETS=wsgate,client,stream,beast" "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,aws,stores")
+    "-DWSGATE_EXPECT_TARGETS=wsgate,client,stream,beast" "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,aws,dynamodb,stores")
 
 elseif(CASE STREQUAL "find_beast")
   # COMPONENTS beast pulls in client and nothing else, still without any optional dependency.
   consumer(find_beast "-DCMAKE_PREFIX_PATH=${prefix}" ${no_optional_deps}
     -DWSGATE_CONSUMER_COMPONENTS=beast -DWSGATE_CONSUMER_PROGRAMS=beast
-    "-DWSGATE_EXPECT_TARGETS=wsgate,beast,client" "-DWSGATE_EXPECT_ABSENT=auth,stream,sqlite,redis,aws,stores")
+    "-DWSGATE_EXPECT_TARGETS=wsgate,beast,client" "-DWSGATE_EXPECT_ABSENT=auth,stream,sqlite,redis,aws,dynamodb,stores")
 
 elseif(CASE STREQUAL "find_all")
   consumer(find_all "-DCMAKE_PREFIX_PATH=${prefix}"
-    "-DWSGATE_CONSUMER_COMPONENTS=auth,client,stream,sqlite,redis,stores,beast,aws"
+    "-DWSGATE_CONSUMER_COMPONENTS=auth,client,stream,sqlite,redis,stores,beast,aws,dynamodb"
     "-DWSGATE_CONSUMER_PROGRAMS=core,all"
-    "-DWSGATE_EXPECT_TARGETS=wsgate,auth,client,stream,sqlite,redis,stores,beast,aws")
+    "-DWSGATE_EXPECT_TARGETS=wsgate,auth,client,stream,sqlite,redis,stores,beast,aws,dynamodb")
 
 elseif(CASE STREQUAL "find_refusals")
   # A required module whose dependencies are missing: find_package fails and names them.
@@ -173,7 +173,8 @@ elseif(CASE MATCHES "^(find|subdir)_header_only$")
 elseif(CASE STREQUAL "subdir_core")
   consumer(subdir_core "-DWSGATE_CONSUMER_SUBDIR=${SOURCE_DIR}" "-DWSGATE_WARNINGS_AS_ERRORS=${WARNINGS_AS_ERRORS}"
     -DWSGATE_WITH_AUTH=OFF -DWSGATE_WITH_SQLITE=OFF -DWSGATE_WITH_REDIS=OFF -DWSGATE_WITH_BEAST=OFF -DWSGATE_WITH_AWS=OFF
-    "-DWSGATE_EXPECT_TARGETS=wsgate,client,stream,stores" "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,beast,aws")
+    -DWSGATE_WITH_DYNAMODB=OFF
+    "-DWSGATE_EXPECT_TARGETS=wsgate,client,stream,stores" "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,beast,aws,dynamodb")
 
 elseif(CASE STREQUAL "subdir_skip")
   # A host project on a machine without the optional dependencies: its configure succeeds, and
@@ -181,14 +182,14 @@ elseif(CASE STREQUAL "subdir_skip")
   set(dir "${WORK_DIR}/subdir_skip")
   file(REMOVE_RECURSE "${dir}")
   run(${CMAKE_COMMAND} -S "${consumer}" -B "${dir}" ${common} "-DWSGATE_CONSUMER_SUBDIR=${SOURCE_DIR}"
-    ${no_optional_deps} "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,beast,aws")
+    ${no_optional_deps} "-DWSGATE_EXPECT_ABSENT=auth,sqlite,redis,beast,aws,dynamodb")
   expect("${out}"
     "skipping wsgate::auth: wsgate::auth needs OpenSSL >= 1.1.1 (Debian: libssl-dev)" "-DWSGATE_WITH_AUTH=OFF"
     "skipping wsgate::sqlite: wsgate::sqlite needs SQLite3 (Debian: libsqlite3-dev)" "-DWSGATE_WITH_SQLITE=OFF"
     "skipping wsgate::redis: wsgate::redis needs hiredis" "(Debian: libhiredis-dev and pkgconf)" "-DWSGATE_WITH_REDIS=OFF"
     "skipping wsgate::beast: wsgate::beast needs Boost >= 1.74 headers (Debian: libboost-dev)" "-DWSGATE_WITH_BEAST=OFF"
     "skipping wsgate::aws: wsgate::aws needs OpenSSL >= 1.1.1 (Debian: libssl-dev), libcurl (Debian: libcurl4-openssl-dev)"
-    "-DWSGATE_WITH_AWS=OFF")
+    "-DWSGATE_WITH_AWS=OFF" "skipping wsgate::dynamodb:" "-DWSGATE_WITH_DYNAMODB=OFF")
   # With WSGATE_REQUIRE_BACKENDS (the default when wsgate is the top-level project) it fails.
   run_fails(${CMAKE_COMMAND} -S "${consumer}" -B "${dir}-required" ${common} "-DWSGATE_CONSUMER_SUBDIR=${SOURCE_DIR}"
     -DCMAKE_DISABLE_FIND_PACKAGE_SQLite3=TRUE -DWSGATE_REQUIRE_BACKENDS=ON)

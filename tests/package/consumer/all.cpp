@@ -4,6 +4,7 @@
 #include <wsgate/aws/http_client.hpp>
 #include <wsgate/aws/sigv4.hpp>
 #include <wsgate/beast/server.hpp>
+#include <wsgate/dynamodb/dynamodb_store.hpp>
 #include <wsgate/client/reconnect_policy.hpp>
 #include <wsgate/redis/redis_store.hpp>
 #include <wsgate/sqlite/sqlite_store.hpp>
@@ -96,6 +97,20 @@ int main() {
     wsgate::aws::CurlHttpClient http{{.connect_timeout = std::chrono::milliseconds{2000}}};
     auto refused = http.perform({.method = "GET", .scheme = "http", .host = "127.0.0.1:1", .path = "/"});
     check(refused.status == 0 && !refused.error.empty(), "curl reports a refused connection");
+
+    // dynamodb: signed requests through the same client; a closed port is a StoreError.
+    try {
+        wsgate::DynamoDbStoreSettings ds;
+        ds.table = "consumer";
+        ds.endpoint = "http://127.0.0.1:1";
+        ds.credentials = wsgate::aws::Credentials{"AKIDEXAMPLE", "secret", ""};
+        ds.retry.max_attempts = 1;
+        wsgate::DynamoDbConnectionStore store{ds};
+        (void)store.get("nobody");
+        check(false, "dynamodb store on a closed port throws");
+    } catch (const wsgate::StoreError& e) {
+        check(e.code() == wsgate::store_errc::unavailable, "dynamodb store on a closed port is unavailable");
+    }
 
     // beast: a server starts on a free port and stops.
     wsgate::beast::ServerSettings settings;

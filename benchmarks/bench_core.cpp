@@ -125,8 +125,8 @@ private:
 };
 
 // Publish to `range(1)` subscribers among `range(0)` local connections, with the store up
-// (range(2) == 0) or its resolve failing (1: delivery from the node's own records). The
-// fallback scans the node's connections, so its cost follows range(0), not the audience.
+// (range(2) == 0) or its resolve failing (1: delivery from the node's own index). The
+// fallback reads the topic's local members from the index, so its cost follows range(1).
 void BM_publish_store_down(benchmark::State& state) {
     const auto conns = static_cast<std::size_t>(state.range(0));
     const auto subs = static_cast<std::size_t>(state.range(1));

@@ -1,5 +1,7 @@
 // ConnectionStore throughput per backend (in-memory is the in-run baseline), Redis pipelined and
-// not, subscribers(topic) for large topics, and cross-node publish latency through Redis.
+// not, subscribers(topic) for large topics, Gateway::publish to a large topic over the in-memory
+// store vs over Redis (delivered from the node's own index), and cross-node publish latency
+// through Redis.
 // Redis benchmarks start their own redis-server on a random loopback port (tests/support).
 //
 // Run: build/benchmarks/bench_stores --benchmark_min_time=0.5
@@ -148,6 +150,55 @@ void BM_ResolveTopicWithPermission(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * n);
 }
 
+/// Accepts every frame and forgets it: the publish benchmarks time the Gateway, not a queue.
+class DiscardTransport final : public Transport {
+public:
+    SendStatus send(const ConnectionId&, const Payload&) override { return SendStatus::ok; }
+    void send_many(std::span<const ConnectionId>, const Payload&, std::span<SendStatus> out) override {
+        std::fill(out.begin(), out.end(), SendStatus::ok);
+    }
+    void close(const ConnectionId&, CloseCode, std::string_view) override {}
+};
+
+// Gateway::publish to a topic of state.range(0) local subscribers, each holding the topic's read
+// permission (checked per recipient). Over the in-memory store the store resolves the audience;
+// over Redis (shared) the node resolves it from its own index and asks Redis nothing. `StoreResolves`
+// makes Redis resolve every publish instead (local_delivery_only false, as behind API Gateway):
+// the per-publish store round trip a node paid before it kept its own index.
+template <Kind K, bool StoreResolves = false>
+void BM_GatewayPublishTopic(benchmark::State& state) {
+    const auto n = static_cast<int>(state.range(0));
+    GatewaySettings gs;
+    gs.node_id = "node-a";
+    gs.rate_per_second = 0;
+    gs.max_connections_per_user = 0;
+    gs.router.topic_rules = {{"leaderboard:*", "read_leaderboard", ""}};
+    if (StoreResolves) gs.local_delivery_only = false;
+    auto store = make(K);
+    Gateway gw{gs, store, std::make_shared<DiscardTransport>(), std::make_shared<AnonymousAuthorizer>()};
+    for (int i = 0; i < n; ++i) {
+        auto r = rec("g" + std::to_string(i), i);
+        ConnectRequest rq;
+        rq.connection_id = r.id;
+        if (!gw.on_connect(rq, r.principal).accepted || gw.subscribe(r, "leaderboard:1").error) {
+            state.SkipWithError("setup failed");
+            return;
+        }
+    }
+    const auto e = Envelope{"leaderboard_update"}.data({{"gameId", "g1"}, {"score", 42}});
+    const auto a = Audience::topic("leaderboard:1");
+    for (auto _ : state) {
+        auto rep = gw.publish(e, a);
+        if (rep.delivered != static_cast<std::size_t>(n)) {
+            state.SkipWithError("a publish missed subscribers");
+            break;
+        }
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * n);
+    state.counters["ns_per_delivery"] = benchmark::Counter(
+        static_cast<double>(state.iterations()) * n, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 // A Bus that notes when the wrapped bus handed a message to the Gateway and it returned, i.e. when
 // node A has queued the frame for its local client.
 class TimedBus final : public Bus {
@@ -244,6 +295,12 @@ BENCHMARK(BM_Subscribers<Kind::redis>)->Name("subscribers/redis")->Arg(1000)->Ar
 BENCHMARK(BM_ResolveTopicWithPermission<Kind::memory>)->Name("resolve_topic/memory")->Arg(10'000)->UseRealTime();
 BENCHMARK(BM_ResolveTopicWithPermission<Kind::sqlite>)->Name("resolve_topic/sqlite")->Arg(10'000)->UseRealTime();
 BENCHMARK(BM_ResolveTopicWithPermission<Kind::redis>)->Name("resolve_topic/redis")->Arg(10'000)->UseRealTime();
+BENCHMARK(BM_GatewayPublishTopic<Kind::memory>)->Name("gateway_publish_topic/memory")->Arg(1000)->Arg(10'000)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GatewayPublishTopic<Kind::redis>)->Name("gateway_publish_topic/redis_local_index")->Arg(1000)->Arg(10'000)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GatewayPublishTopic<Kind::redis, true>)->Name("gateway_publish_topic/redis_store_resolve")->Arg(1000)
+    ->Arg(10'000)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_CrossNodePublishLatency)->Name("cross_node_publish/redis")->Iterations(2000)->UseRealTime();
 
 BENCHMARK_MAIN();

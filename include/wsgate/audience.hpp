@@ -111,8 +111,10 @@ struct BroadcastReport {
     /// could not give one (then it was delivered without a position).
     std::uint64_t offset = 0;
     /**
-     * The publication may have missed part of its audience: the store could not resolve it (this
-     * node delivered to its own connections from its local copies), the bus refused it (other
+     * The publication may have missed part of its audience: the store, where it is the index
+     * (`local_delivery_only` false), could not resolve it (this node delivered to its own
+     * connections from its own index; with a shared store every node delivers from its own index
+     * and never reports this), the bus refused it (other
      * nodes did not get it), or its topic's stream could not append it (delivered without a
      * position and not kept in history). An HTTP publish endpoint answers 503; `degraded_reason`
      * says which, comma-separated: `store_unavailable`, `bus_unavailable`, `history_unavailable`.

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace wsgate {
@@ -152,6 +153,15 @@ struct SweepReport {
     /// This node's connections registered again because the store had lost them (see
     /// Gateway::health()); 0 on most sweeps.
     std::size_t reregistered = 0;
+};
+
+/// The size of a Gateway's delivery index (Gateway::local_index_size()).
+struct LocalIndexSize {
+    std::size_t topics = 0;            ///< topics with at least one subscriber on this node
+    std::size_t subscriptions = 0;     ///< (topic, connection) entries
+    std::size_t users = 0;             ///< users with at least one connection on this node
+    std::size_t user_connections = 0;  ///< (user, connection) entries
+    [[nodiscard]] bool empty() const noexcept { return topics == 0 && subscriptions == 0 && users == 0 && user_connections == 0; }
 };
 
 /// What Gateway::health() finds: whether the shared store and the bus are serving this node.
@@ -313,11 +323,22 @@ public:
     [[nodiscard]] const std::string& node_id() const noexcept { return settings_.node_id; }
     /// The number of connections this node holds.
     [[nodiscard]] std::size_t local_count() const;
+    /**
+     * The size of this node's delivery index: its own connections per topic and per user, kept
+     * in step with subscribe, unsubscribe, token refresh and end. Every entry belongs to a
+     * connection local_count() counts; all zero once every connection ended.
+     */
+    [[nodiscard]] LocalIndexSize local_index_size() const;
     /// Whether the store and the bus are serving this node (what `/healthz` reports).
     [[nodiscard]] GatewayHealth health() const;
 
-    /// Delivers a frame to this node's share of `a` (what the bus handler calls). `offset` is
-    /// the frame's position in the topic's stream (0: none), which recovering connections need.
+    /**
+     * Delivers a frame to this node's share of `a` (what the bus handler calls). `offset` is the
+     * frame's position in the topic's stream (0: none), which recovering connections need.
+     * With `local_delivery_only` (a shared store), the audience comes from this node's own index
+     * (no store call; the cost follows the audience's local members); otherwise from
+     * ConnectionStore::resolve(), and from the index only while the store fails (degraded).
+     */
     BroadcastReport deliver_local(const Payload& payload, const Audience& a, std::uint64_t offset = 0);
     /// Sends an error envelope to one connection; a non-null `ref` is echoed.
     void send_error(const ConnectionId& id, int status, std::string_view message,
@@ -325,6 +346,8 @@ public:
 
 private:
     struct Local;
+    struct LocalIndex;
+    using GatedList = std::vector<std::pair<ConnectionId, std::shared_ptr<Local>>>;
     std::shared_ptr<Local> local_of(const ConnectionId& id) const;
     Audience with_topic_permission(const Audience& a) const;
     /// Sends a publication to the bus and to this node's share of `a`.
@@ -344,11 +367,23 @@ private:
     /// Asks the store whether this node's lease is still held; registers every live connection
     /// again if not. Returns how many it registered.
     std::size_t check_registration(TimePoint now);
-    /// This node's share of `a`, from its own copies of the records (when the store cannot say).
-    ResolvedAudience resolve_local(const Audience& a) const;
-    /// Keeps the local copy of `id`'s topics in step with the store (call it holding the
-    /// connection's `subs_mu`, with the store call); true if it held `topic` before.
-    bool note_topic(const ConnectionId& id, const std::string& topic, bool subscribed);
+    /// This node's share of `a`, from its delivery index and its copies of the records: the
+    /// selection and Audience::admits() as ConnectionStore::resolve() applies them. With `gated`,
+    /// connections that recovered a topic go there instead of into the result's ids.
+    ResolvedAudience resolve_local(const Audience& a, GatedList* gated = nullptr) const;
+    /// Keeps the local copy of `id`'s topics, and the index, in step with the store (call it
+    /// holding the connection's `subs_mu`, with the store call); true if it held `topic` before.
+    /// `indexed`, if given, is set to whether the index changed (an entry added or removed).
+    bool note_topic(const ConnectionId& id, const std::string& topic, bool subscribed, bool* indexed = nullptr);
+    /// Takes `local` (its user and topics) out of the index; the caller holds local_mu_ uniquely.
+    /// Appends the routes of the entries it removed to `released`, if given.
+    void unindex(Local& local, std::vector<BusRoute>* released = nullptr);
+    /// With a routed bus, one listen() per index entry (a local connection in a topic, a local
+    /// connection of a user), called before the entry is added; a failure is counted and the
+    /// subscribe or connect goes on. Never called holding local_mu_ or a `subs_mu`.
+    void bus_listen(const BusRoute& route);
+    /// The unlisten() of each route whose index entry went away (no locks held).
+    void bus_unlisten(const std::vector<BusRoute>& routes);
     /// Counts a store (bus) failure and notes when it happened, for health().
     void store_failed() noexcept;
     void bus_failed() noexcept;
@@ -365,6 +400,7 @@ private:
     Metrics metrics_;
     bool local_only_ = false;
     bool leases_ = false;
+    bool bus_routed_ = false;  ///< bus_ delivers by interest: the index's entries are listened for
 
     std::mutex lease_mu_;
     std::optional<TimePoint> lease_renewed_;  // empty until a renewal succeeded (or after one failed)
@@ -378,6 +414,7 @@ private:
     std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;
     std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
+    std::unique_ptr<LocalIndex> index_;  ///< guarded by local_mu_ (see LocalIndex)
     std::unordered_map<std::string, std::size_t> anonymous_per_ip_;  ///< guarded by local_mu_
     std::atomic<std::size_t> gated_{0};  ///< local connections that recovered a topic (see send_gated)
     mutable std::mutex hook_mu_;

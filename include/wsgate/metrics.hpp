@@ -39,8 +39,14 @@ struct Metrics {
     Counter store_errors{0};
     Counter bus_errors{0};       ///< bus publishes that failed (a gap other nodes did not see)
     Counter bus_received{0};
+    /// Routed-bus listens (a topic or user this node gained a member of) the bus could not
+    /// confirm in time; local delivery goes on, and the bus subscribes once it can.
+    Counter bus_listen_failures{0};
     Counter degraded_publishes{0};  ///< publishes that may have missed part of their audience
-    Counter local_fallbacks{0};     ///< deliveries resolved from this node's own copies (store down)
+    /// Deliveries resolved from this node's own index because the store failed where it is the
+    /// index (`local_delivery_only` false). With a shared store every delivery uses the node's
+    /// index anyway, so an outage costs no local delivery and this stays 0.
+    Counter local_fallbacks{0};
     Counter reregistrations{0};     ///< times this node registered its connections again
     Counter reregistered{0};        ///< connections registered again, summed
     Counter replayed{0};         ///< publications replayed to recovering subscribers

@@ -2,13 +2,20 @@
 
 #include "redis_conn.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace wsgate {
 namespace {
@@ -24,10 +31,81 @@ Duration backoff(const RedisBusSettings& s, unsigned attempt) {
     return Duration{std::min(d, cap)};
 }
 
+/// A self-pipe in the subscriber's poll set: listen() and unlisten() wake the thread with it.
+class WakePipe {
+public:
+    WakePipe() {
+        if (::pipe(fds_) != 0) throw std::runtime_error("RedisBus: cannot create a pipe");
+        for (const int fd : fds_) {
+            ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+            ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    WakePipe(const WakePipe&) = delete;
+    WakePipe& operator=(const WakePipe&) = delete;
+    ~WakePipe() {
+        ::close(fds_[0]);
+        ::close(fds_[1]);
+    }
+    [[nodiscard]] int fd() const noexcept { return fds_[0]; }
+    void wake() noexcept {
+        const char b = 1;
+        // A full pipe already holds a wake-up the thread has not read.
+        [[maybe_unused]] const auto n = ::write(fds_[1], &b, 1);
+    }
+    void drain() noexcept {
+        char buf[64];
+        while (::read(fds_[0], buf, sizeof buf) > 0) {
+        }
+    }
+
+private:
+    int fds_[2] = {-1, -1};
+};
+
+/// What a reply on the subscriber connection is.
+enum class Push { other, error, message, subscribe, ssubscribe, sunsubscribe };
+
+Push classify(const redisReply* r) {
+    if (r->type == REDIS_REPLY_ERROR) return Push::error;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return Push::other;  // a pong, an unsubscribe
+    const auto kind = str_of(r->element[0]);
+    if (kind == "message" || kind == "smessage") return Push::message;
+    if (kind == "subscribe") return Push::subscribe;
+    if (kind == "ssubscribe") return Push::ssubscribe;
+    if (kind == "sunsubscribe") return Push::sunsubscribe;
+    return Push::other;
+}
+
+bool flush(redisContext* c) {
+    int done = 0;
+    do {
+        if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+    } while (done == 0);
+    return true;
+}
+
 }  // namespace
 
 struct RedisBus::Impl {
+    /// One per-route channel as this node's subscriber sees it (guarded by interest_mu). Entries
+    /// with no listener and nothing at the server are erased.
+    struct Interest {
+        std::size_t count = 0;        ///< listen() calls not yet balanced by unlisten()
+        bool subscribe_sent = false;  ///< the last command sent for it this session was SSUBSCRIBE
+        std::size_t pending = 0;      ///< SSUBSCRIBE/SUNSUBSCRIBE sent this session, not yet confirmed
+        /// subscribe_sent and pending == 0: Redis confirmed an SSUBSCRIBE that no SUNSUBSCRIBE
+        /// followed. Replies come in command order, so the last confirmation is the state.
+        bool confirmed = false;
+        bool queued = false;  ///< in `dirty`
+    };
+    struct Command {
+        bool subscribe;
+        std::string channel;
+    };
+
     RedisBusSettings settings;
+    bool routed;
 
     std::mutex pub_mu;  // guards pub, pub_failures_in_row, next_pub_attempt
     RedisConn pub;
@@ -42,10 +120,22 @@ struct RedisBus::Impl {
     bool stop = false;
     std::atomic<bool> is_subscribed{false};
 
-    std::atomic<std::uint64_t> published{0}, publish_failures{0}, received{0}, malformed{0}, reconnects{0};
+    // Interest in routes. Never held while the handler runs or while the thread does I/O.
+    std::mutex interest_mu;
+    std::condition_variable interest_cv;  // a confirmation arrived
+    std::unordered_map<std::string, Interest> interests;  // by channel
+    std::vector<std::string> dirty;  // channels whose count no longer matches what was sent
+    bool common_confirmed = false;
+    std::size_t confirmed_channels = 0;  // entries with `confirmed`
+    std::size_t listened_routes = 0;     // entries with count > 0
+    WakePipe wake;
+
+    std::atomic<std::uint64_t> published{0}, publish_failures{0}, received{0}, malformed{0}, reconnects{0},
+        route_messages{0}, listen_failures{0}, route_subscribes{0}, route_unsubscribes{0}, subscribe_errors{0};
     std::thread thread;
 
-    explicit Impl(RedisBusSettings s) : settings(std::move(s)), pub(settings.endpoint) {
+    explicit Impl(RedisBusSettings s)
+        : settings(std::move(s)), routed(settings.per_topic_channels), pub(settings.endpoint) {
         if (settings.channel.empty()) throw std::invalid_argument("RedisBus: empty channel name");
         thread = std::thread([this] { run(); });
     }
@@ -56,6 +146,7 @@ struct RedisBus::Impl {
             stop = true;
         }
         state_cv.notify_all();
+        wake.wake();
         thread.join();
     }
 
@@ -72,9 +163,80 @@ struct RedisBus::Impl {
         state_cv.notify_all();
     }
 
+    std::string channel_of(const BusRoute& r) const {
+        if (!routed) return settings.channel;
+        switch (r.kind) {
+            case BusRoute::Kind::everyone: break;
+            case BusRoute::Kind::topic: return settings.channel + ":t:" + r.name;
+            case BusRoute::Kind::user: return settings.channel + ":u:" + r.name;
+        }
+        return settings.channel;
+    }
+
+    // ---- interest bookkeeping (callers hold interest_mu) ----------------------------------
+
+    void set_confirmed(Interest& i, bool v) {
+        if (i.confirmed == v) return;
+        i.confirmed = v;
+        if (v) ++confirmed_channels;
+        else --confirmed_channels;
+    }
+
+    /// Queues `ch` for the subscriber thread when what was sent differs from what is wanted;
+    /// true if the thread must be woken.
+    bool queue_if_needed(const std::string& ch, Interest& i) {
+        if ((i.count > 0) == i.subscribe_sent || i.queued) return false;
+        i.queued = true;
+        dirty.push_back(ch);
+        return true;
+    }
+
+    static bool unused(const Interest& i) { return i.count == 0 && !i.subscribe_sent && i.pending == 0 && !i.queued; }
+
+    /// The command that brings `ch` in line with its count, if one is needed. A drop to zero that
+    /// a listen() undid before this ran sends nothing: the subscription never lapsed.
+    void sync(const std::string& ch, std::vector<Command>& out) {
+        auto it = interests.find(ch);
+        if (it == interests.end()) return;
+        Interest& i = it->second;
+        i.queued = false;
+        const bool want = i.count > 0;
+        if (want != i.subscribe_sent) {
+            out.push_back({want, ch});
+            i.subscribe_sent = want;
+            ++i.pending;
+            set_confirmed(i, false);
+        }
+        if (unused(i)) interests.erase(it);
+    }
+
+    /// A subscription confirmation (`ssubscribe` or `sunsubscribe`) for `ch`.
+    void confirmation(bool subscribe, const std::string& ch) {
+        bool resubscribe = false;
+        {
+            std::lock_guard lk(interest_mu);
+            auto it = interests.find(ch);
+            if (it == interests.end()) return;
+            Interest& i = it->second;
+            if (i.pending > 0) {
+                --i.pending;
+            } else if (!subscribe) {
+                // Unasked: the server dropped the subscription (with Redis Cluster, when the slot
+                // moves). Subscribe again if anyone listens.
+                i.subscribe_sent = false;
+                resubscribe = queue_if_needed(ch, i);
+            }
+            if (i.pending == 0) set_confirmed(i, i.subscribe_sent);
+            if (unused(i)) interests.erase(it);
+        }
+        interest_cv.notify_all();
+        if (resubscribe) wake.wake();
+    }
+
+    // ---- the subscriber thread --------------------------------------------------------------
+
     void dispatch(const redisReply* r) {
-        // Pub/sub pushes: ["message", channel, payload].
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || str_of(r->element[0]) != "message") return;
+        // Pub/sub pushes: ["message" | "smessage", channel, payload].
         BusMessage m;
         if (!decode_bus_message(str_of(r->element[2]), m)) {
             malformed.fetch_add(1, std::memory_order_relaxed);
@@ -95,13 +257,78 @@ struct RedisBus::Impl {
         received.fetch_add(1, std::memory_order_relaxed);  // after: "received" means "handled"
     }
 
+    /// Queues `cmds` on the subscriber connection and writes them out; false if the write failed.
+    bool send(RedisConn& sub, const std::vector<Command>& cmds) {
+        if (cmds.empty()) return true;
+        for (const auto& cmd : cmds) {
+            sub.append({cmd.subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", cmd.channel});
+            (cmd.subscribe ? route_subscribes : route_unsubscribes).fetch_add(1, std::memory_order_relaxed);
+        }
+        return flush(sub.raw());
+    }
+
+    /// Sends what the interest changes since the last call need.
+    bool send_dirty(RedisConn& sub) {
+        std::vector<Command> cmds;
+        {
+            std::lock_guard lk(interest_mu);
+            std::vector<std::string> channels;
+            channels.swap(dirty);
+            for (const auto& ch : channels) sync(ch, cmds);
+        }
+        return send(sub, cmds);
+    }
+
+    /// Forgets what the server held: the connection is gone, and with it every subscription.
+    void end_session() {
+        {
+            std::lock_guard lk(interest_mu);
+            common_confirmed = false;
+            dirty.clear();
+            for (auto it = interests.begin(); it != interests.end();) {
+                Interest& i = it->second;
+                i.subscribe_sent = false;
+                i.pending = 0;
+                i.queued = false;
+                set_confirmed(i, false);
+                if (unused(i)) it = interests.erase(it);
+                else ++it;
+            }
+        }
+        interest_cv.notify_all();
+    }
+
     // One subscribed session: returns when the connection fails or the bus stops.
     void session(RedisConn& sub) {
-        auto r = sub.command({"SUBSCRIBE", settings.channel});
-        if (r->type != REDIS_REPLY_ARRAY) return;
-        set_subscribed(true);
         redisContext* c = sub.raw();
         using steady = std::chrono::steady_clock;
+        // The common channel, then every route somebody listens to; subscribed() once Redis
+        // confirmed all of them (confirmations come in command order, before any later one).
+        std::vector<Command> routes;
+        wake.drain();
+        {
+            std::lock_guard lk(interest_mu);
+            dirty.clear();
+            for (auto it = interests.begin(); it != interests.end();) {
+                Interest& i = it->second;
+                i.queued = false;
+                if (unused(i)) {
+                    it = interests.erase(it);
+                    continue;
+                }
+                routes.push_back({true, it->first});
+                i.subscribe_sent = true;
+                i.pending = 1;
+                ++it;
+            }
+        }
+        sub.append({"SUBSCRIBE", settings.channel});
+        if (!send(sub, routes) || !flush(c)) return;
+        std::size_t startup_left = 1 + routes.size();
+        routes = {};
+        const Duration startup_wait = std::max(settings.endpoint.command_timeout, Duration{100});
+        auto startup_deadline = steady::now() + startup_wait;
+
         const auto health = settings.health_check_interval;
         auto last_rx = steady::now();
         bool ping_outstanding = false;
@@ -113,33 +340,61 @@ struct RedisBus::Impl {
                 Reply msg{static_cast<redisReply*>(raw)};
                 last_rx = steady::now();
                 ping_outstanding = false;  // any traffic proves the connection alive (the pong too)
-                dispatch(msg.get());
-                continue;
-            }
-            pollfd p{};
-            p.fd = c->fd;
-            p.events = POLLIN;
-            const int n = ::poll(&p, 1, 100);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return;
-            if (n == 0) {
-                // A quiet connection may be half-open (server frozen, NAT dropped it): PING it,
-                // and give up on it if the PING goes unanswered for another interval.
-                if (health.count() <= 0) continue;
-                const auto now = steady::now();
-                if (ping_outstanding && now - ping_sent > health) return;
-                if (!ping_outstanding && now - last_rx > health) {
-                    if (redisAppendCommand(c, "PING") != REDIS_OK) return;
-                    int done = 0;
-                    do {
-                        if (redisBufferWrite(c, &done) != REDIS_OK) return;
-                    } while (done == 0);
-                    ping_sent = now;
-                    ping_outstanding = true;
+                const Push kind = classify(msg.get());
+                switch (kind) {
+                    case Push::error:
+                        // A refused SUBSCRIBE or SSUBSCRIBE (a server before Redis 7, a cluster
+                        // redirect): reconnecting with backoff is the only way forward.
+                        subscribe_errors.fetch_add(1, std::memory_order_relaxed);
+                        return;
+                    case Push::message: dispatch(msg.get()); break;
+                    case Push::subscribe: {
+                        {
+                            std::lock_guard lk(interest_mu);
+                            common_confirmed = true;
+                        }
+                        interest_cv.notify_all();
+                        break;
+                    }
+                    case Push::ssubscribe:
+                    case Push::sunsubscribe:
+                        confirmation(kind == Push::ssubscribe, std::string{str_of(msg->element[1])});
+                        break;
+                    case Push::other: break;
+                }
+                if (startup_left > 0 && (kind == Push::subscribe || kind == Push::ssubscribe)) {
+                    startup_deadline = last_rx + startup_wait;  // progress: a long list is not a stall
+                    if (--startup_left == 0) set_subscribed(true);
                 }
                 continue;
             }
-            if (redisBufferRead(c) != REDIS_OK) return;
+            pollfd p[2]{};
+            p[0].fd = c->fd;
+            p[0].events = POLLIN;
+            p[1].fd = wake.fd();
+            p[1].events = POLLIN;
+            const int n = ::poll(p, 2, 100);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return;
+            const auto now = steady::now();
+            if (startup_left > 0 && now > startup_deadline) return;
+            if ((p[1].revents & POLLIN) != 0) {
+                wake.drain();
+                if (!send_dirty(sub)) return;
+            }
+            if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+                if (redisBufferRead(c) != REDIS_OK) return;
+                continue;
+            }
+            // A quiet connection may be half-open (server frozen, NAT dropped it): PING it, and
+            // give up on it if the PING goes unanswered for another interval.
+            if (health.count() <= 0) continue;
+            if (ping_outstanding && now - ping_sent > health) return;
+            if (!ping_outstanding && now - last_rx > health) {
+                if (redisAppendCommand(c, "PING") != REDIS_OK || !flush(c)) return;
+                ping_sent = now;
+                ping_outstanding = true;
+            }
         }
     }
 
@@ -158,6 +413,7 @@ struct RedisBus::Impl {
                 // unreachable: back off below
             }
             set_subscribed(false);
+            end_session();
             sub.reset();
             std::unique_lock lk(state_mu);
             state_cv.wait_for(lk, backoff(settings, attempt), [&] { return stop; });
@@ -165,13 +421,66 @@ struct RedisBus::Impl {
         }
     }
 
+    // ---- listen / unlisten -----------------------------------------------------------------
+
+    Duration listen_wait() const { return std::max(settings.endpoint.command_timeout, Duration{1}); }
+
+    bool listen(const BusRoute& r) {
+        if (!routed) return true;
+        std::unique_lock lk(interest_mu);
+        if (r.kind == BusRoute::Kind::everyone) {
+            if (interest_cv.wait_for(lk, listen_wait(), [&] { return common_confirmed; })) return true;
+            listen_failures.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+        const std::string ch = channel_of(r);
+        // A reference stays valid across rehashing, and the entry is not erased while counted.
+        Interest& i = interests[ch];
+        if (i.count++ == 0) ++listened_routes;
+        if (i.confirmed) return true;
+        if (queue_if_needed(ch, i)) wake.wake();
+        if (interest_cv.wait_for(lk, listen_wait(), [&] { return i.confirmed; })) return true;
+        listen_failures.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+
+    void unlisten(const BusRoute& r) {
+        if (!routed || r.kind == BusRoute::Kind::everyone) return;
+        const std::string ch = channel_of(r);
+        std::lock_guard lk(interest_mu);
+        auto it = interests.find(ch);
+        if (it == interests.end() || it->second.count == 0) return;
+        Interest& i = it->second;
+        if (--i.count > 0) return;
+        --listened_routes;
+        if (queue_if_needed(ch, i)) wake.wake();
+        else if (unused(i)) interests.erase(it);
+    }
+
+    // ---- publish ---------------------------------------------------------------------------
+
     bool publish(const BusMessage& m) {
-        std::string text;
+        struct Leg {
+            bool sharded;
+            std::string channel;
+            std::string text;
+        };
+        std::vector<Leg> legs;
         try {
-            text = encode_bus_message(m);
+            if (routed) {
+                for (const auto& leg : route_bus_message(m, settings.max_user_routes))
+                    legs.push_back({leg.route.kind != BusRoute::Kind::everyone, channel_of(leg.route),
+                                    encode_bus_message(leg.message)});
+            } else {
+                legs.push_back({false, settings.channel, encode_bus_message(m)});
+            }
         } catch (const std::exception&) {  // e.g. text that is not UTF-8 in the audience
             publish_failures.fetch_add(1, std::memory_order_relaxed);
             return false;
+        }
+        if (legs.empty()) {  // an audience of no user: nobody to reach
+            published.fetch_add(1, std::memory_order_relaxed);
+            return true;
         }
         std::lock_guard lk(pub_mu);
         const auto now = std::chrono::steady_clock::now();
@@ -180,10 +489,17 @@ struct RedisBus::Impl {
             return false;
         }
         try {
-            auto r = pub.command({"PUBLISH", settings.channel, text});
-            if (r->type != REDIS_REPLY_INTEGER) throw StoreError(store_errc::unavailable, "PUBLISH refused");
+            // One pipelined round trip; every reply is read, so the connection stays in step.
+            for (const auto& leg : legs) pub.append({leg.sharded ? "SPUBLISH" : "PUBLISH", leg.channel, leg.text});
+            bool accepted = true;
+            for (std::size_t i = 0; i < legs.size(); ++i)
+                if (pub.next()->type != REDIS_REPLY_INTEGER) accepted = false;
+            if (!accepted) throw StoreError(store_errc::unavailable, "PUBLISH refused");
             pub_failures_in_row = 0;
             published.fetch_add(1, std::memory_order_relaxed);
+            route_messages.fetch_add(
+                static_cast<std::uint64_t>(std::count_if(legs.begin(), legs.end(), [](const Leg& l) { return l.sharded; })),
+                std::memory_order_relaxed);
             return true;
         } catch (const StoreError&) {
             pub.reset();
@@ -205,6 +521,11 @@ void RedisBus::set_handler(Handler h) {
     impl_->handler = std::move(p);
 }
 
+bool RedisBus::routed() const noexcept { return impl_->routed; }
+bool RedisBus::listen(const BusRoute& route) { return impl_->listen(route); }
+void RedisBus::unlisten(const BusRoute& route) { impl_->unlisten(route); }
+std::string RedisBus::channel_of(const BusRoute& route) const { return impl_->channel_of(route); }
+
 bool RedisBus::subscribed() const noexcept { return impl_->is_subscribed.load(); }
 
 bool RedisBus::wait_subscribed(Duration timeout) {
@@ -220,6 +541,16 @@ RedisBusStats RedisBus::stats() const noexcept {
     s.received = impl_->received.load();
     s.malformed = impl_->malformed.load();
     s.reconnects = impl_->reconnects.load();
+    s.route_messages = impl_->route_messages.load();
+    s.listen_failures = impl_->listen_failures.load();
+    s.route_subscribes = impl_->route_subscribes.load();
+    s.route_unsubscribes = impl_->route_unsubscribes.load();
+    s.subscribe_errors = impl_->subscribe_errors.load();
+    {
+        std::lock_guard lk(impl_->interest_mu);
+        s.channels = impl_->confirmed_channels + (impl_->common_confirmed ? 1 : 0);
+        s.routes = impl_->listened_routes;
+    }
     return s;
 }
 

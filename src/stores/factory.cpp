@@ -229,7 +229,7 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
 std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
     if (spec.empty() || spec == "none") return nullptr;
     if (spec.starts_with("redis://")) {
-        const auto u = parse_redis(spec, {"channel", "timeout_ms"});
+        const auto u = parse_redis(spec, {"channel", "timeout_ms", "channels"});
 #ifdef WSGATE_HAVE_REDIS
         RedisBusSettings s;
         s.endpoint.host = u.host;
@@ -240,6 +240,11 @@ std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
         if (auto it = u.params.find("timeout_ms"); it != u.params.end())
             s.endpoint.connect_timeout = s.endpoint.command_timeout =
                 std::chrono::milliseconds(to_int(spec, it->second, 1, 600'000, "timeout_ms"));
+        if (auto it = u.params.find("channels"); it != u.params.end()) {
+            if (it->second == "routed") s.per_topic_channels = true;
+            else if (it->second == "single") s.per_topic_channels = false;
+            else bad(spec, "channels is routed or single");
+        }
         if (!channel.empty()) s.channel = std::string(channel);
         if (s.channel.empty()) bad(spec, "empty channel");
         return std::make_shared<RedisBus>(std::move(s));

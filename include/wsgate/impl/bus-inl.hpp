@@ -4,7 +4,38 @@
 #include <wsgate/bus.hpp>
 #include <wsgate/detail/config.hpp>
 
+#include <algorithm>
+
 namespace wsgate {
+
+WSGATE_INLINE std::vector<RoutedBusMessage> route_bus_message(const BusMessage& m, std::size_t max_user_routes) {
+    std::vector<RoutedBusMessage> out;
+    switch (m.audience.kind) {
+        case Audience::Kind::everyone:
+        case Audience::Kind::connections: out.push_back({BusRoute::everyone(), m}); break;
+        case Audience::Kind::topic: out.push_back({BusRoute::topic(m.audience.topic_name), m}); break;
+        case Audience::Kind::user:
+        case Audience::Kind::users: {
+            std::vector<std::string> users = m.audience.user_ids;
+            std::sort(users.begin(), users.end());
+            users.erase(std::unique(users.begin(), users.end()), users.end());
+            users.erase(std::remove(users.begin(), users.end(), std::string{}), users.end());
+            if (users.size() > max_user_routes) {
+                out.push_back({BusRoute::everyone(), m});
+                break;
+            }
+            out.reserve(users.size());
+            for (auto& user : users) {
+                RoutedBusMessage leg{BusRoute::user(user), m};
+                leg.message.audience.kind = Audience::Kind::user;
+                leg.message.audience.user_ids.assign(1, std::move(user));
+                out.push_back(std::move(leg));
+            }
+            break;
+        }
+    }
+    return out;
+}
 
 WSGATE_INLINE std::string encode_bus_message(const BusMessage& m) {
     nlohmann::json j{{"origin", m.origin_node}, {"audience", m.audience}, {"payload", m.payload}};

@@ -3,6 +3,7 @@
 
 #include <wsgate/gateway.hpp>
 #include <wsgate/detail/config.hpp>
+#include <wsgate/detail/store_util.hpp>
 #include <wsgate/random.hpp>
 
 #include <algorithm>
@@ -11,12 +12,14 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <unordered_set>
 
 namespace wsgate {
 
 /// What this node keeps about a connection it accepted: the reaper flag, the rate bucket and
 /// copies of the times sweep() checks (so a sweep never reads the store for live connections).
-struct Gateway::Local {
+struct Gateway::Local : std::enable_shared_from_this<Gateway::Local> {
+    ConnectionId id;  ///< set before the Local is in `local_`, never changed (read without `mu`)
     std::atomic<bool> ended{false};
     std::mutex mu;
     double tokens = 0;
@@ -28,8 +31,9 @@ struct Gateway::Local {
     bool expiry_warned = false;  // token_expiring sent for the current token
     TimePoint last_seen{};
     std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
-    /// This node's copy of the record and its topics: what delivery falls back to while the store
-    /// cannot resolve an audience, and what the node registers again after the store lost it.
+    /// This node's copy of the record and its topics: what local delivery filters with (the
+    /// principal), what the index mirrors (topics, user), and what the node registers again after
+    /// the store lost it.
     ConnectionRecord rec;
     /// Serializes a change of this connection's subscriptions in the store with the same change in
     /// `rec.topics`, and with a re-registration writing `rec`: the store and the copy never end
@@ -43,6 +47,36 @@ struct Gateway::Local {
     };
     std::unordered_map<std::string, Gate> gates;
     std::atomic<bool> gated{false};  ///< gates is non-empty (read without the lock on fan-out)
+};
+
+/**
+ * This node's delivery index: its own connections per topic and per user (all of them are
+ * `local_`), so a publish finds its local audience without a store call and without visiting
+ * connections outside it.
+ *
+ * Guarded by local_mu_: written under the unique lock together with the Local's `rec` (under its
+ * `mu`), read under the shared lock. A Local is in `topics[t]` exactly while it is in `local_` and
+ * `rec.topics` holds `t`, and in `users[u]` exactly while it is in `local_` and its principal's
+ * user id is `u` (non-empty): no entry outlives its connection.
+ */
+struct Gateway::LocalIndex {
+    using Members = std::unordered_set<Local*>;
+    using Map = std::unordered_map<std::string, Members>;
+    Map topics;
+    Map users;
+
+    /// True if the entry is new.
+    static bool add(Map& m, const std::string& key, Local* l) {
+        return !key.empty() && m[key].insert(l).second;
+    }
+    /// True if there was an entry to remove.
+    static bool remove(Map& m, const std::string& key, Local* l) {
+        auto it = m.find(key);
+        if (it == m.end()) return false;
+        const bool removed = it->second.erase(l) > 0;
+        if (it->second.empty()) m.erase(it);
+        return removed;
+    }
 };
 
 namespace detail {
@@ -67,7 +101,8 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
       transport_(std::move(transport)),
       authorizer_(std::move(authorizer)),
       clock_(std::move(clock)),
-      bus_(std::move(bus)) {
+      bus_(std::move(bus)),
+      index_(std::make_unique<LocalIndex>()) {
     if (!store_) throw std::invalid_argument("wsgate::Gateway: store is null");
     if (!transport_) throw std::invalid_argument("wsgate::Gateway: transport is null");
     if (!authorizer_) throw std::invalid_argument("wsgate::Gateway: authorizer is null");
@@ -117,6 +152,7 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
     }
     local_only_ = settings_.local_delivery_only.value_or(store_->shared());
     router_ = std::make_unique<EventRouter>(settings_.router);
+    bus_routed_ = bus_ && bus_->routed();
     if (bus_) {
         bus_->set_handler([this](const BusMessage& m) {
             if (m.origin_node == settings_.node_id) return;  // delivered locally already
@@ -127,7 +163,37 @@ WSGATE_INLINE Gateway::Gateway(GatewaySettings settings, std::shared_ptr<Connect
 }
 
 WSGATE_INLINE Gateway::~Gateway() {
-    if (bus_) bus_->set_handler(nullptr);
+    if (!bus_) return;
+    bus_->set_handler(nullptr);
+    if (!bus_routed_) return;
+    // The bus may outlive this Gateway: give back the interest the index still holds.
+    std::vector<BusRoute> held;
+    {
+        std::unique_lock lock(local_mu_);
+        for (const auto& [id, local] : local_) unindex(*local, &held);
+    }
+    bus_unlisten(held);
+}
+
+WSGATE_INLINE void Gateway::bus_listen(const BusRoute& route) {
+    bool ok = false;
+    try {
+        ok = bus_->listen(route);
+    } catch (...) {
+        ok = false;
+    }
+    if (!ok) bump(metrics_.bus_listen_failures);
+}
+
+WSGATE_INLINE void Gateway::bus_unlisten(const std::vector<BusRoute>& routes) {
+    if (!bus_routed_) return;
+    for (const auto& route : routes) {
+        try {
+            bus_->unlisten(route);
+        } catch (...) {
+            bump(metrics_.bus_listen_failures);
+        }
+    }
 }
 
 WSGATE_INLINE void Gateway::set_end_hook(EndHook h) {
@@ -138,6 +204,25 @@ WSGATE_INLINE void Gateway::set_end_hook(EndHook h) {
 WSGATE_INLINE std::size_t Gateway::local_count() const {
     std::shared_lock lock(local_mu_);
     return local_.size();
+}
+
+WSGATE_INLINE LocalIndexSize Gateway::local_index_size() const {
+    std::shared_lock lock(local_mu_);
+    LocalIndexSize out;
+    out.topics = index_->topics.size();
+    for (const auto& [topic, members] : index_->topics) out.subscriptions += members.size();
+    out.users = index_->users.size();
+    for (const auto& [user, members] : index_->users) out.user_connections += members.size();
+    return out;
+}
+
+WSGATE_INLINE void Gateway::unindex(Local& local, std::vector<BusRoute>* released) {
+    std::lock_guard lock(local.mu);
+    const auto& user = local.rec.principal.user_id;
+    if (LocalIndex::remove(index_->users, user, &local) && released != nullptr) released->push_back(BusRoute::user(user));
+    for (const auto& topic : local.rec.topics)
+        if (LocalIndex::remove(index_->topics, topic, &local) && released != nullptr)
+            released->push_back(BusRoute::topic(topic));
 }
 
 WSGATE_INLINE std::shared_ptr<Gateway::Local> Gateway::local_of(const ConnectionId& id) const {
@@ -196,6 +281,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
     rec.principal = std::move(principal);
 
     auto local = std::make_shared<Local>();
+    local->id = rec.id;
     local->tokens = settings_.rate_burst;
     local->refilled_at = now;
     local->connected_at = now;
@@ -207,11 +293,23 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
     const bool anonymous = rec.principal.kind == PrincipalKind::anonymous && !rec.source_ip.empty();
     if (anonymous) local->anonymous_ip = rec.source_ip;
     local->rec = rec;
+    // With a routed bus the node hears the user's publishes before the connection is accepted;
+    // the users index entry added below owns this interest, and a refused connect gives it back.
+    const bool listens = bus_routed_ && !rec.principal.user_id.empty();
+    if (listens) bus_listen(BusRoute::user(rec.principal.user_id));
+    struct ListenGuard {
+        Gateway* gw;
+        const std::string* user;
+        ~ListenGuard() {
+            if (gw != nullptr) gw->bus_unlisten({BusRoute::user(*user)});
+        }
+    } listen_guard{listens ? this : nullptr, &rec.principal.user_id};
     // Undoes the local registration when the store refuses the record.
     bool registered = false;
     auto unregister = [&] {
         if (!registered) return;
         std::unique_lock lock(local_mu_);
+        unindex(*local);
         local_.erase(rec.id);
         if (anonymous) release_anonymous_slot(rec.source_ip);
     };
@@ -234,6 +332,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
                     return deny(429, "too_many_anonymous_connections");
             }
             if (!local_.try_emplace(rec.id, local).second) return deny(409, "duplicate_connection_id");
+            LocalIndex::add(index_->users, rec.principal.user_id, local.get());
             registered = true;
             if (anonymous) ++anonymous_per_ip_[rec.source_ip];
         }
@@ -243,6 +342,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
         unregister();
         return deny(503, "store_unavailable");
     }
+    listen_guard.gw = nullptr;  // accepted: the index entry holds the interest
     bump(metrics_.connects);
     metrics_.active_connections.fetch_add(1, std::memory_order_relaxed);
     result.accepted = true;
@@ -507,12 +607,17 @@ WSGATE_INLINE bool Gateway::end(const ConnectionId& id, EndReason r, std::string
 WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, bool was_local, std::string_view reason_text,
                      std::optional<CloseCode> code) {
     if (was_local) {
-        std::unique_lock lock(local_mu_);
-        if (auto it = local_.find(rec.id); it != local_.end()) {
-            if (it->second->anonymous_ip) release_anonymous_slot(*it->second->anonymous_ip);
-            if (it->second->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
-            local_.erase(it);
+        std::vector<BusRoute> released;
+        {
+            std::unique_lock lock(local_mu_);
+            if (auto it = local_.find(rec.id); it != local_.end()) {
+                unindex(*it->second, bus_routed_ ? &released : nullptr);
+                if (it->second->anonymous_ip) release_anonymous_slot(*it->second->anonymous_ip);
+                if (it->second->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
+                local_.erase(it);
+            }
         }
+        bus_unlisten(released);
         metrics_.active_connections.fetch_sub(1, std::memory_order_relaxed);
     }
     // A socket that closed or reported Gone has nobody to send a close frame to.
@@ -620,15 +725,28 @@ WSGATE_INLINE std::size_t Gateway::check_registration(TimePoint now) {
     return registered;
 }
 
-WSGATE_INLINE bool Gateway::note_topic(const ConnectionId& id, const std::string& topic, bool subscribed) {
-    auto local = local_of(id);
-    if (!local) return false;
-    std::lock_guard lock(local->mu);
-    auto& topics = local->rec.topics;
+WSGATE_INLINE bool Gateway::note_topic(const ConnectionId& id, const std::string& topic, bool subscribed,
+                                       bool* indexed) {
+    if (indexed != nullptr) *indexed = false;
+    // Unique: the copy and the index change together, and a connection that finish() took out of
+    // `local_` meanwhile gets no entry back.
+    std::unique_lock index_lock(local_mu_);
+    auto found = local_.find(id);
+    if (found == local_.end()) return false;
+    Local& local = *found->second;
+    std::lock_guard lock(local.mu);
+    auto& topics = local.rec.topics;
     auto it = std::find(topics.begin(), topics.end(), topic);
     const bool had = it != topics.end();
-    if (subscribed && !had) topics.push_back(topic);
-    else if (!subscribed && had) topics.erase(it);
+    bool changed = false;
+    if (subscribed && !had) {
+        topics.push_back(topic);
+        changed = LocalIndex::add(index_->topics, topic, &local);
+    } else if (!subscribed && had) {
+        topics.erase(it);
+        changed = LocalIndex::remove(index_->topics, topic, &local);
+    }
+    if (indexed != nullptr) *indexed = changed;
     return had;
 }
 
@@ -755,23 +873,62 @@ WSGATE_INLINE SweepReport Gateway::sweep(TimePoint now) {
 }
 
 WSGATE_INLINE bool Gateway::refresh_principal(const ConnectionId& id, Principal p, std::optional<TimePoint> new_expiry) {
+    // With a routed bus, a connection that changes user is listened for under its new user before
+    // the index moves it (so none of the new user's publishes is missed), and its old user's
+    // interest is given back after. Both happen outside local_mu_: listen() waits on the network.
+    std::vector<BusRoute> released;
+    std::optional<std::string> listened;  // a user listened for here whose entry does not hold it (yet)
     try {
         auto rec = store_->get(id);
         if (!rec) return false;
         rec->principal = std::move(p);
         if (new_expiry) rec->expires_at = *new_expiry;
         store_->put(*rec);
-        if (auto local = local_of(id)) {
-            std::lock_guard lock(local->mu);
-            if (new_expiry) local->expires_at = *new_expiry;
-            local->rec.principal = rec->principal;
-            local->rec.expires_at = rec->expires_at;
-            if (local->token_expires_at != rec->principal.expires_at) local->expiry_warned = false;
-            local->token_expires_at = rec->principal.expires_at;
+        const std::string& new_user = rec->principal.user_id;
+        if (bus_routed_ && !new_user.empty()) {
+            if (auto local = local_of(id)) {
+                bool moves = false;
+                {
+                    std::lock_guard lock(local->mu);
+                    moves = local->rec.principal.user_id != new_user;
+                }
+                if (moves) {
+                    bus_listen(BusRoute::user(new_user));
+                    listened = new_user;
+                }
+            }
         }
+        bool added = false;
+        {
+            std::unique_lock index_lock(local_mu_);
+            if (auto it = local_.find(id); it != local_.end()) {
+                Local* local = it->second.get();
+                std::lock_guard lock(local->mu);
+                if (new_expiry) local->expires_at = *new_expiry;
+                // Local delivery filters with this copy from the next publish on.
+                const std::string& old_user = local->rec.principal.user_id;
+                if (old_user != new_user) {
+                    if (LocalIndex::remove(index_->users, old_user, local)) released.push_back(BusRoute::user(old_user));
+                    added = LocalIndex::add(index_->users, new_user, local);
+                }
+                local->rec.principal = rec->principal;
+                local->rec.expires_at = rec->expires_at;
+                if (local->token_expires_at != rec->principal.expires_at) local->expiry_warned = false;
+                local->token_expires_at = rec->principal.expires_at;
+            }
+        }
+        if (bus_routed_) {
+            // Every users entry holds exactly one listen: the one taken above, or (a concurrent
+            // refresh moved the connection first) one taken now.
+            if (added && !listened) bus_listen(BusRoute::user(new_user));
+            else if (!added && listened) released.push_back(BusRoute::user(*listened));
+        }
+        bus_unlisten(released);
         return true;
     } catch (const std::exception&) {
         store_failed();
+        if (listened) released.push_back(BusRoute::user(*listened));
+        bus_unlisten(released);
         return false;
     }
 }
@@ -840,22 +997,32 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
         return r;
     }
     const auto local = local_of(rec.id);
-    std::unique_lock<std::mutex> order;
-    if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
-    try {
-        switch (store_->subscribe_capped(rec.id, topic, settings_.router.max_subscriptions)) {
-            case SubscribeResult::subscribed:
-                r.changed = true;
-                note_topic(rec.id, topic, true);
-                break;
-            case SubscribeResult::already_subscribed: note_topic(rec.id, topic, true); break;
-            case SubscribeResult::limit_reached: r.error = protocol_errc::too_many_subscriptions; break;
-            case SubscribeResult::not_found: r.error = protocol_errc::unknown_connection; break;
+    // With a routed bus this node hears the topic before the subscription takes effect: a
+    // publication made on another node once this returns (after the ack) reaches it, and a
+    // recovery's stream read, which follows, covers what came before. The index entry added
+    // below owns this interest; without one (already held, refused, ended) it is given back.
+    const bool listens = bus_routed_ && local;
+    if (listens) bus_listen(BusRoute::topic(topic));
+    bool indexed = false;
+    {
+        std::unique_lock<std::mutex> order;
+        if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
+        try {
+            switch (store_->subscribe_capped(rec.id, topic, settings_.router.max_subscriptions)) {
+                case SubscribeResult::subscribed:
+                    r.changed = true;
+                    note_topic(rec.id, topic, true, &indexed);
+                    break;
+                case SubscribeResult::already_subscribed: note_topic(rec.id, topic, true, &indexed); break;
+                case SubscribeResult::limit_reached: r.error = protocol_errc::too_many_subscriptions; break;
+                case SubscribeResult::not_found: r.error = protocol_errc::unknown_connection; break;
+            }
+        } catch (const std::exception&) {
+            store_failed();
+            r.error = protocol_errc::store_unavailable;
         }
-    } catch (const std::exception&) {
-        store_failed();
-        r.error = protocol_errc::store_unavailable;
     }
+    if (listens && !indexed) bus_unlisten({BusRoute::topic(topic)});
     return r;
 }
 
@@ -863,6 +1030,7 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
     SubscriptionResult r;
     const TopicRule* rule = rule_for(topic);
     bool told = false;
+    bool unindexed = false;
     {
         const auto local = local_of(id);
         std::unique_lock<std::mutex> order;
@@ -870,12 +1038,13 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
         try {
             r.changed = store_->unsubscribe(id, topic);
             told = true;
-            note_topic(id, topic, false);
+            note_topic(id, topic, false, &unindexed);
         } catch (const std::exception&) {
             store_failed();
             r.error = protocol_errc::store_unavailable;
         }
     }
+    if (unindexed) bus_unlisten({BusRoute::topic(topic)});
     try {
         if (told && r.changed && rule != nullptr && rule->presence_events)
             if (auto rec = store_->get(id)) announce("leave", topic, *rec);
@@ -892,33 +1061,42 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
 
 WSGATE_INLINE std::vector<std::string> Gateway::drop_unreadable(const ConnectionId& id, const Principal& p) {
     std::vector<std::string> dropped;
+    std::vector<BusRoute> released;  // index entries removed: their bus interest goes, after the locks
     const auto local = local_of(id);
-    std::unique_lock<std::mutex> order;
-    if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
-    try {
-        for (auto& topic : store_->topics_of(id)) {
-            if (may_read(p, topic)) continue;
-            store_->unsubscribe(id, topic);
-            note_topic(id, topic, false);
-            dropped.push_back(std::move(topic));
-        }
-    } catch (const std::exception&) {
-        store_failed();
-    }
-    // Whatever the store answered, the node's own copy keeps no topic the principal cannot read
-    // (what local delivery uses while the store is down).
-    if (local) {
-        std::lock_guard lock(local->mu);
-        auto& topics = local->rec.topics;
-        for (auto it = topics.begin(); it != topics.end();) {
-            if (may_read(p, *it)) {
-                ++it;
-                continue;
+    {
+        std::unique_lock<std::mutex> order;
+        if (local) order = std::unique_lock<std::mutex>(local->subs_mu);
+        try {
+            for (auto& topic : store_->topics_of(id)) {
+                if (may_read(p, topic)) continue;
+                store_->unsubscribe(id, topic);
+                bool unindexed = false;
+                note_topic(id, topic, false, &unindexed);
+                if (unindexed) released.push_back(BusRoute::topic(topic));
+                dropped.push_back(std::move(topic));
             }
-            if (std::find(dropped.begin(), dropped.end(), *it) == dropped.end()) dropped.push_back(*it);
-            it = topics.erase(it);
+        } catch (const std::exception&) {
+            store_failed();
+        }
+        // Whatever the store answered, the node's own copy and its index keep no topic the
+        // principal cannot read (local delivery resolves from them).
+        if (local) {
+            std::unique_lock index_lock(local_mu_);
+            std::lock_guard lock(local->mu);
+            auto& topics = local->rec.topics;
+            for (auto it = topics.begin(); it != topics.end();) {
+                if (may_read(p, *it)) {
+                    ++it;
+                    continue;
+                }
+                if (std::find(dropped.begin(), dropped.end(), *it) == dropped.end()) dropped.push_back(*it);
+                // Removing only: a connection finish() took out of the index meanwhile stays out.
+                if (LocalIndex::remove(index_->topics, *it, local.get())) released.push_back(BusRoute::topic(*it));
+                it = topics.erase(it);
+            }
         }
     }
+    bus_unlisten(released);
     return dropped;
 }
 
@@ -1002,35 +1180,46 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     const auto started = std::chrono::steady_clock::now();
     BroadcastReport report;
     ResolvedAudience resolved;
-    try {
-        resolved = store_->resolve(a);
-    } catch (const std::exception&) {
-        store_failed();
-        // This node's own connections are reached from its copies: a store outage costs the
-        // audience on other nodes (which resolve it themselves), never the local one.
-        resolved = resolve_local(a);
-        bump(metrics_.local_fallbacks);
-        report.degrade("store_unavailable");
+    // Connections that recovered this topic take each positioned publication through their gate.
+    // Whether a member is gated is read after the audience was resolved, never before: a
+    // recovering subscriber closes its gate before its subscription takes effect, so once the
+    // subscription is seen here, so is the gate (read earlier, a publication the replay also
+    // carries would go out ungated, twice).
+    GatedList gated;
+    const bool positioned = offset > 0 && a.kind == Audience::Kind::topic;
+    if (local_only_) {
+        // This node delivers to its own connections only, so its own index is the whole answer:
+        // no store call per publish, and a store outage costs no local delivery.
+        resolved = resolve_local(a, positioned ? &gated : nullptr);
+    } else {
+        bool fell_back = false;
+        try {
+            resolved = store_->resolve(a);
+        } catch (const std::exception&) {
+            store_failed();
+            // The store is the index here (any process reaches every connection): without it
+            // only this node's own connections are reached, from its index.
+            resolved = resolve_local(a, positioned ? &gated : nullptr);
+            fell_back = true;
+            bump(metrics_.local_fallbacks);
+            report.degrade("store_unavailable");
+        }
+        if (positioned && !fell_back && gated_.load(std::memory_order_acquire) > 0) {
+            auto& ids = resolved.ids;
+            std::shared_lock lock(local_mu_);
+            ids.erase(std::remove_if(ids.begin(), ids.end(),
+                                     [&](const ConnectionId& id) {
+                                         auto it = local_.find(id);
+                                         if (it == local_.end() || !it->second->gated.load(std::memory_order_relaxed))
+                                             return false;
+                                         gated.emplace_back(id, it->second);
+                                         return true;
+                                     }),
+                      ids.end());
+        }
     }
     report.filtered = resolved.filtered;
     auto& ids = resolved.ids;
-    // Connections that recovered this topic take each positioned publication through their gate.
-    std::vector<std::pair<ConnectionId, std::shared_ptr<Local>>> gated;
-    const bool gating = offset > 0 && a.kind == Audience::Kind::topic && gated_.load(std::memory_order_relaxed) > 0;
-    if (local_only_ || gating) {
-        std::shared_lock lock(local_mu_);
-        ids.erase(std::remove_if(ids.begin(), ids.end(),
-                                 [&](const ConnectionId& id) {
-                                     auto it = local_.find(id);
-                                     if (it == local_.end()) return local_only_;
-                                     if (gating && it->second->gated.load(std::memory_order_relaxed)) {
-                                         gated.emplace_back(id, it->second);
-                                         return true;
-                                     }
-                                     return false;
-                                 }),
-                  ids.end());
-    }
     report.targets = ids.size() + gated.size() + report.filtered;
     std::vector<SendStatus> statuses(ids.size(), SendStatus::error);
     try {
@@ -1064,31 +1253,52 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     return report;
 }
 
-WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a) const {
+WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedList* gated) const {
     ResolvedAudience out;
+    // Without exclusions or a permission every selected connection is admitted: no record is read.
+    const bool unfiltered = a.excluded_connection.empty() && a.excluded_device.empty() && a.required_permission.empty();
     std::shared_lock lock(local_mu_);
-    for (const auto& [id, local] : local_) {
-        if (local->ended.load(std::memory_order_relaxed)) continue;
-        std::lock_guard l(local->mu);
-        const ConnectionRecord& rec = local->rec;
-        bool selected = false;
-        switch (a.kind) {
-            case Audience::Kind::everyone: selected = true; break;
-            case Audience::Kind::topic:
-                selected = std::find(rec.topics.begin(), rec.topics.end(), a.topic_name) != rec.topics.end();
-                break;
-            case Audience::Kind::user:
-            case Audience::Kind::users:
-                selected = !rec.principal.user_id.empty() &&
-                           std::find(a.user_ids.begin(), a.user_ids.end(), rec.principal.user_id) != a.user_ids.end();
-                break;
-            case Audience::Kind::connections:
-                selected = std::find(a.connection_ids.begin(), a.connection_ids.end(), id) != a.connection_ids.end();
-                break;
+    auto consider = [&](Local& local) {
+        // Ending: its reaper won, and finish() takes it out of the index next.
+        if (local.ended.load(std::memory_order_relaxed)) return;
+        if (!unfiltered) {
+            std::lock_guard l(local.mu);  // a token refresh may be replacing the principal
+            if (!a.admits(local.rec)) {
+                ++out.filtered;
+                return;
+            }
         }
-        if (!selected) continue;
-        if (a.admits(rec)) out.ids.push_back(id);
-        else ++out.filtered;
+        if (gated != nullptr && local.gated.load(std::memory_order_acquire)) gated->emplace_back(local.id, local.shared_from_this());
+        else out.ids.push_back(local.id);
+    };
+    auto consider_all = [&](const LocalIndex::Members& members) {
+        for (Local* local : members) consider(*local);
+    };
+    switch (a.kind) {
+        case Audience::Kind::everyone:
+            out.ids.reserve(local_.size());
+            for (const auto& [id, local] : local_) consider(*local);
+            break;
+        case Audience::Kind::topic:
+            if (auto it = index_->topics.find(a.topic_name); it != index_->topics.end()) {
+                out.ids.reserve(it->second.size());
+                consider_all(it->second);
+            }
+            break;
+        case Audience::Kind::user:
+        case Audience::Kind::users:
+            // A connection has one user: distinct users never select it twice.
+            for (const auto& user : detail::unique_users(a))
+                if (auto it = index_->users.find(user); it != index_->users.end()) consider_all(it->second);
+            break;
+        case Audience::Kind::connections: {
+            std::unordered_set<std::string_view> seen;
+            for (const auto& id : a.connection_ids) {
+                if (!seen.insert(id).second) continue;  // named twice, sent once
+                if (auto it = local_.find(id); it != local_.end()) consider(*it->second);
+            }
+            break;
+        }
     }
     return out;
 }

@@ -40,10 +40,13 @@ WSGATE_INLINE std::string Metrics::prometheus_text() const {
     counter("store_errors_total", "ConnectionStore failures caught.", store_errors);
     counter("bus_errors_total", "Bus publishes that failed (a gap for other nodes).", bus_errors);
     counter("bus_received_total", "Messages received from other nodes.", bus_received);
+    counter("bus_listen_failures_total",
+            "Bus subscriptions for a topic or user with new local members that were not confirmed in time.",
+            bus_listen_failures);
     counter("degraded_publishes_total",
             "Publishes that may have missed part of their audience (store, bus or history unavailable).",
             degraded_publishes);
-    counter("local_fallbacks_total", "Deliveries resolved from this node's own records while the store failed.",
+    counter("local_fallbacks_total", "Deliveries resolved from this node's own index because the store, as the index, failed.",
             local_fallbacks);
     counter("reregistrations_total", "Times this node registered its connections again after the store lost them.",
             reregistrations);

@@ -22,8 +22,10 @@
  * DynamoDbStoreSettings::allow_plain_http). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
  * AWS_SESSION_TOKEN, read for every request. Unknown parameters are refused.
  *
- * Bus specs: `none` (or empty) gives no bus; `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T]`
- * gives a RedisBus.
+ * Bus specs: `none` (or empty) gives no bus;
+ * `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T&channels=routed|single]` gives a
+ * RedisBus. `channels=single` (RedisBusSettings::per_topic_channels false) sends every publish on
+ * the one channel, as 0.1 nodes do: for a rolling upgrade, where every node must agree.
  */
 
 #include <wsgate/bus.hpp>

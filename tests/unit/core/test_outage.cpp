@@ -4,10 +4,12 @@
 #include "catch.hpp"
 #include "gateway_fixture.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -120,9 +122,11 @@ struct Rig {
     std::shared_ptr<SwitchBus> bus = std::make_shared<SwitchBus>();
     std::unique_ptr<Gateway> gw;
 
-    Rig() {
+    /// `local_only`: GatewaySettings::local_delivery_only (by default true: the store says shared).
+    explicit Rig(std::optional<bool> local_only = {}) {
         GatewaySettings s;
         s.node_id = "node-a";
+        s.local_delivery_only = local_only;
         s.rate_per_second = 0;
         TopicRule room{"room:*", "read", "post"};
         TopicRule feed{"feed:*", "read", "post"};
@@ -163,7 +167,7 @@ using Strings = std::vector<std::string>;
 
 }  // namespace
 
-TEST_CASE("while the store is down, a node delivers to its own subscribers and reports the publish degraded",
+TEST_CASE("while the store is down, a node delivers to its own subscribers from its index, not degraded",
           "[gateway][outage]") {
     Rig r;
     const auto ann = r.connect("user:ann:phone:read");
@@ -180,16 +184,21 @@ TEST_CASE("while the store is down, a node delivers to its own subscribers and r
     CHECK(r.received(bob) == Strings{"during"});
     CHECK(r.received(cat).empty());
     CHECK(rep.delivered == 2);
-    CHECK(rep.degraded);
-    CHECK(rep.degraded_reason == "store_unavailable");
+    // The node's own index is the whole local audience: nothing was asked of the store, so
+    // nothing was missed because of it (the bus carries the publish to the other nodes).
+    CHECK_FALSE(rep.degraded);
+    CHECK(rep.degraded_reason.empty());
+    CHECK(r.gw->metrics().store_errors == 0);
+    CHECK(r.gw->metrics().local_fallbacks == 0);
+    CHECK(r.gw->metrics().degraded_publishes == 0);
+    CHECK(r.gw->metrics().prometheus_text().find("wsgate_local_fallbacks_total 0") != std::string::npos);
+    // The next sweep's lease probe notices the outage.
+    r.gw->sweep();
     CHECK_FALSE(r.gw->health().store_ok);
     CHECK(r.gw->health().bus_ok);
     CHECK(std::string{r.gw->health().status()} == "degraded");
-    CHECK(r.gw->metrics().local_fallbacks == 1);
-    CHECK(r.gw->metrics().degraded_publishes == 1);
-    CHECK(r.gw->metrics().prometheus_text().find("wsgate_local_fallbacks_total 1") != std::string::npos);
 
-    SECTION("the local copies apply the audience's selection, exclusions and permission") {
+    SECTION("the index applies the audience's selection, exclusions and permission") {
         r.gw->publish(Envelope{"news"}.data("to ann"), Audience::user("ann"));
         CHECK(r.received(ann) == Strings{"to ann"});
         CHECK(r.received(bob).empty());
@@ -216,7 +225,7 @@ TEST_CASE("while the store is down, a node delivers to its own subscribers and r
         req.query["as"] = "user:dan";
         CHECK(r.gw->on_connect(req).status == 503);
     }
-    SECTION("once the store answers, publishes resolve there again and are not degraded") {
+    SECTION("once the store answers, subscription changes reach the index again") {
         r.store->down = false;
         auto after = r.publish("room:1", "after");
         CHECK_FALSE(after.degraded);
@@ -232,6 +241,35 @@ TEST_CASE("while the store is down, a node delivers to its own subscribers and r
     }
 }
 
+TEST_CASE("where the store is the index (local_delivery_only false), a store outage falls back to the node's own "
+          "connections and is degraded",
+          "[gateway][outage]") {
+    Rig r{false};
+    const auto ann = r.connect("user:ann:phone:read");
+    const auto bob = r.connect("user:bob:laptop:read");
+    r.subscribe(ann, "room:1");
+    r.subscribe(bob, "room:2");
+    CHECK_FALSE(r.publish("room:1", "up").degraded);
+    CHECK(r.received(ann) == Strings{"up"});
+
+    r.store->down = true;
+    auto rep = r.publish("room:1", "during");
+    CHECK(rep.delivered == 1);
+    CHECK(r.received(ann) == Strings{"during"});
+    CHECK(r.received(bob).empty());
+    // Connections other processes accepted were not reached: degraded, counted as a fallback.
+    CHECK(rep.degraded);
+    CHECK(rep.degraded_reason == "store_unavailable");
+    CHECK_FALSE(r.gw->health().store_ok);
+    CHECK(r.gw->metrics().local_fallbacks == 1);
+    CHECK(r.gw->metrics().degraded_publishes == 1);
+    CHECK(r.gw->metrics().prometheus_text().find("wsgate_local_fallbacks_total 1") != std::string::npos);
+    auto perm = r.gw->publish(Envelope{"news"}.data("secret"), Audience::topic("room:1").requiring("admin"));
+    CHECK(perm.delivered == 0);
+    CHECK(perm.filtered == 1);
+    CHECK(r.gw->metrics().local_fallbacks == 2);
+}
+
 TEST_CASE("a store that lost everything gets the node's connections and subscriptions back at the next sweep",
           "[gateway][outage]") {
     Rig r;
@@ -243,9 +281,14 @@ TEST_CASE("a store that lost everything gets the node's connections and subscrip
     CHECK(r.gw->sweep().reregistered == 0);
 
     r.store->wipe();  // a restart without persistence: records, subscriptions and the lease are gone
+    // The node's index still reaches its own subscribers; what is lost until the next sweep is
+    // the cluster-wide view (presence, counts, a user's connections on other nodes).
     auto lost = r.publish("room:1", "lost");
-    CHECK(lost.delivered == 0);  // what an operator sees until the node notices
-    CHECK(r.received(ann).empty());
+    CHECK(lost.delivered == 2);
+    CHECK_FALSE(lost.degraded);
+    CHECK(r.received(ann) == Strings{"lost"});
+    CHECK(r.received(bob) == Strings{"lost"});
+    CHECK(r.store->inner().subscribers("room:1").empty());
 
     auto sweep = r.gw->sweep();
     CHECK(sweep.reregistered == 2);
@@ -345,10 +388,10 @@ TEST_CASE("a topic whose stream cannot append is delivered live without a positi
     CHECK_FALSE(json::parse(frames[1]).contains("offset"));
     CHECK(json::parse(frames[1])["data"] == "unkept");
 
-    SECTION("with the whole store down, both reasons are given") {
+    SECTION("with the whole store down, only the history is missing: delivery comes from the index") {
         r.store->down = true;
         auto both = r.publish("feed:1", "both");
-        CHECK(both.degraded_reason == "store_unavailable,history_unavailable");
+        CHECK(both.degraded_reason == "history_unavailable");
         CHECK(r.received(ann) == Strings{"both"});
     }
 }
@@ -425,8 +468,9 @@ TEST_CASE("subscribes and unsubscribes racing outages, wipes and re-registration
     for (const auto& id : ids) r.transport->drain(id);
     REQUIRE(r.gw->local_count() == conns);
 
-    // Each room reaches the same connections through the store as through the node's own copies
-    // (a ghost subscription written back by a re-registration would show here).
+    // Each room reaches, from the node's index, exactly the connections the store lists as its
+    // subscribers (a ghost subscription written back by a re-registration, or an index entry the
+    // store does not have, would show here); with the store down too.
     for (int room = 0; room < rooms; ++room) {
         const auto topic = "room:" + std::to_string(room);
         INFO(topic);
@@ -436,14 +480,19 @@ TEST_CASE("subscribes and unsubscribes racing outages, wipes and re-registration
                 if (r.received(id) == Strings{data}) got.push_back(id);
             return got;
         };
-        auto via_store = r.publish(topic, "store");
-        CHECK_FALSE(via_store.degraded);
-        const auto store_set = who_got("store");
+        auto in_store = r.store->inner().subscribers(topic);
+        std::sort(in_store.begin(), in_store.end());
+        auto up = r.publish(topic, "up");
+        CHECK_FALSE(up.degraded);
+        auto got = who_got("up");
+        std::sort(got.begin(), got.end());
+        CHECK(got == in_store);
         r.store->down = true;
-        auto via_local = r.publish(topic, "local");
+        auto down = r.publish(topic, "down");
         r.store->down = false;
-        CHECK(via_local.degraded);
-        CHECK(who_got("local") == store_set);
-        CHECK(via_store.delivered == via_local.delivered);
+        CHECK_FALSE(down.degraded);
+        got = who_got("down");
+        std::sort(got.begin(), got.end());
+        CHECK(got == in_store);
     }
 }

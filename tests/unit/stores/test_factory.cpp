@@ -36,7 +36,8 @@ TEST_CASE("factory: memory, and specs that are refused with invalid_argument", "
         INFO(spec);
         CHECK_THROWS_AS(make_store(spec), std::invalid_argument);
     }
-    for (const char* spec : {"memory", "redis://", "redis://h?prefix=x", "sqlite:/tmp/x.db", "redis://h?channel=", "redis://h?timeout_ms=0", "redis://h?retry_ms=5"}) {
+    for (const char* spec : {"memory", "redis://", "redis://h?prefix=x", "sqlite:/tmp/x.db", "redis://h?channel=", "redis://h?timeout_ms=0", "redis://h?retry_ms=5",
+                             "redis://h?channels=", "redis://h?channels=per-topic"}) {
         INFO(spec);
         CHECK_THROWS_AS(make_bus(spec), std::invalid_argument);
     }
@@ -78,6 +79,9 @@ TEST_CASE("factory: redis:// URLs build a Redis store and bus", "[store][factory
     CHECK(rb->settings().channel == "c1");
     CHECK(dynamic_cast<RedisBus*>(make_bus(base, "override").get())->settings().channel == "override");
     CHECK(dynamic_cast<RedisBus*>(make_bus(base).get())->settings().channel == "wsgate:bus");
+    CHECK(dynamic_cast<RedisBus*>(make_bus(base).get())->settings().per_topic_channels);
+    CHECK(dynamic_cast<RedisBus*>(make_bus(base + "?channels=routed").get())->settings().per_topic_channels);
+    CHECK_FALSE(dynamic_cast<RedisBus*>(make_bus(base + "?channels=single").get())->settings().per_topic_channels);
     CHECK(dynamic_cast<RedisBus*>(make_bus(base + "?timeout_ms=300").get())->settings().endpoint.command_timeout ==
           std::chrono::milliseconds(300));
 

@@ -45,15 +45,17 @@ GatewayFixture::GatewayFixture(GatewaySettings s, std::size_t queue_capacity, Ov
     gw = std::make_unique<Gateway>(std::move(s), store, transport, std::make_shared<ScriptedAuthorizer>(), clock);
 }
 
-ConnectionId GatewayFixture::connect(const std::string& as) {
+ConnectionId connect_as(Gateway& gw, InMemoryTransport& transport, const std::string& as) {
     ConnectRequest req;
     req.query["as"] = as;
     req.connection_id = make_connection_id();
-    transport->open(req.connection_id);
-    auto r = gw->on_connect(req);
+    transport.open(req.connection_id);
+    auto r = gw.on_connect(req);
     if (!r.accepted) return {};
     return r.id;
 }
+
+ConnectionId GatewayFixture::connect(const std::string& as) { return connect_as(*gw, *transport, as); }
 
 std::vector<nlohmann::json> GatewayFixture::frames(const ConnectionId& id) {
     std::vector<nlohmann::json> out;

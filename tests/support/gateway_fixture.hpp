@@ -15,6 +15,10 @@ public:
     AuthDecision authorize(const ConnectRequest& r) override;
 };
 
+/// Connects to `gw` with a principal spec (see ScriptedAuthorizer), opening the connection's queue
+/// in `transport` first; an empty id if the Gateway refused it.
+ConnectionId connect_as(Gateway& gw, InMemoryTransport& transport, const std::string& as);
+
 struct GatewayFixture {
     explicit GatewayFixture(GatewaySettings s = {}, std::size_t queue_capacity = 1024,
                             OverflowPolicy policy = OverflowPolicy::drop_newest);

@@ -19,6 +19,7 @@
 using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::ScriptedAuthorizer;
+using wsgate::test::connect_as;
 using nlohmann::json;
 
 namespace {
@@ -105,13 +106,9 @@ struct Node {
                                        std::make_shared<ScriptedAuthorizer>(), std::move(clock))) {}
 
     ConnectionId connect(const std::string& as) {
-        ConnectRequest req;
-        req.query["as"] = as;
-        req.connection_id = make_connection_id();
-        transport->open(req.connection_id);
-        auto r = gw->on_connect(req);
-        REQUIRE(r.accepted);
-        return r.id;
+        auto id = connect_as(*gw, *transport, as);
+        REQUIRE_FALSE(id.empty());
+        return id;
     }
     void subscribe(const ConnectionId& id, const std::string& topic) {
         auto rec = gw->store().get(id);

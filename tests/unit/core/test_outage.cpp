@@ -18,6 +18,7 @@
 using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::ScriptedAuthorizer;
+using wsgate::test::connect_as;
 using nlohmann::json;
 
 namespace {
@@ -135,13 +136,9 @@ struct Rig {
         gw = std::make_unique<Gateway>(s, store, transport, std::make_shared<ScriptedAuthorizer>(), clock, bus);
     }
     ConnectionId connect(const std::string& as) {
-        ConnectRequest req;
-        req.query["as"] = as;
-        req.connection_id = make_connection_id();
-        transport->open(req.connection_id);
-        auto r = gw->on_connect(req);
-        REQUIRE(r.accepted);
-        return r.id;
+        auto id = connect_as(*gw, *transport, as);
+        REQUIRE_FALSE(id.empty());
+        return id;
     }
     void subscribe(const ConnectionId& id, const std::string& topic) {
         gw->on_message(id, json{{"type", "subscribe"}, {"topic", topic}}.dump());

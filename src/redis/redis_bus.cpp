@@ -126,6 +126,10 @@ struct RedisBus::Impl {
     std::unordered_map<std::string, Interest> interests;  // by channel
     std::vector<std::string> dirty;  // channels whose count no longer matches what was sent
     bool common_confirmed = false;
+    /// The last connection attempt or session failed and no new session has started: a listen()
+    /// then fails at once instead of waiting, so a Redis outage costs callers no timeout per
+    /// connect or subscribe (the interest is kept and subscribed when Redis is back).
+    bool known_down = false;
     std::size_t confirmed_channels = 0;  // entries with `confirmed`
     std::size_t listened_routes = 0;     // entries with count > 0
     WakePipe wake;
@@ -283,6 +287,7 @@ struct RedisBus::Impl {
     void end_session() {
         {
             std::lock_guard lk(interest_mu);
+            known_down = true;
             common_confirmed = false;
             dirty.clear();
             for (auto it = interests.begin(); it != interests.end();) {
@@ -308,6 +313,7 @@ struct RedisBus::Impl {
         wake.drain();
         {
             std::lock_guard lk(interest_mu);
+            known_down = false;
             dirty.clear();
             for (auto it = interests.begin(); it != interests.end();) {
                 Interest& i = it->second;
@@ -429,7 +435,9 @@ struct RedisBus::Impl {
         if (!routed) return true;
         std::unique_lock lk(interest_mu);
         if (r.kind == BusRoute::Kind::everyone) {
-            if (interest_cv.wait_for(lk, listen_wait(), [&] { return common_confirmed; })) return true;
+            if (!known_down && interest_cv.wait_for(lk, listen_wait(), [&] { return common_confirmed || known_down; }) &&
+                common_confirmed)
+                return true;
             listen_failures.fetch_add(1, std::memory_order_relaxed);
             return false;
         }
@@ -439,7 +447,9 @@ struct RedisBus::Impl {
         if (i.count++ == 0) ++listened_routes;
         if (i.confirmed) return true;
         if (queue_if_needed(ch, i)) wake.wake();
-        if (interest_cv.wait_for(lk, listen_wait(), [&] { return i.confirmed; })) return true;
+        if (!known_down && interest_cv.wait_for(lk, listen_wait(), [&] { return i.confirmed || known_down; }) &&
+            i.confirmed)
+            return true;
         listen_failures.fetch_add(1, std::memory_order_relaxed);
         return false;
     }

@@ -49,7 +49,7 @@ struct RedisBusStats {
     std::uint64_t route_messages = 0;    ///< messages Redis accepted on per-route channels (SPUBLISH)
     std::uint64_t channels = 0;          ///< gauge: channels subscribed at the server now, the common one included
     std::uint64_t routes = 0;            ///< gauge: routes with at least one listen()
-    std::uint64_t listen_failures = 0;   ///< listen() calls that returned false (timed out)
+    std::uint64_t listen_failures = 0;   ///< listen() calls that returned false (timed out, or Redis known down)
     std::uint64_t route_subscribes = 0;  ///< SSUBSCRIBE commands sent (resubscriptions after a reconnect included)
     std::uint64_t route_unsubscribes = 0;  ///< SUNSUBSCRIBE commands sent
     std::uint64_t subscribe_errors = 0;  ///< error replies on the subscriber connection (it reconnects)
@@ -101,7 +101,9 @@ public:
     /**
      * Counts one listener of `route` and waits (at most the endpoint's command_timeout) until its
      * channel is subscribed at the server; false (counted in listen_failures) if that did not
-     * happen in time. The count stays either way: the channel is subscribed when Redis is back.
+     * happen in time, and false at once while the bus knows Redis is unreachable (its last
+     * connection attempt or session failed), so an outage costs no caller a timeout. The count
+     * stays either way: the channel is subscribed when Redis is back.
      * `everyone` waits for the common channel. Returns true at once without routing.
      */
     bool listen(const BusRoute& route) override;

@@ -734,3 +734,46 @@ TEST_CASE("routed bus: a token refresh that changes a connection's user moves it
     REQUIRE(eventually([&] { return shard_channels(raw).empty(); }));
     CHECK(a.bus->stats().routes == 0);
 }
+
+TEST_CASE("routed bus: while Redis is known to be down, a connect or subscribe does not wait for its channel", "[bus][redis][gateway][routing][fault]") {
+    RedisServer server;
+    auto settings = bus_settings(server);
+    settings.endpoint.command_timeout = 60s;  // what a listen would wait for a server that only froze
+    Node b{"node-b", std::make_shared<InMemoryConnectionStore>(), std::make_shared<RedisBus>(settings)};
+    REQUIRE(b.bus->wait_subscribed(10s));
+    server.stop();
+    REQUIRE(eventually([&] { return !b.bus->subscribed(); }));
+
+    // The calls run on their own thread: a listen that waited out the command timeout would still
+    // be blocked when the deadline below passes.
+    std::atomic<bool> done{false};
+    std::atomic<bool> accepted{false};
+    std::atomic<bool> subscribed{false};
+    b.transport->open("b-1");
+    std::thread caller([&] {
+        ConnectRequest rq;
+        rq.connection_id = "b-1";
+        Principal p;
+        p.kind = PrincipalKind::user;
+        p.user_id = "carol";
+        p.device_id = "pc";
+        accepted = b.gw->on_connect(rq, p).accepted;
+        subscribed = accepted && !b.gw->on_message("b-1", R"({"type":"subscribe","topic":"late"})");
+        done = true;
+    });
+    const bool finished = eventually([&] { return done.load(); }, 20s);
+    caller.join();
+    REQUIRE(finished);
+    CHECK(accepted);
+    CHECK(subscribed);
+    CHECK(b.bus->stats().listen_failures >= 2);  // the user channel and the topic, both kept
+    b.gw->publish(Envelope{"ev"}.topic("late").data("local-only"), Audience::topic("late"));
+    CHECK(b.seen("b-1", "local-only") == 1);
+
+    server.start();
+    REQUIRE(b.bus->wait_subscribed(20s));
+    RawRedis raw{server.port()};
+    const auto channels = shard_channels(raw);
+    CHECK(has(channels, "wsgate:bus:t:late"));
+    CHECK(has(channels, "wsgate:bus:u:carol"));
+}

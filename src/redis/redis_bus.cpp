@@ -1,5 +1,6 @@
 #include <wsgate/redis/redis_bus.hpp>
 
+#include "redis_cluster.hpp"
 #include "redis_conn.hpp"
 
 #include <fcntl.h>
@@ -85,6 +86,106 @@ bool flush(redisContext* c) {
     return true;
 }
 
+/// One connection of the subscriber or the publisher, with the subscriber's health-check state.
+struct Link {
+    explicit Link(RedisEndpoint ep) : conn(std::move(ep)) {}
+    RedisConn conn;
+    std::chrono::steady_clock::time_point last_rx{};
+    bool ping_outstanding = false;
+    std::chrono::steady_clock::time_point ping_sent{};
+    bool unflushed = false;
+};
+
+/**
+ * The connections a bus needs: one to the endpoint, or with Redis Cluster one per master that
+ * serves a channel in use, found from the slot map (CLUSTER SLOTS) read when the first link opens.
+ */
+class NodeLinks {
+public:
+    NodeLinks(const RedisEndpoint& ep, std::shared_ptr<detail::ClusterSeeds> seeds) : ep_(ep), seeds_(std::move(seeds)) {}
+
+    /// The connected link for `channel` (opened if needed); throws StoreError(unavailable).
+    Link& for_channel(std::string_view channel) {
+        if (!ep_.cluster) return link_to(ep_.host, ep_.port);
+        if (map_.empty()) load_map();
+        const auto* owner = map_.owner(detail::key_slot(channel));
+        if (owner == nullptr)
+            throw StoreError(store_errc::unavailable, "redis cluster via " + ep_.host + ":" + std::to_string(ep_.port) +
+                                                          ": no master serves the slot of " + std::string(channel));
+        return link_to(owner->host, owner->port);
+    }
+
+    [[nodiscard]] std::vector<std::unique_ptr<Link>>& all() noexcept { return links_; }
+    [[nodiscard]] bool connected() const noexcept {
+        return std::any_of(links_.begin(), links_.end(), [](const auto& l) { return l->conn.connected(); });
+    }
+    /// Writes out every link's queued commands; false if a write failed.
+    bool flush_all() {
+        for (auto& l : links_) {
+            if (!l->unflushed) continue;
+            l->unflushed = false;
+            if (l->conn.raw() == nullptr || !flush(l->conn.raw())) return false;
+        }
+        return true;
+    }
+    /// Drops every connection, and the slot map (a MOVED reply, a lost node); the masters it named
+    /// are asked for the next map if the endpoint does not answer.
+    void reset() noexcept {
+        links_.clear();
+        map_ = {};
+    }
+
+private:
+    Link& link_to(const std::string& host, int port) {
+        for (auto& l : links_) {
+            const auto& e = l->conn.endpoint();
+            if (e.host == host && e.port == port) {
+                l->conn.ensure();
+                return *l;
+            }
+        }
+        RedisEndpoint node = ep_;
+        node.host = host;
+        node.port = port;
+        node.cluster = false;
+        auto l = std::make_unique<Link>(std::move(node));
+        l->conn.ensure();
+        l->last_rx = std::chrono::steady_clock::now();
+        links_.push_back(std::move(l));
+        return *links_.back();
+    }
+
+    void load_map() {
+        std::string last_error;
+        for (const auto& [host, port] : seeds_->candidates(ep_)) {
+            RedisEndpoint seed_ep = ep_;
+            seed_ep.host = host;
+            seed_ep.port = port;
+            seed_ep.cluster = false;
+            RedisConn seed(std::move(seed_ep));
+            try {
+                map_ = detail::SlotMap::load(seed);
+                seeds_->remember(map_);
+                return;
+            } catch (const StoreError& e) {
+                last_error = e.what();
+            }
+        }
+        throw StoreError(store_errc::unavailable, "redis cluster via " + ep_.host + ":" + std::to_string(ep_.port) +
+                                                      ": no slot map: " + last_error);
+    }
+
+    RedisEndpoint ep_;
+    std::shared_ptr<detail::ClusterSeeds> seeds_;
+    detail::SlotMap map_;
+    std::vector<std::unique_ptr<Link>> links_;
+};
+
+bool is_moved(const redisReply* r) {
+    detail::Redirect to;
+    return detail::parse_redirect(detail::error_of(r), to);
+}
+
 }  // namespace
 
 struct RedisBus::Impl {
@@ -107,8 +208,10 @@ struct RedisBus::Impl {
     RedisBusSettings settings;
     bool routed;
 
+    /// Redis Cluster: the masters the last slot map named, to ask when the endpoint is down.
+    std::shared_ptr<detail::ClusterSeeds> seeds = std::make_shared<detail::ClusterSeeds>();
     std::mutex pub_mu;  // guards pub, pub_failures_in_row, next_pub_attempt
-    RedisConn pub;
+    NodeLinks pub;
     unsigned pub_failures_in_row = 0;
     std::chrono::steady_clock::time_point next_pub_attempt{};
 
@@ -139,8 +242,10 @@ struct RedisBus::Impl {
     std::thread thread;
 
     explicit Impl(RedisBusSettings s)
-        : settings(std::move(s)), routed(settings.per_topic_channels), pub(settings.endpoint) {
+        : settings(std::move(s)), routed(settings.per_topic_channels), pub(settings.endpoint, seeds) {
         if (settings.channel.empty()) throw std::invalid_argument("RedisBus: empty channel name");
+        if (settings.endpoint.cluster && settings.endpoint.database != 0)
+            throw std::invalid_argument("RedisBus: a Redis Cluster has database 0 only");
         thread = std::thread([this] { run(); });
     }
 
@@ -261,18 +366,21 @@ struct RedisBus::Impl {
         received.fetch_add(1, std::memory_order_relaxed);  // after: "received" means "handled"
     }
 
-    /// Queues `cmds` on the subscriber connection and writes them out; false if the write failed.
-    bool send(RedisConn& sub, const std::vector<Command>& cmds) {
+    /// Queues `cmds`, each on the connection serving its channel, and writes them out; false if a
+    /// write failed (throws StoreError if a needed connection cannot be opened).
+    bool send(NodeLinks& sub, const std::vector<Command>& cmds) {
         if (cmds.empty()) return true;
         for (const auto& cmd : cmds) {
-            sub.append({cmd.subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", cmd.channel});
+            Link& l = sub.for_channel(cmd.channel);
+            l.conn.append({cmd.subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE", cmd.channel});
+            l.unflushed = true;
             (cmd.subscribe ? route_subscribes : route_unsubscribes).fetch_add(1, std::memory_order_relaxed);
         }
-        return flush(sub.raw());
+        return sub.flush_all();
     }
 
     /// Sends what the interest changes since the last call need.
-    bool send_dirty(RedisConn& sub) {
+    bool send_dirty(NodeLinks& sub) {
         std::vector<Command> cmds;
         {
             std::lock_guard lk(interest_mu);
@@ -303,9 +411,41 @@ struct RedisBus::Impl {
         interest_cv.notify_all();
     }
 
-    // One subscribed session: returns when the connection fails or the bus stops.
-    void session(RedisConn& sub) {
-        redisContext* c = sub.raw();
+    /// Handles one reply of the subscriber connections; false if the session must end.
+    bool on_reply(const redisReply* msg, std::size_t& startup_left, Duration startup_wait,
+                  std::chrono::steady_clock::time_point& startup_deadline) {
+        const Push kind = classify(msg);
+        switch (kind) {
+            case Push::error:
+                // A refused SUBSCRIBE or SSUBSCRIBE (a server before Redis 7, a cluster redirect
+                // after a slot moved): a new session, with a new slot map, is the way forward.
+                subscribe_errors.fetch_add(1, std::memory_order_relaxed);
+                return false;
+            case Push::message: dispatch(msg); break;
+            case Push::subscribe: {
+                {
+                    std::lock_guard lk(interest_mu);
+                    common_confirmed = true;
+                }
+                interest_cv.notify_all();
+                break;
+            }
+            case Push::ssubscribe:
+            case Push::sunsubscribe:
+                confirmation(kind == Push::ssubscribe, std::string{str_of(msg->element[1])});
+                break;
+            case Push::other: break;
+        }
+        if (startup_left > 0 && (kind == Push::subscribe || kind == Push::ssubscribe)) {
+            startup_deadline = std::chrono::steady_clock::now() + startup_wait;  // progress: a long list is not a stall
+            if (--startup_left == 0) set_subscribed(true);
+        }
+        return true;
+    }
+
+    // One subscribed session: returns when a connection fails or the bus stops. Throws
+    // StoreError if a connection a channel needs cannot be opened.
+    void session(NodeLinks& sub) {
         using steady = std::chrono::steady_clock;
         // The common channel, then every route somebody listens to; subscribed() once Redis
         // confirmed all of them (confirmations come in command order, before any later one).
@@ -328,78 +468,70 @@ struct RedisBus::Impl {
                 ++it;
             }
         }
-        sub.append({"SUBSCRIBE", settings.channel});
-        if (!send(sub, routes) || !flush(c)) return;
+        Link& common = sub.for_channel(settings.channel);
+        common.conn.append({"SUBSCRIBE", settings.channel});
+        common.unflushed = true;
+        if (!send(sub, routes) || !sub.flush_all()) return;
         std::size_t startup_left = 1 + routes.size();
         routes = {};
         const Duration startup_wait = std::max(settings.endpoint.command_timeout, Duration{100});
         auto startup_deadline = steady::now() + startup_wait;
 
         const auto health = settings.health_check_interval;
-        auto last_rx = steady::now();
-        bool ping_outstanding = false;
-        steady::time_point ping_sent = last_rx;
+        for (auto& l : sub.all()) {
+            l->last_rx = steady::now();
+            l->ping_outstanding = false;
+        }
+        std::vector<pollfd> fds;
         while (!stopping()) {
-            void* raw = nullptr;
-            if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return;
-            if (raw != nullptr) {
-                Reply msg{static_cast<redisReply*>(raw)};
-                last_rx = steady::now();
-                ping_outstanding = false;  // any traffic proves the connection alive (the pong too)
-                const Push kind = classify(msg.get());
-                switch (kind) {
-                    case Push::error:
-                        // A refused SUBSCRIBE or SSUBSCRIBE (a server before Redis 7, a cluster
-                        // redirect): reconnecting with backoff is the only way forward.
-                        subscribe_errors.fetch_add(1, std::memory_order_relaxed);
-                        return;
-                    case Push::message: dispatch(msg.get()); break;
-                    case Push::subscribe: {
-                        {
-                            std::lock_guard lk(interest_mu);
-                            common_confirmed = true;
-                        }
-                        interest_cv.notify_all();
-                        break;
-                    }
-                    case Push::ssubscribe:
-                    case Push::sunsubscribe:
-                        confirmation(kind == Push::ssubscribe, std::string{str_of(msg->element[1])});
-                        break;
-                    case Push::other: break;
+            // Every reply already read, on every connection.
+            bool any = false;
+            for (auto& l : sub.all()) {
+                for (;;) {
+                    void* raw = nullptr;
+                    if (redisGetReplyFromReader(l->conn.raw(), &raw) != REDIS_OK) return;
+                    if (raw == nullptr) break;
+                    Reply msg{static_cast<redisReply*>(raw)};
+                    l->last_rx = steady::now();
+                    l->ping_outstanding = false;  // any traffic proves the connection alive (the pong too)
+                    if (!on_reply(msg.get(), startup_left, startup_wait, startup_deadline)) return;
+                    any = true;
+                    if (stopping()) return;
                 }
-                if (startup_left > 0 && (kind == Push::subscribe || kind == Push::ssubscribe)) {
-                    startup_deadline = last_rx + startup_wait;  // progress: a long list is not a stall
-                    if (--startup_left == 0) set_subscribed(true);
-                }
-                continue;
             }
-            pollfd p[2]{};
-            p[0].fd = c->fd;
-            p[0].events = POLLIN;
-            p[1].fd = wake.fd();
-            p[1].events = POLLIN;
-            const int n = ::poll(p, 2, 100);
+            if (any) continue;
+            // The links may grow while the session runs (a channel on another master).
+            const std::size_t n_links = sub.all().size();
+            fds.assign(n_links + 1, pollfd{});
+            for (std::size_t i = 0; i < n_links; ++i) {
+                fds[i].fd = sub.all()[i]->conn.raw()->fd;
+                fds[i].events = POLLIN;
+            }
+            fds[n_links].fd = wake.fd();
+            fds[n_links].events = POLLIN;
+            const int n = ::poll(fds.data(), static_cast<nfds_t>(fds.size()), 100);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return;
             const auto now = steady::now();
             if (startup_left > 0 && now > startup_deadline) return;
-            if ((p[1].revents & POLLIN) != 0) {
+            for (std::size_t i = 0; i < n_links; ++i)
+                if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0 &&
+                    redisBufferRead(sub.all()[i]->conn.raw()) != REDIS_OK)
+                    return;
+            if ((fds[n_links].revents & POLLIN) != 0) {
                 wake.drain();
                 if (!send_dirty(sub)) return;
-            }
-            if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-                if (redisBufferRead(c) != REDIS_OK) return;
-                continue;
             }
             // A quiet connection may be half-open (server frozen, NAT dropped it): PING it, and
             // give up on it if the PING goes unanswered for another interval.
             if (health.count() <= 0) continue;
-            if (ping_outstanding && now - ping_sent > health) return;
-            if (!ping_outstanding && now - last_rx > health) {
-                if (redisAppendCommand(c, "PING") != REDIS_OK || !flush(c)) return;
-                ping_sent = now;
-                ping_outstanding = true;
+            for (auto& l : sub.all()) {
+                if (l->ping_outstanding && now - l->ping_sent > health) return;
+                if (!l->ping_outstanding && now - l->last_rx > health) {
+                    if (redisAppendCommand(l->conn.raw(), "PING") != REDIS_OK || !flush(l->conn.raw())) return;
+                    l->ping_sent = now;
+                    l->ping_outstanding = true;
+                }
             }
         }
     }
@@ -407,10 +539,10 @@ struct RedisBus::Impl {
     void run() {
         unsigned attempt = 0;
         bool had_session = false;
+        NodeLinks sub(settings.endpoint, seeds);
         while (!stopping()) {
-            RedisConn sub(settings.endpoint);
             try {
-                sub.ensure();
+                sub.for_channel(settings.channel);
                 if (had_session) reconnects.fetch_add(1, std::memory_order_relaxed);
                 had_session = true;
                 attempt = 0;
@@ -499,12 +631,33 @@ struct RedisBus::Impl {
             return false;
         }
         try {
-            // One pipelined round trip; every reply is read, so the connection stays in step.
-            for (const auto& leg : legs) pub.append({leg.sharded ? "SPUBLISH" : "PUBLISH", leg.channel, leg.text});
-            bool accepted = true;
-            for (std::size_t i = 0; i < legs.size(); ++i)
-                if (pub.next()->type != REDIS_REPLY_INTEGER) accepted = false;
-            if (!accepted) throw StoreError(store_errc::unavailable, "PUBLISH refused");
+            // A connection the server closed since the last publish is dropped, not failed on.
+            for (auto& l : pub.all()) l->conn.drop_if_closed();
+            // One pipelined round trip per connection; every reply is read, so each connection
+            // stays in step. With Redis Cluster, a leg a MOVED reply refused (its slot moved) is
+            // sent once more after the slot map is read again; the legs Redis accepted are not.
+            std::vector<const Leg*> pending;
+            for (const auto& leg : legs) pending.push_back(&leg);
+            for (int round = 0; round < 2 && !pending.empty(); ++round) {
+                std::vector<Link*> via;
+                for (const Leg* leg : pending) {
+                    Link& l = pub.for_channel(leg->sharded ? leg->channel : settings.channel);
+                    l.conn.append({leg->sharded ? "SPUBLISH" : "PUBLISH", leg->channel, leg->text});
+                    via.push_back(&l);
+                }
+                std::vector<const Leg*> moved;
+                bool refused = false;
+                for (std::size_t i = 0; i < pending.size(); ++i) {
+                    auto r = via[i]->conn.next();
+                    if (r->type == REDIS_REPLY_INTEGER) continue;
+                    if (settings.endpoint.cluster && is_moved(r.get())) moved.push_back(pending[i]);
+                    else refused = true;
+                }
+                if (refused) throw StoreError(store_errc::unavailable, "PUBLISH refused");
+                if (!moved.empty()) pub.reset();
+                pending = std::move(moved);
+            }
+            if (!pending.empty()) throw StoreError(store_errc::unavailable, "PUBLISH redirected twice");
             pub_failures_in_row = 0;
             published.fetch_add(1, std::memory_order_relaxed);
             route_messages.fetch_add(

@@ -1,6 +1,11 @@
 #include "redis_conn.hpp"
 
+#include "redis_cluster.hpp"
+
+#include <poll.h>
 #include <sys/time.h>
+
+#include <algorithm>
 
 #include <string>
 
@@ -14,7 +19,7 @@ timeval to_timeval(Duration d) noexcept {
     return tv;
 }
 
-std::string where(const RedisEndpoint& ep) { return "redis " + ep.host + ":" + std::to_string(ep.port); }
+std::string where(const std::string& host, int port) { return "redis " + host + ":" + std::to_string(port); }
 
 }  // namespace
 
@@ -34,7 +39,8 @@ void throw_if_error(const redisReply* r, std::string_view what) {
     const std::string msg = "redis " + std::string(what) + ": " + std::string(e);
     if (e.starts_with("WRONGTYPE")) throw StoreError(store_errc::corrupt, msg);
     if (e.starts_with("READONLY")) throw StoreError(store_errc::read_only, msg);
-    if (e.starts_with("LOADING") || e.starts_with("BUSY")) throw StoreError(store_errc::busy, msg);
+    if (e.starts_with("LOADING") || e.starts_with("BUSY") || e.starts_with("TRYAGAIN"))
+        throw StoreError(store_errc::busy, msg);
     throw StoreError(store_errc::unavailable, msg);
 }
 
@@ -43,17 +49,24 @@ void RedisConn::reset() noexcept {
     c_ = nullptr;
 }
 
+std::string RedisConn::peer() const {
+    if (host_.empty()) return ep_.host + ":" + std::to_string(ep_.port);
+    return host_ + ":" + std::to_string(port_);
+}
+
 void RedisConn::io_failure(std::string_view what) {
-    std::string msg = where(ep_) + ": " + std::string(what);
+    std::string msg = "redis " + peer() + ": " + std::string(what);
     if (c_ != nullptr && c_->errstr[0] != '\0') msg += std::string(": ") + c_->errstr;
     reset();
     throw StoreError(store_errc::unavailable, msg);
 }
 
-bool RedisConn::ensure() {
-    if (c_ != nullptr) return false;
-    c_ = redisConnectWithTimeout(ep_.host.c_str(), ep_.port, to_timeval(ep_.connect_timeout));
-    if (c_ == nullptr) throw StoreError(store_errc::unavailable, where(ep_) + ": out of memory");
+void RedisConn::open(const std::string& host, int port) {
+    reset();
+    host_ = host;
+    port_ = port;
+    c_ = redisConnectWithTimeout(host.c_str(), port, to_timeval(ep_.connect_timeout));
+    if (c_ == nullptr) throw StoreError(store_errc::unavailable, where(host, port) + ": out of memory");
     if (c_->err != 0) io_failure("cannot connect");
     redisSetTimeout(c_, to_timeval(ep_.command_timeout));
     redisEnableKeepAlive(c_);
@@ -61,7 +74,7 @@ bool RedisConn::ensure() {
         auto r = command({"AUTH", ep_.password});
         if (error_of(r.get()).size() > 0) {
             reset();
-            throw StoreError(store_errc::unavailable, where(ep_) + ": AUTH refused");
+            throw StoreError(store_errc::unavailable, where(host, port) + ": AUTH refused");
         }
     }
     if (ep_.database != 0) {
@@ -69,9 +82,61 @@ bool RedisConn::ensure() {
         auto r = command({"SELECT", db});
         if (error_of(r.get()).size() > 0) {
             reset();
-            throw StoreError(store_errc::unavailable, where(ep_) + ": SELECT " + db + " refused");
+            throw StoreError(store_errc::unavailable, where(host, port) + ": SELECT " + db + " refused");
         }
     }
+}
+
+void RedisConn::open_slot_owner() {
+    std::vector<ClusterSeeds::Node> seeds;
+    if (!hint_host_.empty()) seeds.emplace_back(hint_host_, hint_port_);
+    for (auto& n : seeds_->candidates(ep_)) seeds.push_back(std::move(n));
+    std::string last_error = "no node to ask";
+    for (const auto& [host, port] : seeds) {
+        try {
+            open(host, port);
+            const auto map = SlotMap::load(*this);
+            seeds_->remember(map);
+            const auto* owner = map.owner(slot_);
+            if (owner == nullptr) {
+                last_error = "no master serves slot " + std::to_string(slot_) + " (cluster down?)";
+                continue;
+            }
+            if (owner->host != host_ || owner->port != port_) open(owner->host, owner->port);
+            hint_host_.clear();
+            return;
+        } catch (const StoreError& e) {
+            last_error = e.what();
+        }
+    }
+    reset();
+    throw StoreError(store_errc::unavailable, "redis cluster via " + ep_.host + ":" + std::to_string(ep_.port) +
+                                                  ": cannot reach the master of slot " + std::to_string(slot_) +
+                                                  ": " + last_error);
+}
+
+bool RedisConn::ensure() {
+    if (c_ != nullptr) return false;
+    if (ep_.cluster && slot_ >= 0) open_slot_owner();
+    else open(ep_.host, ep_.port);
+    return true;
+}
+
+void RedisConn::note_redirect(const redisReply* r) {
+    Redirect to;
+    if (!ep_.cluster || slot_ < 0 || !parse_redirect(error_of(r), to) || !to.moved) return;
+    hint_host_ = to.host.empty() ? host_ : to.host;
+    hint_port_ = to.port;
+    reset();
+}
+
+bool RedisConn::drop_if_closed() noexcept {
+    if (c_ == nullptr || c_->fd < 0) return false;
+    pollfd p{};
+    p.fd = c_->fd;
+    p.events = POLLIN;
+    if (::poll(&p, 1, 0) == 0) return false;
+    reset();
     return true;
 }
 
@@ -99,15 +164,22 @@ void RedisConn::append(const Args& args) {
 }
 
 Reply RedisConn::next() {
-    if (c_ == nullptr) throw StoreError(store_errc::unavailable, where(ep_) + ": not connected");
+    if (c_ == nullptr) throw StoreError(store_errc::unavailable, "redis " + peer() + ": not connected");
     void* r = nullptr;
     if (redisGetReply(c_, &r) != REDIS_OK || r == nullptr) io_failure("no reply");
-    return Reply{static_cast<redisReply*>(r)};
+    Reply reply{static_cast<redisReply*>(r)};
+    if (reply->type == REDIS_REPLY_ERROR) note_redirect(reply.get());
+    return reply;
 }
 
 Reply RedisConn::command(const Args& args) {
-    append(args);
-    return next();
+    // A MOVED reply dropped the connection and named the new owner: follow it (a failover or a
+    // resharding), a few times at most.
+    for (int hop = 0;; ++hop) {
+        append(args);
+        auto r = next();
+        if (c_ != nullptr || hop == 3 || r->type != REDIS_REPLY_ERROR) return r;
+    }
 }
 
 }  // namespace wsgate::detail

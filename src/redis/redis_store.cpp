@@ -1,6 +1,7 @@
 #include <wsgate/redis/redis_store.hpp>
 
 #include <wsgate/detail/store_util.hpp>
+#include "redis_cluster.hpp"
 #include "redis_conn.hpp"
 
 #include <wsgate/random.hpp>
@@ -10,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <mutex>
+#include <stdexcept>
 #include <unordered_set>
 
 namespace wsgate {
@@ -465,7 +467,8 @@ std::vector<std::string> strings_of(const redisReply* r) {
 struct RedisConnectionStore::Impl {
     RedisStoreSettings settings;
     struct Slot {
-        explicit Slot(const RedisEndpoint& ep) : conn(ep) {}
+        Slot(const RedisEndpoint& ep, int key_slot, std::shared_ptr<detail::ClusterSeeds> seeds)
+            : conn(ep, key_slot, std::move(seeds)) {}
         std::mutex mu;
         RedisConn conn;
         std::array<std::string, s_count> sha;  // loaded on each (re)connect
@@ -482,8 +485,20 @@ struct RedisConnectionStore::Impl {
 
     explicit Impl(RedisStoreSettings s) : settings(std::move(s)) {
         if (settings.pool_size == 0) settings.pool_size = 1;
+        int key_slot = -1;
+        if (settings.endpoint.cluster) {
+            if (settings.endpoint.database != 0)
+                throw std::invalid_argument("RedisConnectionStore: a Redis Cluster has database 0 only");
+            // Every script touches several keys: they must share one slot.
+            if (!detail::has_hash_tag(settings.key_prefix)) settings.key_prefix = "{" + settings.key_prefix + "}";
+            if (!detail::has_hash_tag(settings.key_prefix))
+                throw std::invalid_argument("RedisConnectionStore: a Redis Cluster needs a key prefix");
+            key_slot = detail::key_slot(settings.key_prefix);
+        }
+        // The pooled connections share what they learn of the cluster's masters.
+        auto seeds = std::make_shared<detail::ClusterSeeds>();
         for (std::size_t i = 0; i < settings.pool_size; ++i)
-            slots.push_back(std::make_unique<Slot>(settings.endpoint));
+            slots.push_back(std::make_unique<Slot>(settings.endpoint, key_slot, seeds));
     }
 
     // Runs fn(slot) on one pooled connection, held exclusively.
@@ -515,6 +530,8 @@ struct RedisConnectionStore::Impl {
         try {
             const auto current = generation.load(std::memory_order_relaxed);
             if (s.conn.connected() && s.generation != current) s.conn.reset();
+            // A server that closed this idle connection (restarted, failed over) costs no call.
+            if (s.conn.drop_if_closed()) generation.fetch_add(1, std::memory_order_relaxed);
             if (s.conn.ensure()) {
                 s.generation = current;
                 const auto& bodies = script_bodies();

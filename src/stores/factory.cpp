@@ -107,6 +107,7 @@ struct RedisUrl {
     std::string password, host;
     int port = 6379;
     int database = 0;
+    bool cluster = false;
     std::map<std::string, std::string> params;
 };
 
@@ -145,6 +146,11 @@ RedisUrl parse_redis(std::string_view spec, std::initializer_list<std::string_vi
         u.host = std::string(rest);
     }
     if (u.host.empty()) bad(spec, "missing host");
+    if (auto it = u.params.find("cluster"); it != u.params.end()) {
+        if (it->second != "0" && it->second != "1") bad(spec, "cluster is 0 or 1");
+        u.cluster = it->second == "1";
+        if (u.cluster && u.database != 0) bad(spec, "a Redis Cluster has database 0 only (no /DB)");
+    }
     return u;
 }
 
@@ -176,13 +182,14 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
 #endif
     }
     if (spec.starts_with("redis://")) {
-        const auto u = parse_redis(spec, {"prefix", "pool", "timeout_ms", "retry_ms"});
+        const auto u = parse_redis(spec, {"prefix", "pool", "timeout_ms", "retry_ms", "cluster"});
 #ifdef WSGATE_HAVE_REDIS
         RedisStoreSettings s;
         s.endpoint.host = u.host;
         s.endpoint.port = u.port;
         s.endpoint.password = u.password;
         s.endpoint.database = u.database;
+        s.endpoint.cluster = u.cluster;
         if (auto it = u.params.find("prefix"); it != u.params.end()) s.key_prefix = it->second;
         if (auto it = u.params.find("pool"); it != u.params.end())
             s.pool_size = static_cast<std::size_t>(to_int(spec, it->second, 1, 256, "pool"));
@@ -229,13 +236,14 @@ std::shared_ptr<ConnectionStore> make_store(std::string_view spec) {
 std::shared_ptr<Bus> make_bus(std::string_view spec, std::string_view channel) {
     if (spec.empty() || spec == "none") return nullptr;
     if (spec.starts_with("redis://")) {
-        const auto u = parse_redis(spec, {"channel", "timeout_ms", "channels"});
+        const auto u = parse_redis(spec, {"channel", "timeout_ms", "channels", "cluster"});
 #ifdef WSGATE_HAVE_REDIS
         RedisBusSettings s;
         s.endpoint.host = u.host;
         s.endpoint.port = u.port;
         s.endpoint.password = u.password;
         s.endpoint.database = u.database;
+        s.endpoint.cluster = u.cluster;
         if (auto it = u.params.find("channel"); it != u.params.end()) s.channel = it->second;
         if (auto it = u.params.find("timeout_ms"); it != u.params.end())
             s.endpoint.connect_timeout = s.endpoint.command_timeout =

@@ -5,6 +5,7 @@
 
 #include <wsgate/memory_store.hpp>
 #ifdef WSGATE_TEST_REDIS
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 #include <wsgate/redis/redis_store.hpp>
 #endif
@@ -55,6 +56,27 @@ struct RedisStoreFactory {
         s.endpoint.host = shared_redis().host();
         s.endpoint.port = shared_redis().port();
         s.key_prefix = "t" + std::to_string(counter++) + ":";
+        return std::make_shared<RedisConnectionStore>(s);
+    }
+};
+
+/// One three-master Redis Cluster per test process, started on first use.
+inline RedisCluster& shared_redis_cluster() {
+    static RedisCluster cluster{3};
+    return cluster;
+}
+
+/// The store on a Redis Cluster: every store gets its own prefix, hence its own slot, so the
+/// stores of one run spread over the three masters.
+struct RedisClusterStoreFactory {
+    static constexpr const char* name = "redis-cluster";
+    std::shared_ptr<ConnectionStore> make() {
+        static std::atomic<int> counter{0};
+        RedisStoreSettings s;
+        s.endpoint.host = shared_redis_cluster().host();
+        s.endpoint.port = shared_redis_cluster().port();
+        s.endpoint.cluster = true;
+        s.key_prefix = "c" + std::to_string(counter++) + ":";
         return std::make_shared<RedisConnectionStore>(s);
     }
 };

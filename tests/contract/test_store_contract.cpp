@@ -20,6 +20,7 @@ using namespace wsgate;
 using namespace std::chrono_literals;
 using wsgate::test::MemoryStoreFactory;
 #ifdef WSGATE_TEST_REDIS
+using wsgate::test::RedisClusterStoreFactory;
 using wsgate::test::RedisStoreFactory;
 #endif
 #ifdef WSGATE_TEST_SQLITE
@@ -70,7 +71,7 @@ using Ids = std::vector<std::string>;
 #define WSGATE_SQLITE_STORE_
 #endif
 #ifdef WSGATE_TEST_REDIS
-#define WSGATE_REDIS_STORE_ , RedisStoreFactory
+#define WSGATE_REDIS_STORE_ , RedisStoreFactory, RedisClusterStoreFactory
 #else
 #define WSGATE_REDIS_STORE_
 #endif

@@ -30,6 +30,11 @@ public:
         port_ = free_port();
         start();
     }
+    /// A server started with `extra` appended to its command line (e.g. cluster mode).
+    explicit RedisServer(std::vector<std::string> extra) : dir_("wsgate-redis"), extra_(std::move(extra)) {
+        port_ = free_port();
+        start();
+    }
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
     ~RedisServer() { stop(); }
@@ -38,6 +43,7 @@ public:
     [[nodiscard]] std::string host() const { return "127.0.0.1"; }
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
     [[nodiscard]] bool running() const noexcept { return pid_ > 0; }
+    [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_.path(); }
 
     /// SIGKILLs the server (a crash, as far as clients can tell) and reaps it.
     void stop() noexcept {
@@ -59,6 +65,7 @@ public:
         const std::string dir = dir_.path().string();
         std::vector<std::string> args{bin, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
                                       "--appendonly", "no", "--daemonize", "no", "--logfile", dir + "/redis.log"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
         std::vector<char*> argv;  // built before fork: the child only calls async-signal-safe functions
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -118,11 +125,7 @@ public:
         return ok;
     }
 
-private:
-    static std::string binary() {
-        const char* env = std::getenv("WSGATE_REDIS_SERVER");
-        return env != nullptr && *env != '\0' ? env : "/usr/bin/redis-server";
-    }
+    /// A free loopback TCP port (another process may take it before it is used).
     static int free_port() {
         const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in addr{};
@@ -139,7 +142,13 @@ private:
         return ntohs(addr.sin_port);
     }
 
+private:
+    static std::string binary() {
+        const char* env = std::getenv("WSGATE_REDIS_SERVER");
+        return env != nullptr && *env != '\0' ? env : "/usr/bin/redis-server";
+    }
     TempDir dir_;
+    std::vector<std::string> extra_;
     int port_ = 0;
     pid_t pid_ = -1;
 };

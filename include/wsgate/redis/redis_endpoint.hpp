@@ -16,6 +16,12 @@ struct RedisEndpoint {
     int database = 0;      ///< SELECTed when non-zero
     Duration connect_timeout = std::chrono::milliseconds{1000};
     Duration command_timeout = std::chrono::milliseconds{2000};  ///< a reply slower than this fails the call
+    /**
+     * A Redis Cluster: `host:port` is any node of it (a seed), from which the slot map is read
+     * (CLUSTER SLOTS); each command goes to the master serving its slot, and a MOVED reply (a
+     * failover, a resharding) makes the next call read the map again. `database` must be 0.
+     */
+    bool cluster = false;
 };
 
 }  // namespace wsgate

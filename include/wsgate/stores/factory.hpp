@@ -7,12 +7,14 @@
  * |---|---|
  * | `memory` | InMemoryConnectionStore |
  * | `sqlite:PATH` | SqliteConnectionStore on PATH (needs `wsgate::sqlite`) |
- * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=T&retry_ms=R]` | RedisConnectionStore (needs `wsgate::redis`) |
+ * | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=T&retry_ms=R&cluster=1]` | RedisConnectionStore (needs `wsgate::redis`) |
  * | `dynamodb://TABLE[?endpoint=URL&region=R&create=1&timeout_ms=T&insecure=1]` | DynamoDbConnectionStore (needs `wsgate::dynamodb`) |
  *
  * Redis parameters: `prefix` (key prefix), `pool` (connections, 1–256), `timeout_ms` (connect and
  * command timeout, `RedisEndpoint::connect_timeout` and `command_timeout`), `retry_ms` (how long calls fail fast after
- * Redis was found unreachable, `RedisStoreSettings::retry_after`; 0 retries every call).
+ * Redis was found unreachable, `RedisStoreSettings::retry_after`; 0 retries every call), `cluster=1`
+ * (HOST:PORT is a node of a Redis Cluster, `RedisEndpoint::cluster`; no `/DB`; a `prefix` without
+ * a `{hash tag}` is wrapped in braces so every key shares one slot).
  *
  * DynamoDB parameters: `endpoint` (e.g. `http://127.0.0.1:8000` for DynamoDB Local or dynalite;
  * plain or percent-encoded; default `https://dynamodb.<region>.amazonaws.com`), `region` (default
@@ -23,9 +25,10 @@
  * AWS_SESSION_TOKEN, read for every request. Unknown parameters are refused.
  *
  * Bus specs: `none` (or empty) gives no bus;
- * `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T&channels=routed|single]` gives a
- * RedisBus. `channels=single` (RedisBusSettings::per_topic_channels false) sends every publish on
- * the one channel, as 0.1 nodes do: for a rolling upgrade, where every node must agree.
+ * `redis://[:PASSWORD@]HOST[:PORT][/DB][?channel=C&timeout_ms=T&channels=routed|single&cluster=1]`
+ * gives a RedisBus. `channels=single` (RedisBusSettings::per_topic_channels false) sends every
+ * publish on the one channel, as 0.1 nodes do: for a rolling upgrade, where every node must agree.
+ * `cluster=1`: HOST:PORT is a node of a Redis Cluster; each route's channel goes to its shard.
  */
 
 #include <wsgate/bus.hpp>

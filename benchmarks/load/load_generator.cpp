@@ -4,7 +4,26 @@
 // /proc/<server-pid>), and the generator's own CPU use.
 //
 //   bench_load_generator --mode wsgate|bare --port P --server-pid PID -n 1000 -m 200 [-w 8] [--size 64]
+//
+// Against several nodes of the demo server (examples/realtime_server; scaleout.sh drives it):
+//
+//   bench_load_generator --mode wsgate --ports P0,P1,P2 --server-pid PID0,PID1,PID2 [--redis-pid PID]
+//       --topic leaderboard:bench --token-secret SECRET --publish http --admin-key KEY --row scaleout ...
+//
+// Subscriber i connects to node i % k with its own HS256 user token (`sub` bench-<i>, permission
+// read_leaderboard); events go out as the demo's server-side publish, POST /publish with the admin
+// key, over one keep-alive HTTP connection to node 0. The scale-out row adds the p99 of deliveries
+// on node 0 (local) and on the other nodes (cross-node, through the bus), the time until the last
+// member got an event, the POST's own round trip, and Redis's CPU per 1,000 deliveries (utime +
+// stime of --redis-pid across the publish phase only).
 #include <wsgate/beast/client.hpp>
+#ifdef WSGATE_BENCH_HAVE_AUTH
+#include <wsgate/auth/jwt.hpp>
+#endif
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -31,15 +50,31 @@ namespace {
 
 struct Args {
     std::string mode = "wsgate";
-    unsigned port = 0;
-    long server_pid = 0;
+    std::vector<unsigned> ports;
+    std::vector<long> server_pids;
+    long redis_pid = 0;
     std::size_t n = 1000;
     std::size_t m = 200;
     std::size_t window = 8;
     std::size_t size = 64;
     std::size_t connect_parallel = 200;
     std::string label;
+    std::string topic = "bench";
+    std::string token_secret;  // mint a user token per subscriber (the demo's session secret)
+    std::string publish = "ws";  // ws: {"type":"publish"} frames; http: POST /publish
+    std::string admin_key;
+    std::string row = "load";  // load: run.sh's row; scaleout: scaleout.sh's row
 };
+
+template <class T>
+std::vector<T> split_numbers(const std::string& v) {
+    std::vector<T> out;
+    std::stringstream in(v);
+    std::string part;
+    while (std::getline(in, part, ','))
+        if (!part.empty()) out.push_back(static_cast<T>(std::stol(part)));
+    return out;
+}
 
 long long now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
 
@@ -58,6 +93,12 @@ double proc_cpu_seconds(long pid) {
     return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+double procs_cpu_seconds(const std::vector<long>& pids) {
+    double s = 0;
+    for (long p : pids) s += proc_cpu_seconds(p);
+    return s;
+}
+
 long proc_rss_kib(long pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -65,6 +106,12 @@ long proc_rss_kib(long pid) {
         if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
     }
     return 0;
+}
+
+long procs_rss_kib(const std::vector<long>& pids) {
+    long s = 0;
+    for (long p : pids) s += proc_rss_kib(p);
+    return s;
 }
 
 double self_cpu_seconds() {
@@ -82,6 +129,53 @@ bool find_int(std::string_view s, std::string_view key, long long& out) {
     return std::from_chars(b, s.data() + s.size(), out).ec == std::errc{};
 }
 
+// The p-th percentile in ms of microsecond samples (reorders `v`).
+double pct_ms(std::vector<std::uint32_t>& v, double p) {
+    if (v.empty()) return 0;
+    auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return v[k] / 1000.0;
+}
+
+// POST /publish over one keep-alive connection (the demo's server-side publish with the admin key).
+class HttpPublisher {
+public:
+    std::error_code connect(unsigned port) {
+        boost::system::error_code ec;
+        socket_.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
+        if (!ec) socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+        host_ = "127.0.0.1:" + std::to_string(port);
+        return ec;
+    }
+    /// The response status, or 0 if the connection failed (`error` says why).
+    int post(const std::string& target, std::string body, const std::string& admin_key, std::string& error) {
+        namespace http = boost::beast::http;
+        http::request<http::string_body> req{http::verb::post, target, 11};
+        req.set(http::field::host, host_);
+        req.set(http::field::content_type, "application/json");
+        req.set("X-Admin-Key", admin_key);
+        req.keep_alive(true);
+        req.body() = std::move(body);
+        req.prepare_payload();
+        boost::system::error_code ec;
+        http::write(socket_, req, ec);
+        http::response<http::string_body> res;
+        if (!ec) http::read(socket_, buffer_, res, ec);
+        if (ec) {
+            error = ec.message();
+            return 0;
+        }
+        if (res.result_int() != 200) error = res.body();
+        return static_cast<int>(res.result_int());
+    }
+
+private:
+    boost::asio::io_context ioc_;
+    boost::asio::ip::tcp::socket socket_{ioc_};
+    boost::beast::flat_buffer buffer_;
+    std::string host_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,26 +183,69 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
         if (k == "--mode") a.mode = v;
-        else if (k == "--port") a.port = std::stoul(v);
-        else if (k == "--server-pid") a.server_pid = std::stol(v);
+        else if (k == "--port" || k == "--ports") a.ports = split_numbers<unsigned>(v);
+        else if (k == "--server-pid") a.server_pids = split_numbers<long>(v);
+        else if (k == "--redis-pid") a.redis_pid = std::stol(v);
         else if (k == "-n") a.n = std::stoul(v);
         else if (k == "-m") a.m = std::stoul(v);
         else if (k == "-w") a.window = std::stoul(v);
         else if (k == "--size") a.size = std::stoul(v);
         else if (k == "--label") a.label = v;
+        else if (k == "--topic") a.topic = v;
+        else if (k == "--token-secret") a.token_secret = v;
+        else if (k == "--publish") a.publish = v;
+        else if (k == "--admin-key") a.admin_key = v;
+        else if (k == "--row") a.row = v;
+    }
+    if (a.ports.empty()) {
+        std::cerr << "--port or --ports is required\n";
+        return 1;
     }
     const bool wsgate_mode = a.mode == "wsgate";
-    const std::string base = "ws://127.0.0.1:" + std::to_string(a.port);
-    const std::string sub_url = base + (wsgate_mode ? "/ws" : "/sub");
-    const std::string pub_url = base + (wsgate_mode ? "/ws" : "/pub");
+    const bool http_publish = a.publish == "http";
+    const std::size_t nodes = a.ports.size();
+    auto base = [&](std::size_t node) { return "ws://127.0.0.1:" + std::to_string(a.ports[node]); };
+    const std::string pub_url = base(0) + (wsgate_mode ? "/ws" : "/pub");
+#ifdef WSGATE_BENCH_HAVE_AUTH
+    const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch() + std::chrono::hours{1})
+                         .count();
+    std::unique_ptr<wsgate::jwt::SigningKey> token_key;
+    if (!a.token_secret.empty())
+        token_key = std::make_unique<wsgate::jwt::SigningKey>(
+            wsgate::jwt::SigningKey::hmac(wsgate::jwt::Algorithm::hs256, a.token_secret));
+#else
+    if (!a.token_secret.empty()) {
+        std::cerr << "--token-secret: this build has no wsgate::auth\n";
+        return 1;
+    }
+#endif
+    // One user per subscriber (the demo allows 20 connections per user), reading leaderboards.
+    auto sub_url = [&](std::size_t i) {
+        std::string url = base(i % nodes) + (wsgate_mode ? "/ws" : "/sub");
+#ifdef WSGATE_BENCH_HAVE_AUTH
+        if (token_key)
+            url += "?token=" + wsgate::jwt::sign({{"sub", "bench-" + std::to_string(i)},
+                                                   {"permissions", {"read_leaderboard", "read_events"}},
+                                                   {"exp", exp}},
+                                                  *token_key);
+#endif
+        return url;
+    };
+    const std::string subscribe_frame = R"({"type":"subscribe","topic":")" + a.topic + "\"}";
 
     wsgate::beast::ClientContext ctx(1);
-    const long rss0 = a.server_pid ? proc_rss_kib(a.server_pid) : 0;
+    const long rss0 = procs_rss_kib(a.server_pids);
 
     // State shared with the I/O thread.
     std::vector<std::atomic<std::uint32_t>> received(a.m);
-    std::vector<std::uint32_t> latencies_us;
-    latencies_us.reserve(a.n * a.m);
+    std::vector<std::atomic<long long>> sent_ns(a.m);
+    // Delivery latencies on node 0 (where events are published) and on the other nodes; the time
+    // from publishing an event until its last member got it. Written by the one I/O thread only.
+    std::vector<std::uint32_t> lat_local, lat_remote, last_member_us;
+    lat_local.reserve(a.n / nodes * a.m + a.m);
+    lat_remote.reserve(a.n * a.m - a.n / nodes * a.m);
+    last_member_us.reserve(a.m);
     std::mutex mu;
     std::condition_variable cv;
     std::size_t connected = 0, subscribed = 0, failed = 0, completed = 0;
@@ -116,10 +253,20 @@ int main(int argc, char** argv) {
     std::atomic<long long> last_rx_ns{0};
     wsgate::beast::Client* publisher_ptr = nullptr;
     std::string pad(a.size > 40 ? a.size - 40 : 1, 'x');
+    // http: the publisher thread's permits (events it may still put in flight).
+    std::mutex pmu;
+    std::condition_variable pcv;
+    std::size_t permits = std::min(a.window, a.m);
+    bool publish_stop = false;
 
+    auto event_data = [&](std::size_t seq) {
+        const long long t = now_ns();
+        sent_ns[seq].store(t, std::memory_order_relaxed);
+        return "{\"seq\":" + std::to_string(seq) + ",\"t\":" + std::to_string(t) + ",\"p\":\"" + pad + "\"}";
+    };
     auto make_event = [&](std::size_t seq) {
-        std::string ev = "{\"seq\":" + std::to_string(seq) + ",\"t\":" + std::to_string(now_ns()) + ",\"p\":\"" + pad + "\"}";
-        if (wsgate_mode) return "{\"type\":\"publish\",\"topic\":\"bench\",\"data\":" + ev + "}";
+        std::string ev = event_data(seq);
+        if (wsgate_mode) return R"({"type":"publish","topic":")" + a.topic + "\",\"data\":" + ev + "}";
         return ev;
     };
 
@@ -127,7 +274,8 @@ int main(int argc, char** argv) {
     subs.reserve(a.n);
     for (std::size_t i = 0; i < a.n; ++i) {
         auto c = std::make_unique<wsgate::beast::Client>(ctx);
-        c->on_message([&](std::string_view text) {
+        const bool local = i % nodes == 0;
+        c->on_message([&, local](std::string_view text) {
             long long seq = -1, t = 0;
             if (!find_int(text, "\"seq\":", seq) || !find_int(text, "\"t\":", t)) {
                 if (text.find("\"ack\"") != std::string_view::npos) {
@@ -139,11 +287,19 @@ int main(int argc, char** argv) {
             }
             long long rx = now_ns();
             last_rx_ns.store(rx, std::memory_order_relaxed);
-            latencies_us.push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - t) / 1000)));  // one I/O thread
+            (local ? lat_local : lat_remote).push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - t) / 1000)));
             if (seq < 0 || static_cast<std::size_t>(seq) >= a.m) return;
             if (received[static_cast<std::size_t>(seq)].fetch_add(1) + 1 == a.n) {
-                std::size_t k = next_event.fetch_add(1);
-                if (k < a.m) publisher_ptr->send(make_event(k));
+                const long long sent = sent_ns[static_cast<std::size_t>(seq)].load(std::memory_order_relaxed);
+                last_member_us.push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - sent) / 1000)));
+                if (http_publish) {
+                    std::lock_guard plk(pmu);
+                    ++permits;
+                    pcv.notify_one();
+                } else {
+                    std::size_t k = next_event.fetch_add(1);
+                    if (k < a.m) publisher_ptr->send(make_event(k));
+                }
                 std::lock_guard lk(mu);
                 ++completed;
                 cv.notify_all();
@@ -159,10 +315,11 @@ int main(int argc, char** argv) {
         std::unique_lock lk(mu);
         if (connected + failed == a.n) break;
         while (started < a.n && started - connected - failed < a.connect_parallel) {
-            auto* c = subs[started++].get();
+            const std::size_t i = started++;
+            auto* c = subs[i].get();
             lk.unlock();
-            c->async_connect(sub_url, [&, c](std::error_code ec) {
-                if (!ec && wsgate_mode) c->send(R"({"type":"subscribe","topic":"bench"})");
+            c->async_connect(sub_url(i), [&, c](std::error_code ec) {
+                if (!ec && wsgate_mode) c->send(subscribe_frame);
                 std::lock_guard lk2(mu);
                 (ec ? failed : connected)++;
                 if (!ec && !wsgate_mode) ++subscribed;
@@ -182,26 +339,64 @@ int main(int argc, char** argv) {
     }
     const double connect_s = std::chrono::duration<double>(Clock::now() - t_connect).count();
     std::this_thread::sleep_for(500ms);
-    const long rss1 = a.server_pid ? proc_rss_kib(a.server_pid) : 0;
+    const long rss1 = procs_rss_kib(a.server_pids);
 
     wsgate::beast::Client publisher(ctx);
-    if (auto ec = publisher.connect(pub_url)) {
-        std::cerr << "publisher: " << ec.message() << "\n";
-        return 1;
+    HttpPublisher http_publisher;
+    if (http_publish) {
+        if (auto ec = http_publisher.connect(a.ports[0])) {
+            std::cerr << "publisher: " << ec.message() << "\n";
+            return 1;
+        }
+    } else {
+        if (auto ec = publisher.connect(pub_url)) {
+            std::cerr << "publisher: " << ec.message() << "\n";
+            return 1;
+        }
+        publisher_ptr = &publisher;
     }
-    publisher_ptr = &publisher;
 
-    const double srv_cpu0 = a.server_pid ? proc_cpu_seconds(a.server_pid) : 0;
+    const double srv_cpu0 = procs_cpu_seconds(a.server_pids);
+    const double redis_cpu0 = a.redis_pid ? proc_cpu_seconds(a.redis_pid) : 0;
     const double gen_cpu0 = self_cpu_seconds();
     const long long t0 = now_ns();
-    for (std::size_t i = 0; i < std::min(a.window, a.m); ++i) publisher.send(make_event(next_event.fetch_add(1)));
+    std::vector<std::uint32_t> request_us;
+    std::string publish_error;
+    std::thread http_thread;
+    if (http_publish) {
+        // Blocking POSTs on their own thread, so the I/O thread only counts deliveries.
+        request_us.reserve(a.m);
+        http_thread = std::thread([&] {
+            for (std::size_t k = 0; k < a.m; ++k) {
+                {
+                    std::unique_lock plk(pmu);
+                    pcv.wait(plk, [&] { return permits > 0 || publish_stop; });
+                    if (publish_stop) return;
+                    --permits;
+                }
+                std::string body = R"({"topic":")" + a.topic + R"(","type":"bench","data":)" + event_data(k) + "}";
+                const long long t = now_ns();
+                std::string error;
+                const int status = http_publisher.post("/publish", std::move(body), a.admin_key, error);
+                request_us.push_back(static_cast<std::uint32_t>((now_ns() - t) / 1000));
+                if (status != 200) {
+                    std::lock_guard lk(mu);
+                    publish_error = "POST /publish: " + std::to_string(status) + " " + error;
+                    cv.notify_all();
+                    return;
+                }
+            }
+        });
+    } else {
+        for (std::size_t i = 0; i < std::min(a.window, a.m); ++i) publisher.send(make_event(next_event.fetch_add(1)));
+    }
     bool stalled = false;
     {
         std::unique_lock lk(mu);
         std::size_t seen = 0;
-        while (completed < a.m) {
-            cv.wait_for(lk, 5s, [&] { return completed != seen; });
-            if (completed == seen) {
+        while (completed < a.m && publish_error.empty()) {
+            cv.wait_for(lk, 5s, [&] { return completed != seen || !publish_error.empty(); });
+            if (completed == seen && publish_error.empty()) {
                 stalled = true;  // frames were lost (backpressure) or the server died
                 break;
             }
@@ -210,32 +405,64 @@ int main(int argc, char** argv) {
     }
     const long long t1 = stalled ? last_rx_ns.load() : now_ns();
     const double wall = static_cast<double>(t1 - t0) / 1e9;
-    const double srv_cpu = a.server_pid ? proc_cpu_seconds(a.server_pid) - srv_cpu0 : 0;
+    const double srv_cpu = procs_cpu_seconds(a.server_pids) - srv_cpu0;
+    const double redis_cpu = a.redis_pid ? proc_cpu_seconds(a.redis_pid) - redis_cpu0 : 0;
     const double gen_cpu = self_cpu_seconds() - gen_cpu0;
+    if (http_thread.joinable()) {
+        {
+            std::lock_guard plk(pmu);
+            publish_stop = true;
+        }
+        pcv.notify_all();
+        http_thread.join();
+    }
+    if (!publish_error.empty()) {
+        std::cerr << publish_error << "\n";
+        return 1;
+    }
 
     std::size_t deliveries = 0;
     for (auto& r : received) deliveries += r.load();
-    std::vector<std::uint32_t> lat;
+    std::vector<std::uint32_t> lat, local, remote, last;
     {
         std::lock_guard lk(mu);
-        lat = latencies_us;
+        local = lat_local;
+        remote = lat_remote;
+        last = last_member_us;
     }
-    auto pct = [&](double p) -> double {
-        if (lat.empty()) return 0;
-        auto k = static_cast<std::size_t>(p * static_cast<double>(lat.size() - 1));
-        std::nth_element(lat.begin(), lat.begin() + static_cast<long>(k), lat.end());
-        return lat[k] / 1000.0;
-    };
-    const double p50 = pct(0.50), p99 = pct(0.99);
+    lat = local;
+    lat.insert(lat.end(), remote.begin(), remote.end());
+    const double p50 = pct_ms(lat, 0.50), p99 = pct_ms(lat, 0.99);
     const double gen_pct = wall > 0 ? 100.0 * gen_cpu / wall : 0;
     const double rss_per_conn = a.n ? static_cast<double>(rss1 - rss0) / static_cast<double>(a.n) : 0;
+    const char* gen_note = gen_pct >= 90 ? " (lower bound)" : "";
+    const char* stall_note = stalled ? " STALLED: lost frames, figures cover what arrived" : "";
+    const std::string label = a.label.empty() ? a.mode : a.label;
 
-    std::printf("| %s | %zu | %zu | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f%%%s | %.1f |%s\n",
-                a.label.empty() ? a.mode.c_str() : a.label.c_str(), a.n, a.m,
-                static_cast<double>(deliveries) / wall, p50, p99, srv_cpu, rss_per_conn, gen_pct,
-                gen_pct >= 90 ? " (lower bound)" : "", connect_s,
-                stalled ? " STALLED: lost frames, figures cover what arrived" : "");
+    if (a.row == "scaleout") {
+        // The 1-minute load average at the end: the machine may be shared.
+        std::string load = "?";
+        std::ifstream("/proc/loadavg") >> load;
+        // | case | N | nodes | events | deliveries/s | p50 | p99 | local p99 | cross-node p99 |
+        //   last member p50 | p99 | POST p50 | nodes' CPU s | Redis CPU ms: total / per 1k deliveries | generator CPU | connect s | load |
+        char cross[32] = "—";
+        if (nodes > 1) std::snprintf(cross, sizeof cross, "%.2f", pct_ms(remote, 0.99));
+        char redis[32] = "—";
+        if (a.redis_pid && deliveries)
+            std::snprintf(redis, sizeof redis, "%.0f / %.3f", 1000.0 * redis_cpu,
+                          1000.0 * redis_cpu / (static_cast<double>(deliveries) / 1000.0));
+        char post[32] = "—";
+        if (http_publish) std::snprintf(post, sizeof post, "%.2f", pct_ms(request_us, 0.50));
+        std::printf("| %s | %zu | %zu | %zu | %.0f | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %s | %.2f | %s | %.0f%%%s | %.1f | %s |%s\n",
+                    label.c_str(), a.n, nodes, a.m, static_cast<double>(deliveries) / wall, p50, p99,
+                    pct_ms(local, 0.99), cross, pct_ms(last, 0.50), pct_ms(last, 0.99), post, srv_cpu, redis, gen_pct,
+                    gen_note, connect_s, load.c_str(), stall_note);
+    } else {
+        std::printf("| %s | %zu | %zu | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f%%%s | %.1f |%s\n", label.c_str(), a.n, a.m,
+                    static_cast<double>(deliveries) / wall, p50, p99, srv_cpu, rss_per_conn, gen_pct, gen_note, connect_s,
+                    stall_note);
+    }
     std::fflush(stdout);
-    publisher.close();
+    if (!http_publish) publisher.close();
     return stalled ? 2 : 0;
 }

@@ -413,7 +413,8 @@ private:
 
     std::mutex connect_mu_;
     mutable std::shared_mutex local_mu_;
-    std::unordered_map<ConnectionId, std::shared_ptr<Local>> local_;
+    /// Keyed by a view of the Local's own `rec.id` (never changed; the entry holds the Local).
+    std::unordered_map<std::string_view, std::shared_ptr<Local>> local_;
     std::unique_ptr<LocalIndex> index_;  ///< guarded by local_mu_ (see LocalIndex)
     std::unordered_map<std::string, std::size_t> anonymous_per_ip_;  ///< guarded by local_mu_
     std::atomic<std::size_t> gated_{0};  ///< local connections that recovered a topic (see send_gated)

@@ -71,10 +71,9 @@ private:
                                   bool from_end);
 
     struct Entry;
-    /// A topic's subscribers, contiguous so that fan-out walks memory in order; the id is kept
-    /// inline so an unfiltered publish never touches the record.
+    /// A topic's subscriber, in a contiguous list per topic. Only the entry: a copy of the id here
+    /// would cost every subscription a string (and its heap block) on top of the record's.
     struct Member {
-        ConnectionId id;
         Entry* entry;
     };
     struct Entry {

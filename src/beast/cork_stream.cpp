@@ -5,7 +5,9 @@
 
 namespace wsgate::beast::detail {
 
-CorkStream::CorkStream(bb::tcp_stream&& s) : s_(std::move(s)) {}
+CorkStream::CorkStream(socket_type&& s) : s_(std::move(s)) {}
+
+CorkStream::CorkStream(bb::tcp_stream&& s) : s_(s.release_socket()) {}
 
 void CorkStream::uncork(std::function<void(bb::error_code)> done) {
     corked_ = false;

@@ -1,9 +1,10 @@
 #pragma once
-// CorkStream: the next layer under each server WebSocket stream, a tcp_stream that can be corked
+// CorkStream: the next layer under each server WebSocket stream, a TCP socket that can be corked
 // so that several WebSocket frames leave in one socket write. Internal to wsgate::beast.
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket/teardown.hpp>
@@ -38,7 +39,7 @@ struct PendingHandler final : Pending {
 };
 
 /**
- * The next layer under each WebSocket stream: a tcp_stream that can be corked. While corked,
+ * The next layer under each WebSocket stream: a TCP socket that can be corked. While corked,
  * frames the websocket stream writes are gathered in memory and their writes complete at once;
  * uncork() sends everything gathered with one socket write. Writes arriving while a flush is on
  * the wire wait their turn (in order) and complete when their bytes were written.
@@ -46,13 +47,17 @@ struct PendingHandler final : Pending {
  */
 class CorkStream {
 public:
-    using executor_type = bb::tcp_stream::executor_type;
+    using socket_type = net::ip::tcp::socket;
+    using executor_type = socket_type::executor_type;
 
+    // A plain socket, not a tcp_stream: the websocket stream keeps its own timer for handshake
+    // and idle timeouts, and a tcp_stream's two timers would cost every idle connection.
+    explicit CorkStream(socket_type&& s);
     explicit CorkStream(bb::tcp_stream&& s);
 
     executor_type get_executor() noexcept { return s_.get_executor(); }
-    bb::tcp_stream& next_layer() noexcept { return s_; }
-    const bb::tcp_stream& next_layer() const noexcept { return s_; }
+    socket_type& next_layer() noexcept { return s_; }
+    const socket_type& next_layer() const noexcept { return s_; }
 
     /// Something that keeps the owner alive while a flush is on the wire.
     void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
@@ -113,7 +118,7 @@ private:
 
     void finish_round(bb::error_code ec);
 
-    bb::tcp_stream s_;
+    socket_type s_;
     std::weak_ptr<void> owner_;
     std::string pending_;
     std::string inflight_;

@@ -104,13 +104,14 @@ void HttpSession::upgrade(http::request<http::string_body> req) {
     cr.connection_id = make_connection_id();
 
     auto gw = srv_.gateway.lock();
-    auto session = std::make_shared<WsSession>(srv_, std::move(stream_), cr.connection_id);
+    auto session = std::make_shared<WsSession>(srv_, stream_.release_socket(), cr.connection_id);
     session->hold_slot(cr.source_ip);
     if (!gw) return session->deny(503, "not_ready", req.version());
     // Register the queue first: the Gateway may publish to the id before on_connect returns.
     {
         std::unique_lock lk(srv_.sessions_mu);
-        srv_.sessions[cr.connection_id] = session;
+        srv_.sessions.erase(session->id());  // the key is a view: an old entry goes with its own key
+        srv_.sessions.emplace(session->id(), session);
     }
     ConnectResult result = gw->on_connect(cr);
     if (!result.accepted) {
@@ -121,8 +122,9 @@ void HttpSession::upgrade(http::request<http::string_body> req) {
     if (result.id != cr.connection_id) {
         std::unique_lock lk(srv_.sessions_mu);
         srv_.sessions.erase(cr.connection_id);
-        srv_.sessions[result.id] = session;
-        session->set_id(result.id);
+        session->set_id(result.id);  // before the entry: its key is a view of the session's id
+        srv_.sessions.erase(session->id());  // the key is a view: an old entry goes with its own key
+        srv_.sessions.emplace(session->id(), session);
     }
     session->accept(std::move(req));
 }

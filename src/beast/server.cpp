@@ -132,7 +132,10 @@ void Server::start() {
     }
     im.bound_port = im.acceptor.local_endpoint().port();
     im.accepting = true;
-    net::dispatch(im.acceptor.get_executor(), [&im] { im.do_accept(); });
+    net::dispatch(im.acceptor.get_executor(), [&im] {
+        im.do_accept();
+        im.start_heartbeat();
+    });
     for (std::size_t i = 0; i < std::max<std::size_t>(1, im.settings.threads); ++i) {
         im.threads.emplace_back([&im] {
             for (;;) {
@@ -170,11 +173,12 @@ void Server::stop() {
         boost::system::error_code ec;
         im.acceptor.close(ec);
         im.accept_timer.cancel();
+        im.heartbeat_timer.cancel();
     });
     std::vector<ConnectionId> ids;
     {
         std::shared_lock lk(im.sessions_mu);
-        for (const auto& kv : im.sessions) ids.push_back(kv.first);
+        for (const auto& kv : im.sessions) ids.emplace_back(kv.first);
     }
     auto gw = im.gateway.lock();
     for (const auto& id : ids) {
@@ -233,6 +237,7 @@ std::string Server::prometheus_text() const {
     counter("http_header_too_large_total", "Requests answered 431.", get(m.header_too_large));
     counter("http_bad_requests_total", "Requests that did not parse, answered 400.", get(m.bad_requests));
     counter("pongs_total", "Pongs received from clients.", get(m.pongs));
+    counter("pings_total", "Keep-alive pings sent to quiet clients.", get(m.pings));
     counter("deflate_connections_total", "WebSocket handshakes that negotiated permessage-deflate.",
             get(m.deflate_accepted));
     counter("dropped_frames_total", "Frames dropped because a connection's queue was full.", dropped_frames());

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -33,7 +34,8 @@ class WsSession;
 struct Server::Impl {
     explicit Impl(ServerSettings s)
         : settings(std::move(s)), ioc(static_cast<int>(std::max<std::size_t>(1, settings.threads))),
-          acceptor(net::make_strand(ioc)), accept_timer(acceptor.get_executor()) {}
+          acceptor(net::make_strand(ioc)), accept_timer(acceptor.get_executor()),
+          heartbeat_timer(acceptor.get_executor()) {}
 
     ServerSettings settings;
     // Declared before `ioc`: sessions that handlers still hold give their slot back when the
@@ -58,9 +60,16 @@ struct Server::Impl {
     // acceptor's strand only
     net::steady_timer accept_timer;
     std::chrono::milliseconds accept_delay{0};
+    // The heartbeat sweep (acceptor's strand): pings quiet peers and ends silent ones, for all
+    // sessions at once (see WsSession::heartbeat_check).
+    net::steady_timer heartbeat_timer;
+    void start_heartbeat();
+    void heartbeat_sweep();
 
     mutable std::shared_mutex sessions_mu;
-    std::unordered_map<ConnectionId, std::shared_ptr<WsSession>> sessions;
+    // Keyed by a view of the session's own id (WsSession::id()): the entry holds the session, so
+    // the key lives as long as the entry, and an idle connection pays for one copy of its id.
+    std::unordered_map<std::string_view, std::shared_ptr<WsSession>> sessions;
 
     std::mutex state_mu;
     std::condition_variable state_cv;

@@ -64,29 +64,31 @@ void WsSession::deny(int status, const std::string& reason, unsigned version) {
     res->keep_alive(false);
     res->body() = json_error(status, reason);
     res->prepare_payload();
-    auto& stream = bb::get_lowest_layer(ws_);
-    stream.expires_after(std::chrono::seconds(5));
-    http::async_write(stream, *res, [self = shared_from_this(), res](boost::system::error_code, std::size_t) {
+    // The websocket stream never ran: the answer goes out on the socket, under its own timeout.
+    auto stream = std::make_shared<bb::tcp_stream>(std::move(ws_.next_layer().next_layer()));
+    stream->expires_after(std::chrono::seconds(5));
+    http::async_write(*stream, *res, [self = shared_from_this(), res, stream](boost::system::error_code, std::size_t) {
         boost::system::error_code ec;
-        bb::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_send, ec);
-        bb::get_lowest_layer(self->ws_).close();
+        stream->socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream->close();
     });
 }
 
 void WsSession::accept(http::request<http::string_body> req) {
     auto& s = srv_.settings;
-    bb::get_lowest_layer(ws_).expires_never();  // the websocket stream has its own timeouts
     ws_.next_layer().set_owner(weak_from_this());
     websocket::stream_base::timeout t{};
     t.handshake_timeout = s.handshake_timeout;
-    t.idle_timeout = s.heartbeat_timeout.count() > 0 ? bb::websocket::stream_base::duration(s.heartbeat_timeout)
-                                                     : websocket::stream_base::none();
-    t.keep_alive_pings = s.keep_alive_pings;
+    // Beast's own idle timer stays off: the server's heartbeat sweep pings and ends silent peers
+    // (see Server::Impl::heartbeat_sweep). The handshake timeout also bounds the close handshake.
+    t.idle_timeout = websocket::stream_base::none();
+    t.keep_alive_pings = false;
     ws_.set_option(t);
     ws_.read_message_max(s.max_message_bytes);
     // A pong shows a live peer even when it sends no messages (a read-only viewer): tell the
     // Gateway, whose inactivity timeout would otherwise end it. Runs on this session's strand.
     ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
+        saw_traffic();
         if (kind != websocket::frame_type::pong) return;
         if (auto gw = srv_.gateway.lock()) gw->touch(id_);
         srv_.metrics.pongs.fetch_add(1, std::memory_order_release);
@@ -121,6 +123,9 @@ void WsSession::accept(http::request<http::string_body> req) {
 
 void WsSession::on_accept(boost::system::error_code ec) {
     if (ec) return finish(ec);
+    // The handshake is answered: drop the decorator's captured strings for the connection's life.
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type&) {}));
+    saw_traffic();  // the heartbeat starts now
     bool schedule = false;
     {
         std::lock_guard lk(mu_);
@@ -133,13 +138,35 @@ void WsSession::on_accept(boost::system::error_code ec) {
 }
 
 void WsSession::do_read() {
-    ws_.async_read(rbuf_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-        self->on_read(ec);
+    // An idle connection holds no read buffer: the pending read waits for the first byte of the
+    // next message in `probe_`, inside this object, and `rbuf_` is allocated only when a message
+    // arrives (Beast would otherwise prepare a frame's worth of it for every waiting read). The
+    // websocket stream's own state (frame header, UTF-8 check, size limit, control frames) spans
+    // both reads.
+    ws_.async_read_some(net::mutable_buffer(&probe_, 1),
+                        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                            self->on_first_byte(ec, n);
+                        });
+}
+
+void WsSession::on_first_byte(boost::system::error_code ec, std::size_t n) {
+    if (ec) return finish(ec);
+    saw_traffic();
+    if (n > 0) {
+        auto b = rbuf_.prepare(1);
+        *static_cast<char*>(b.data()) = probe_;
+        rbuf_.commit(1);
+    }
+    if (ws_.is_message_done()) return on_read({});
+    // The rest of the message, appended to the first byte.
+    ws_.async_read(rbuf_, [self = shared_from_this()](boost::system::error_code ec2, std::size_t) {
+        self->on_read(ec2);
     });
 }
 
 void WsSession::on_read(boost::system::error_code ec) {
     if (ec) return finish(ec);
+    saw_traffic();
     if (auto gw = srv_.gateway.lock()) {
         if (!ws_.got_text()) {
             // The protocol is JSON text; Beast has validated UTF-8 only for text frames.
@@ -149,9 +176,9 @@ void WsSession::on_read(boost::system::error_code ec) {
             gw->on_message(id_, std::string_view{static_cast<const char*>(data.data()), data.size()});
         }
     }
-    rbuf_.consume(rbuf_.size());
-    // An idle connection should not keep the buffer of its largest message.
-    if (rbuf_.capacity() > 16 * 1024) rbuf_.shrink_to_fit();
+    // Released, not kept: the connection is idle until its next message (see do_read).
+    rbuf_.clear();
+    rbuf_.shrink_to_fit();
     do_read();
 }
 
@@ -248,10 +275,74 @@ void WsSession::finish(boost::system::error_code ec) {
     if (ec == websocket::error::message_too_big) {
         // Beast has already sent close 1009.
         gw->end(id_, EndReason::policy, "message too big");
-    } else if (ec == bb::error::timeout && !close_started_) {
+    } else if ((heartbeat_expired_ || ec == bb::error::timeout) && !close_started_) {
         gw->end(id_, EndReason::heartbeat, "no traffic");
     } else {
         gw->on_disconnect(id_);
+    }
+}
+
+WsSession::Heartbeat WsSession::heartbeat_check(std::int64_t now, std::int64_t timeout, bool pings) noexcept {
+    const std::int64_t rx = last_rx_.load(std::memory_order_relaxed);
+    if (rx == 0 || expiring_.load(std::memory_order_relaxed)) return Heartbeat::none;
+    const std::int64_t quiet = now - rx;
+    if (quiet >= timeout) return expiring_.exchange(true) ? Heartbeat::none : Heartbeat::expire;
+    if (pings && quiet >= timeout / 2 && last_ping_.load(std::memory_order_relaxed) < rx) {
+        last_ping_.store(now, std::memory_order_relaxed);
+        return Heartbeat::ping;
+    }
+    return Heartbeat::none;
+}
+
+void WsSession::send_heartbeat_ping() {
+    if (close_started_ || ping_inflight_) return;
+    ping_inflight_ = true;
+    ws_.async_ping({}, [self = shared_from_this()](boost::system::error_code) { self->ping_inflight_ = false; });
+}
+
+void WsSession::expire_heartbeat() {
+    if (close_started_) return;  // the close handshake has its own timeout
+    heartbeat_expired_ = true;
+    // The pending read fails and finish() ends the connection as EndReason::heartbeat.
+    boost::system::error_code ec;
+    auto& socket = ws_.next_layer().next_layer();
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+}
+
+void Server::Impl::start_heartbeat() {
+    if (settings.heartbeat_timeout.count() <= 0) return;
+    // Sixteen looks per timeout (at most one a second): a ping leaves within 1/16 of the timeout
+    // after half of it, and a silent peer ends within 1/16 after all of it.
+    const auto tick = std::clamp<std::chrono::milliseconds>(settings.heartbeat_timeout / 16, std::chrono::milliseconds(10),
+                                                            std::chrono::milliseconds(1000));
+    heartbeat_timer.expires_after(tick);
+    heartbeat_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec || !accepting.load()) return;
+        heartbeat_sweep();
+        start_heartbeat();
+    });
+}
+
+void Server::Impl::heartbeat_sweep() {
+    const std::int64_t now = WsSession::heartbeat_now();
+    const std::int64_t timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(settings.heartbeat_timeout).count();
+    std::vector<std::pair<std::shared_ptr<WsSession>, WsSession::Heartbeat>> due;
+    {
+        std::shared_lock lk(sessions_mu);
+        for (const auto& [id, s] : sessions) {
+            const auto what = s->heartbeat_check(now, timeout, settings.keep_alive_pings);
+            if (what != WsSession::Heartbeat::none) due.emplace_back(s, what);
+        }
+    }
+    for (auto& [s, what] : due) {
+        auto ex = s->executor();
+        if (what == WsSession::Heartbeat::ping) {
+            metrics.pings.fetch_add(1, std::memory_order_relaxed);
+            net::post(ex, [s = std::move(s)] { s->send_heartbeat_ping(); });
+        } else {
+            net::post(ex, [s = std::move(s)] { s->expire_heartbeat(); });
+        }
     }
 }
 
@@ -267,9 +358,10 @@ void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
         dirty.push_back(std::move(s));
         if (!flush_posted) post = flush_posted = true;
     }
-    // Two hops: the first lets read completions already in the reactor run (more publishes
-    // queue more frames on the same connections), the second writes them together.
-    if (post) net::post(ioc, [this] { net::post(ioc, [this] { flush_dirty(); }); });
+    // Three hops: the first two let reads already in progress finish (a message takes two: its
+    // first byte, then the rest; see WsSession::do_read), so more publishes queue more frames on
+    // the same connections; the third writes them together.
+    if (post) net::post(ioc, [this] { net::post(ioc, [this] { net::post(ioc, [this] { flush_dirty(); }); }); });
 }
 
 void Server::Impl::flush_dirty() {

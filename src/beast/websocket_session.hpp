@@ -9,6 +9,8 @@
 #include <boost/beast/websocket.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,8 +42,8 @@ inline websocket::permessage_deflate beast_deflate_options(const DeflateSettings
 // senders on other threads under `mu_`.
 class WsSession : public std::enable_shared_from_this<WsSession> {
 public:
-    WsSession(Server::Impl& srv, bb::tcp_stream&& stream, ConnectionId id)
-        : srv_(srv), ws_(std::move(stream)), id_(std::move(id)) {}
+    WsSession(Server::Impl& srv, tcp::socket&& socket, ConnectionId id)
+        : srv_(srv), ws_(std::move(socket)), id_(std::move(id)) {}
     ~WsSession() { release_slot(); }
     WsSession(const WsSession&) = delete;
     WsSession& operator=(const WsSession&) = delete;
@@ -71,10 +73,32 @@ public:
     /// Answers the upgrade the Gateway accepted (timeouts, limits, subprotocol), then reads.
     void accept(http::request<http::string_body> req);
 
+    /// What a peer's silence calls for (see Server::Impl::heartbeat_sweep).
+    enum class Heartbeat { none, ping, expire };
+    /// Any thread. The heartbeat sweep's look at this session at `now` (steady clock, ns): a ping
+    /// after half of `timeout` without a frame from the peer (once per quiet spell, with `pings`),
+    /// the end after all of it. Asks for each once; the sweep posts the action to the strand.
+    Heartbeat heartbeat_check(std::int64_t now, std::int64_t timeout, bool pings) noexcept;
+    /// On the strand: sends the keep-alive ping (unless one is on its way or the close began).
+    void send_heartbeat_ping();
+    /// On the strand: ends a silent peer (EndReason::heartbeat) by closing its socket.
+    void expire_heartbeat();
+    /// The steady clock in nanoseconds, as the heartbeat compares it.
+    static std::int64_t heartbeat_now() noexcept {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    }
+
 private:
+    /// A frame (or the first byte of a message) came from the peer.
+    void saw_traffic() noexcept { last_rx_.store(heartbeat_now(), std::memory_order_relaxed); }
+
     void on_accept(boost::system::error_code ec);
 
+    // Waits for the next message with no heap buffer (see websocket_session.cpp).
     void do_read();
+
+    void on_first_byte(boost::system::error_code ec, std::size_t n);
 
     void on_read(boost::system::error_code ec);
 
@@ -97,7 +121,8 @@ private:
     Server::Impl& srv_;
     websocket::stream<detail::CorkStream> ws_;
     ConnectionId id_;
-    bb::flat_buffer rbuf_;
+    bb::flat_buffer rbuf_;  // the message being read; empty and unallocated while idle
+    char probe_ = 0;        // the first byte of the next message (do_read)
     std::vector<Payload> batch_;  // strand only: frames of the current corked write
     std::size_t batch_pos_ = 0;
 
@@ -115,6 +140,15 @@ private:
 
     std::string slot_address_;
     std::atomic<bool> slot_held_{false};
+
+    // Heartbeat: one sweep per server instead of a timer per connection (no pending wait and
+    // no re-armed timer per message). Set and read without the strand.
+    std::atomic<std::int64_t> last_rx_{0};    // last frame from the peer; 0 until the handshake is done
+    std::atomic<std::int64_t> last_ping_{0};  // last keep-alive ping asked for
+    std::atomic<bool> expiring_{false};       // the end was asked for
+    // strand only
+    bool ping_inflight_ = false;
+    bool heartbeat_expired_ = false;
 };
 
 

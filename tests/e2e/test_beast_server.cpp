@@ -580,9 +580,41 @@ TEST_CASE("keep-alive pings hold a live peer; a silent one is ended by the idle 
     rig.server->send(silent_id, wsgate::make_payload(R"({"type":"wake"})"));
     CHECK(eventually([&] { return rig.gw->metrics().ended_total(wsgate::EndReason::heartbeat).load() == 1; }));
     CHECK(live.is_open());
+    CHECK(rig.server->metrics().pings.load() >= 2);  // the silent one was pinged before its end
     live.send(R"({"type":"ping"})");
     CHECK(next_of_type(live, "pong"));
     silent.unblock();
+}
+
+TEST_CASE("messages are traffic: a peer that keeps sending is never pinged, and ends when it stops",
+          "[e2e][beast][liveness]") {
+    wb::ServerSettings ss;
+    ss.heartbeat_timeout = 1200ms;  // a ping after 600 ms without a frame
+    Rig rig(ss);
+    wb::Client chatty;
+    REQUIRE_FALSE(chatty.connect(rig.url()));
+    // A message every 100 ms for 1.8 s: well inside every ping interval.
+    for (int i = 0; i < 18; ++i) {
+        chatty.send(R"({"type":"ping"})");
+        std::this_thread::sleep_for(100ms);
+    }
+    CHECK(rig.server->metrics().pings.load() == 0);
+    CHECK(chatty.is_open());
+    CHECK(rig.gw->metrics().ended_total(wsgate::EndReason::heartbeat).load() == 0);
+}
+
+TEST_CASE("without keep-alive pings, a peer that sends nothing is ended by the heartbeat, unpinged",
+          "[e2e][beast][liveness]") {
+    wb::ServerSettings ss;
+    ss.heartbeat_timeout = 300ms;
+    ss.keep_alive_pings = false;
+    Rig rig(ss);
+    wb::Client listener;  // its I/O thread reads, so it would answer a ping; none comes
+    REQUIRE_FALSE(listener.connect(rig.url()));
+    CHECK(eventually([&] { return rig.gw->metrics().ended_total(wsgate::EndReason::heartbeat).load() == 1; }));
+    CHECK(listener.wait_closed(5s));
+    CHECK(rig.server->metrics().pings.load() == 0);
+    CHECK(rig.server->connection_count() == 0);
 }
 
 TEST_CASE("coalesced writes keep every frame whole and in order", "[e2e][beast]") {

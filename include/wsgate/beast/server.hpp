@@ -99,12 +99,15 @@ struct ServerSettings {
     std::chrono::milliseconds accept_retry_max{1'000};
     std::chrono::milliseconds handshake_timeout{10'000};
     /**
-     * No frame at all from the peer (no message, no pong) for this long ends the connection
-     * (EndReason::heartbeat). 0 = off. Distinct from GatewaySettings::inactivity_timeout, which
-     * counts only messages and the pongs this server reports through Gateway::touch().
+     * No frame at all from the peer (no message, no ping, no pong) for this long ends the
+     * connection (EndReason::heartbeat). 0 = off. A message counts when its first byte and when
+     * its last byte arrive. One sweep per server checks every connection sixteen times per
+     * timeout (at most once a second), so the end comes up to 1/16 of it late. Distinct from
+     * GatewaySettings::inactivity_timeout, which counts only messages and the pongs this server
+     * reports through Gateway::touch().
      */
     std::chrono::milliseconds heartbeat_timeout{60'000};
-    /// Send a ping frame after half of `heartbeat_timeout` without traffic.
+    /// Send a ping frame after half of `heartbeat_timeout` without traffic (ServerMetrics::pings).
     bool keep_alive_pings = true;
     /**
      * Subprotocol names the server accepts and echoes, in preference order. The token convention
@@ -135,6 +138,7 @@ struct ServerMetrics {
     Counter header_too_large{0};      ///< requests answered 431
     Counter bad_requests{0};          ///< requests that did not parse, answered 400
     Counter pongs{0};                 ///< pongs received (each one reported to Gateway::touch)
+    Counter pings{0};                 ///< keep-alive pings sent to quiet peers (`keep_alive_pings`)
     Counter deflate_accepted{0};      ///< handshakes answered with permessage-deflate
 };
 

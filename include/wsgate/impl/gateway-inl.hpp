@@ -19,7 +19,6 @@ namespace wsgate {
 /// What this node keeps about a connection it accepted: the reaper flag, the rate bucket and
 /// copies of the times sweep() checks (so a sweep never reads the store for live connections).
 struct Gateway::Local : std::enable_shared_from_this<Gateway::Local> {
-    ConnectionId id;  ///< set before the Local is in `local_`, never changed (read without `mu`)
     std::atomic<bool> ended{false};
     std::mutex mu;
     double tokens = 0;
@@ -30,10 +29,11 @@ struct Gateway::Local : std::enable_shared_from_this<Gateway::Local> {
     std::optional<TimePoint> token_expires_at;
     bool expiry_warned = false;  // token_expiring sent for the current token
     TimePoint last_seen{};
-    std::optional<std::string> anonymous_ip;  ///< set for anonymous principals (per-IP cap)
+    bool anonymous_slot = false;  ///< holds one of `rec.source_ip`'s anonymous slots (per-IP cap)
     /// This node's copy of the record and its topics: what local delivery filters with (the
     /// principal), what the index mirrors (topics, user), and what the node registers again after
-    /// the store lost it.
+    /// the store lost it. Its `id` is set before the Local is in `local_` and never changed
+    /// (read without `mu`).
     ConnectionRecord rec;
     /// Serializes a change of this connection's subscriptions in the store with the same change in
     /// `rec.topics`, and with a re-registration writing `rec`: the store and the copy never end
@@ -45,8 +45,29 @@ struct Gateway::Local : std::enable_shared_from_this<Gateway::Local> {
         bool replaying = false;      ///< live publications are held until the replay is sent
         std::vector<std::pair<std::uint64_t, Payload>> held;
     };
-    std::unordered_map<std::string, Gate> gates;
+    using Gates = std::unordered_map<std::string, Gate>;
+    /// Allocated while some topic is gated (most connections never recover one); guarded by `mu`.
+    std::unique_ptr<Gates> gates;
     std::atomic<bool> gated{false};  ///< gates is non-empty (read without the lock on fan-out)
+
+    Gate& open_gate(const std::string& topic, bool* created = nullptr) {
+        if (!gates) gates = std::make_unique<Gates>();
+        auto [it, added] = gates->try_emplace(topic);
+        if (created != nullptr) *created = added;
+        return it->second;
+    }
+    Gate* gate(const std::string& topic) {
+        if (!gates) return nullptr;
+        auto it = gates->find(topic);
+        return it == gates->end() ? nullptr : &it->second;
+    }
+    /// Removes `topic`'s gate; true if it had one and none is left.
+    bool close_gate(const std::string& topic) {
+        if (!gates || gates->erase(topic) == 0) return false;
+        if (!gates->empty()) return false;
+        gates.reset();
+        return true;
+    }
 };
 
 /**
@@ -65,9 +86,10 @@ struct Gateway::LocalIndex {
     Map topics;
     Map users;
 
-    /// True if the entry is new.
+    /// True if the entry is new. A new key's set starts with two buckets, grown as members come
+    /// (a user's set mostly holds one or two; a default set allocates thirteen on first insert).
     static bool add(Map& m, const std::string& key, Local* l) {
-        return !key.empty() && m[key].insert(l).second;
+        return !key.empty() && m.try_emplace(key, 1).first->second.insert(l).second;
     }
     /// True if there was an entry to remove.
     static bool remove(Map& m, const std::string& key, Local* l) {
@@ -281,7 +303,6 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
     rec.principal = std::move(principal);
 
     auto local = std::make_shared<Local>();
-    local->id = rec.id;
     local->tokens = settings_.rate_burst;
     local->refilled_at = now;
     local->connected_at = now;
@@ -291,7 +312,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
     local->last_seen = now;
     // Only a known address is counted: a socket server always knows its peer's.
     const bool anonymous = rec.principal.kind == PrincipalKind::anonymous && !rec.source_ip.empty();
-    if (anonymous) local->anonymous_ip = rec.source_ip;
+    local->anonymous_slot = anonymous;
     local->rec = rec;
     // With a routed bus the node hears the user's publishes before the connection is accepted;
     // the users index entry added below owns this interest, and a refused connect gives it back.
@@ -331,7 +352,7 @@ WSGATE_INLINE ConnectResult Gateway::admit(const ConnectRequest& request, Princi
                 if (it != anonymous_per_ip_.end() && it->second >= settings_.max_anonymous_per_ip)
                     return deny(429, "too_many_anonymous_connections");
             }
-            if (!local_.try_emplace(rec.id, local).second) return deny(409, "duplicate_connection_id");
+            if (!local_.try_emplace(local->rec.id, local).second) return deny(409, "duplicate_connection_id");
             LocalIndex::add(index_->users, rec.principal.user_id, local.get());
             registered = true;
             if (anonymous) ++anonymous_per_ip_[rec.source_ip];
@@ -612,7 +633,7 @@ WSGATE_INLINE void Gateway::finish(const ConnectionRecord& rec, EndReason r, boo
             std::unique_lock lock(local_mu_);
             if (auto it = local_.find(rec.id); it != local_.end()) {
                 unindex(*it->second, bus_routed_ ? &released : nullptr);
-                if (it->second->anonymous_ip) release_anonymous_slot(*it->second->anonymous_ip);
+                if (it->second->anonymous_slot) release_anonymous_slot(it->second->rec.source_ip);
                 if (it->second->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
                 local_.erase(it);
             }
@@ -1053,7 +1074,7 @@ WSGATE_INLINE SubscriptionResult Gateway::unsubscribe(const ConnectionId& id, co
     }
     if (auto local = local_of(id)) {
         std::lock_guard lock(local->mu);
-        if (local->gates.erase(topic) > 0 && local->gates.empty() && local->gated.exchange(false))
+        if (local->close_gate(topic) && local->gated.exchange(false))
             gated_.fetch_sub(1, std::memory_order_relaxed);
     }
     return r;
@@ -1268,8 +1289,8 @@ WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedLi
                 return;
             }
         }
-        if (gated != nullptr && local.gated.load(std::memory_order_acquire)) gated->emplace_back(local.id, local.shared_from_this());
-        else out.ids.push_back(local.id);
+        if (gated != nullptr && local.gated.load(std::memory_order_acquire)) gated->emplace_back(local.rec.id, local.shared_from_this());
+        else out.ids.push_back(local.rec.id);
     };
     auto consider_all = [&](const LocalIndex::Members& members) {
         for (Local* local : members) consider(*local);
@@ -1306,9 +1327,8 @@ WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedLi
 WSGATE_INLINE SendStatus Gateway::send_gated(Local& local, const ConnectionId& id, const std::string& topic,
                                             std::uint64_t offset, const Payload& payload) {
     std::lock_guard lock(local.mu);
-    auto it = local.gates.find(topic);
-    if (it != local.gates.end()) {
-        auto& gate = it->second;
+    if (auto* g = local.gate(topic)) {
+        auto& gate = *g;
         // The replay sent it already: not sent twice. Counted as delivered, which it was.
         if (offset <= gate.replayed) return SendStatus::ok;
         if (gate.replaying) {
@@ -1379,17 +1399,16 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
     const bool gated = since && local;
     if (gated) {
         std::lock_guard lock(local->mu);
-        auto [it, created] = local->gates.try_emplace(topic);
-        new_gate = created;
-        it->second.replaying = true;
+        local->open_gate(topic, &new_gate).replaying = true;
         if (!local->gated.exchange(true)) gated_.fetch_add(1, std::memory_order_relaxed);
     }
     auto reopen = [&] {
         if (!gated) return;
         std::lock_guard lock(local->mu);
-        if (new_gate) local->gates.erase(topic);
-        else if (auto it = local->gates.find(topic); it != local->gates.end()) it->second.replaying = false;
-        if (local->gates.empty() && local->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
+        bool none_left = !local->gates;
+        if (new_gate) none_left = local->close_gate(topic);
+        else if (auto* g = local->gate(topic)) g->replaying = false;
+        if (none_left && local->gated.exchange(false)) gated_.fetch_sub(1, std::memory_order_relaxed);
     };
     auto plain = subscribe(rec, topic);
     r.error = plain.error;
@@ -1447,7 +1466,7 @@ WSGATE_INLINE SubscriptionResult Gateway::subscribe(const ConnectionRecord& rec,
     };
     if (gated) {
         std::lock_guard lock(local->mu);
-        auto& gate = local->gates[topic];
+        auto& gate = local->open_gate(topic);
         // The client holds everything up to its position: live ones up to it are duplicates too.
         std::uint64_t replayed = std::max(gate.replayed, r.recovery.recovered ? since->offset : 0);
         for (std::size_t i = 0; i < frames.size(); ++i) {

@@ -52,7 +52,9 @@ WSGATE_INLINE void InMemoryConnectionStore::put(const ConnectionRecord& r) {
     }
     e.record = r;
     e.record.topics.clear();
-    if (!r.principal.user_id.empty()) by_user_[r.principal.user_id].insert(&e);
+    // Most users have one or two connections: a new entry starts with two buckets (grown as
+    // needed), not the thirteen a default set allocates on its first insert.
+    if (!r.principal.user_id.empty()) by_user_.try_emplace(r.principal.user_id, 1).first->second.insert(&e);
     by_node_[r.node_id].insert(&e);
     e.expiry = by_expiry_.emplace(r.expires_at, &e);
 }
@@ -111,7 +113,7 @@ WSGATE_INLINE SubscribeResult InMemoryConnectionStore::subscribe_capped(const Co
     if (max_topics > 0 && e.topics.size() >= max_topics) return SubscribeResult::limit_reached;
     auto& members = by_topic_[topic];
     e.topics.emplace(topic, members.size());
-    members.push_back(Member{e.record.id, &e});
+    members.push_back(Member{&e});
     return SubscribeResult::subscribed;
 }
 
@@ -144,7 +146,7 @@ WSGATE_INLINE std::vector<ConnectionId> InMemoryConnectionStore::subscribers(con
     auto it = by_topic_.find(topic);
     if (it == by_topic_.end()) return out;
     out.reserve(it->second.size());
-    for (const Member& m : it->second) out.push_back(m.id);
+    for (const Member& m : it->second) out.push_back(m.entry->record.id);
     return out;
 }
 
@@ -202,7 +204,7 @@ WSGATE_INLINE ResolvedAudience InMemoryConnectionStore::resolve(const Audience& 
                 const auto& members = it->second;
                 out.ids.reserve(members.size());
                 if (unfiltered) {
-                    for (const Member& m : members) out.ids.push_back(m.id);
+                    for (const Member& m : members) out.ids.push_back(m.entry->record.id);
                 } else {
                     for (const Member& m : members) consider(*m.entry);
                 }

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 
 namespace wsgate::aws {
 
@@ -139,12 +140,27 @@ std::string req_string(const json& obj, const char* name) {
     return v->get<std::string>();
 }
 
+std::int64_t to_int(const json& v, const char* name) {
+    if (v.is_number_unsigned()) {
+        const auto u = v.get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            throw FieldError{event_errc::bad_field_type, name};
+        return static_cast<std::int64_t>(u);
+    }
+    if (v.is_number_integer()) return v.get<std::int64_t>();
+    if (v.is_number_float()) {
+        // Converting a double outside the int64 range (or NaN) is undefined: refused instead.
+        const double d = v.get<double>();
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+            throw FieldError{event_errc::bad_field_type, name};
+        return static_cast<std::int64_t>(d);
+    }
+    throw FieldError{event_errc::bad_field_type, name};
+}
+
 std::int64_t opt_int(const json& obj, const char* name) {
     const json* v = field(obj, name);
-    if (!v) return 0;
-    if (v->is_number_integer() || v->is_number_unsigned()) return v->get<std::int64_t>();
-    if (v->is_number_float()) return static_cast<std::int64_t>(v->get<double>());
-    throw FieldError{event_errc::bad_field_type, name};
+    return v ? to_int(*v, name) : 0;
 }
 
 std::map<std::string, std::string> string_map(const json& obj, const char* name, bool lower_keys) {
@@ -212,8 +228,12 @@ RequestContext parse_context(const json& rc, bool require_connection) {
         }
     }
     if (const json* code = field(rc, "disconnectStatusCode")) {
+        // A close code is 0..4999 (RFC 6455 §7.4); anything outside int would not convert.
         if (!code->is_number_integer()) throw FieldError{event_errc::bad_field_type, "disconnectStatusCode"};
-        c.disconnect_status_code = code->get<int>();
+        const std::int64_t n = to_int(*code, "disconnectStatusCode");
+        if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max())
+            throw FieldError{event_errc::bad_field_type, "disconnectStatusCode"};
+        c.disconnect_status_code = static_cast<int>(n);
     }
     c.disconnect_reason = opt_string(rc, "disconnectReason");
     return c;

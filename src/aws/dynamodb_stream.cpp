@@ -167,8 +167,7 @@ DynamoDbRecord parse_record(const json& rec) {
     }
     r.sequence_number = detail::opt_string(*d, "SequenceNumber");
     if (const json* t = detail::field(*d, "ApproximateCreationDateTime")) {
-        if (!t->is_number()) throw detail::FieldError{event_errc::bad_field_type, "ApproximateCreationDateTime"};
-        r.approximate_creation_time = static_cast<std::int64_t>(t->get<double>());
+        r.approximate_creation_time = detail::to_int(*t, "ApproximateCreationDateTime");
     }
     r.stream_view_type = detail::opt_string(*d, "StreamViewType");
     return r;

@@ -22,6 +22,10 @@ const nlohmann::json* field(const nlohmann::json& obj, const char* name);
 std::string scalar_text(const nlohmann::json& v);
 std::string opt_string(const nlohmann::json& obj, const char* name);
 std::string req_string(const nlohmann::json& obj, const char* name);
+/// A JSON number as a 64-bit integer (a fraction is cut off). Anything else, NaN, or a value
+/// outside the int64 range is FieldError{bad_field_type, name}.
+std::int64_t to_int(const nlohmann::json& v, const char* name);
+/// The field as to_int(), 0 if absent.
 std::int64_t opt_int(const nlohmann::json& obj, const char* name);
 std::map<std::string, std::string> string_map(const nlohmann::json& obj, const char* name, bool lower_keys);
 std::map<std::string, std::vector<std::string>> multi_map(const nlohmann::json& obj, const char* name, bool lower_keys);

@@ -150,6 +150,11 @@ TEST_CASE("malformed events are errors, never crashes", "[aws][event]") {
         {rc(R"(,"authorizer":[1])") + "}", event_errc::bad_field_type},
         {rc(R"(,"disconnectStatusCode":"1000")") + "}", event_errc::bad_field_type},
         {rc(R"(,"connectedAt":"soon")") + "}", event_errc::bad_field_type},
+        // Numbers beyond the int64 range are refused, never converted out of range.
+        {rc(R"(,"connectedAt":1.70001e67)") + "}", event_errc::bad_field_type},
+        {rc(R"(,"requestTimeEpoch":-9.3e18)") + "}", event_errc::bad_field_type},
+        {rc(R"(,"connectedAt":18446744073709551615)") + "}", event_errc::bad_field_type},
+        {rc(R"(,"disconnectStatusCode":4294967296)") + "}", event_errc::bad_field_type},
     };
     for (const auto& c : cases) {
         INFO(c.text);

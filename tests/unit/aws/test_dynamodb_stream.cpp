@@ -97,6 +97,17 @@ TEST_CASE("unusable stream events", "[aws][dynamodb]") {
     CHECK(r.skipped.size() == 4);
     REQUIRE(r.records.size() == 1);
     CHECK(r.records[0].keys == json::object());
+    // A creation time beyond the int64 range (or 2^63, or a huge unsigned) skips the record with
+    // a clear reason instead of converting out of range.
+    const auto big = parse_dynamodb_stream_event(
+        R"({"Records":[{"eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":1.7e67}},)"
+        R"({"eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":9223372036854775808.0}},)"
+        R"({"eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":18446744073709551615}},)"
+        R"({"eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":1700000000.5}}]})");
+    CHECK_FALSE(big.error);
+    CHECK(big.skipped.size() == 3);
+    REQUIRE(big.records.size() == 1);
+    CHECK(big.records[0].approximate_creation_time == std::optional<std::int64_t>{1700000000});
 }
 
 // ---- ReportBatchItemFailures -----------------------------------------------------------------

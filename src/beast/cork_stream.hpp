@@ -1,6 +1,10 @@
 #pragma once
-// CorkStream: the next layer under each server WebSocket stream, a TCP socket that can be corked
-// so that several WebSocket frames leave in one socket write. Internal to wsgate::beast.
+// CorkStream: the next layer under each server WebSocket stream and the one writer of its TCP
+// socket. Prepared data frames (frame.hpp) and Beast's own writes (handshake answer, control
+// frames, compressed messages) queue here in order and leave in as few socket writes as
+// possible. Internal to wsgate::beast.
+#include "frame.hpp"
+
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
@@ -21,7 +25,7 @@ namespace wsgate::beast::detail {
 namespace net = boost::asio;
 namespace bb = boost::beast;
 
-// A completion waiting inside CorkStream (move-only handlers, type-erased).
+// A completion of one of Beast's writes, waiting inside CorkStream (move-only, type-erased).
 struct Pending {
     virtual ~Pending() = default;
     virtual void complete(bb::error_code ec, std::size_t n) = 0;
@@ -39,19 +43,36 @@ struct PendingHandler final : Pending {
 };
 
 /**
- * The next layer under each WebSocket stream: a TCP socket that can be corked. While corked,
- * frames the websocket stream writes are gathered in memory and their writes complete at once;
- * uncork() sends everything gathered with one socket write. Writes arriving while a flush is on
- * the wire wait their turn (in order) and complete when their bytes were written.
- * Used on the connection's strand only.
+ * The next layer under each WebSocket stream, and the only thing that writes its socket.
+ *
+ * Two kinds of bytes queue here, in the order they arrive:
+ * - prepared data frames (add_frame): whole frames, shared with other connections, never copied;
+ * - Beast's writes (async_write_some): the handshake answer, pings, pongs, close frames, and
+ *   the frames of a connection that compresses. They are copied and complete once written;
+ *   while corked they complete at once and wait for uncork().
+ * Everything queued leaves with one gathering socket write (writev) per round; what arrives
+ * during a round waits for the next. A frame is never split by another write, so control
+ * frames land between whole data frames (RFC 6455 §5.4). Once Beast has queued a close frame,
+ * no data frame is added after it (§5.5.1).
+ *
+ * The connection hears through its Listener when a round that carried its data (frames, or
+ * writes gathered while corked) was written. Used on the connection's strand only.
  */
 class CorkStream {
 public:
     using socket_type = net::ip::tcp::socket;
     using executor_type = socket_type::executor_type;
 
-    // A plain socket, not a tcp_stream: the websocket stream keeps its own timer for handshake
-    // and idle timeouts, and a tcp_stream's two timers would cost every idle connection.
+    /// Told when the data the connection queued (frames, corked writes) has been written.
+    struct Listener {
+        virtual void frames_written(bb::error_code ec) = 0;
+
+    protected:
+        ~Listener() = default;
+    };
+
+    // A plain socket, not a tcp_stream: a tcp_stream's two timers would cost every idle
+    // connection (the websocket stream keeps the handshake timer).
     explicit CorkStream(socket_type&& s);
     explicit CorkStream(bb::tcp_stream&& s);
 
@@ -59,77 +80,116 @@ public:
     socket_type& next_layer() noexcept { return s_; }
     const socket_type& next_layer() const noexcept { return s_; }
 
-    /// Something that keeps the owner alive while a flush is on the wire.
-    void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
+    /// Something that keeps the owner alive while a round is on the wire, and who to tell.
+    void set_owner(std::weak_ptr<void> owner, Listener* listener = nullptr) {
+        owner_ = std::move(owner);
+        listener_ = listener;
+    }
 
     template <class MutableBufferSequence, class ReadHandler>
     auto async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
         return s_.async_read_some(buffers, std::forward<ReadHandler>(handler));
     }
 
+    // Beast's writes: copied into the queue (one of Beast's writes always starts a frame, or is
+    // the handshake answer, since each completes whole).
     template <class ConstBufferSequence, class WriteHandler>
     auto async_write_some(const ConstBufferSequence& buffers, WriteHandler&& token) {
         return net::async_initiate<WriteHandler, void(bb::error_code, std::size_t)>(
             [this](auto handler, const ConstBufferSequence& bufs) {
                 using H = std::decay_t<decltype(handler)>;
-                if (!corked_ && !flushing_ && pending_.empty()) {
-                    s_.async_write_some(bufs, std::move(handler));
-                    return;
-                }
                 if (error_) {
                     PendingHandler<H>(std::move(handler), 0).complete(error_, 0);
                     return;
                 }
                 const std::size_t n = append(bufs);
                 if (corked_) {
+                    pending_.gathered = true;
                     PendingHandler<H>(std::move(handler), n).complete({}, n);
-                } else {
-                    waiting_.push_back(std::make_unique<PendingHandler<H>>(std::move(handler), n));
-                    if (!flushing_) flush();
+                    return;
                 }
+                pending_.waiters.push_back(std::make_unique<PendingHandler<H>>(std::move(handler), n));
+                if (!flushing_) flush();
             },
             token, buffers);
     }
 
-    /// Starts gathering: writes complete at once and their bytes wait for uncork().
+    /// Queues a prepared frame (dropped after an error or once a close frame is queued).
+    void add_frame(Frame f);
+
+    /// Starts gathering: Beast's writes complete at once and wait for uncork().
     void cork() noexcept { corked_ = true; }
     /// True while corked.
     [[nodiscard]] bool corked() const noexcept { return corked_; }
 
-    /// Ends a cork: sends what was gathered, then calls `done(ec)` (on this strand).
+    /**
+     * Ends a cork and sends everything queued. The Listener hears once it was written, or at
+     * once with the error when nothing more can be sent (a failed socket, a close frame queued:
+     * then `net::error::operation_aborted`).
+     */
+    void uncork();
+    /// uncork(), then `done(ec)` once nothing is queued or on the wire.
     void uncork(std::function<void(bb::error_code)> done);
 
-    /// Runs `fn` once nothing is buffered or on the wire (the close handshake's teardown).
+    /// Runs `fn` once nothing is queued or on the wire (the close handshake's teardown).
     void when_drained(std::function<void(bb::error_code)> fn);
 
+    /// A close frame has been queued: no data frame follows it.
+    [[nodiscard]] bool close_queued() const noexcept { return close_queued_; }
+
 private:
+    // One piece of a round: a prepared frame's bytes, or a stretch of `copied`.
+    struct Segment {
+        const std::string* frame;  // null: bytes [offset, offset + size) of `copied`
+        std::size_t offset;
+        std::size_t size;
+    };
+    // What one socket write (or several, after a partial write) sends.
+    struct Round {
+        std::vector<Frame> frames;  // held until written
+        std::string copied;         // Beast's bytes
+        std::vector<Segment> segments;
+        std::vector<std::unique_ptr<Pending>> waiters;  // Beast's writes completing with the round
+        bool gathered = false;                          // carries the connection's data
+        [[nodiscard]] bool empty() const noexcept { return segments.empty(); }
+        void clear() noexcept;  // keeps the capacity for the next round
+    };
+
     template <class ConstBufferSequence>
     std::size_t append(const ConstBufferSequence& bufs) {
-        std::size_t n = 0;
+        const std::size_t start = pending_.copied.size();
         for (auto it = net::buffer_sequence_begin(bufs); it != net::buffer_sequence_end(bufs); ++it) {
             net::const_buffer b = *it;
-            pending_.append(static_cast<const char*>(b.data()), b.size());
-            n += b.size();
+            pending_.copied.append(static_cast<const char*>(b.data()), b.size());
         }
+        const std::size_t n = pending_.copied.size() - start;
+        // RFC 6455 §5.2: FIN with opcode 8 (close) is 0x88; the handshake answer starts with 'H'.
+        if (n > 0 && static_cast<unsigned char>(pending_.copied[start]) == 0x88) close_queued_ = true;
+        if (n > 0) pending_.segments.push_back({nullptr, start, n});
         return n;
     }
 
     void flush();
-
+    void write_some();
+    void on_written(bb::error_code ec, std::size_t n);
+    void fail_pending(bb::error_code ec);
     void finish_round(bb::error_code ec);
 
     socket_type s_;
     std::weak_ptr<void> owner_;
-    std::string pending_;
-    std::string inflight_;
-    std::vector<std::unique_ptr<Pending>> waiting_;
+    Listener* listener_ = nullptr;
+    Round pending_;   // queued for the next socket write
+    Round inflight_;  // on the wire
+    std::vector<net::const_buffer> buffers_;  // inflight_'s bytes not yet written
+    std::size_t written_ = 0;                 // of buffers_
     std::vector<std::function<void(bb::error_code)>> after_flush_;
     bb::error_code error_;
     bool corked_ = false;
     bool flushing_ = false;
+    bool close_queued_ = false;
 };
 
-// Closing the WebSocket tears down the TCP connection only after buffered frames went out.
+// Closing the WebSocket tears down the TCP connection only after queued frames went out.
 inline void teardown(bb::role_type role, CorkStream& s, bb::error_code& ec) {
     using bb::websocket::teardown;
     teardown(role, s.next_layer(), ec);
@@ -143,6 +203,5 @@ void async_teardown(bb::role_type role, CorkStream& s, TeardownHandler&& handler
         async_teardown(role, s.next_layer(), std::move(*pending));
     });
 }
-
 
 }  // namespace wsgate::beast::detail

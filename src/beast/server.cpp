@@ -249,20 +249,24 @@ SendStatus Server::send(const ConnectionId& id, const Payload& payload) {
     if (!payload) return SendStatus::error;
     auto s = impl_->find(id);
     if (!s) return SendStatus::gone;
-    return s->enqueue(payload);
+    // One publish sent to many connections one by one is framed once (see frame_for).
+    return s->enqueue(detail::frame_for(payload));
 }
 
 void Server::send_many(std::span<const ConnectionId> ids, const Payload& payload, std::span<SendStatus> out) {
+    if (!payload) {
+        std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), out.size())),
+                  SendStatus::error);
+        return;
+    }
+    // Framed once; every connection queues the same bytes.
+    const auto frame = detail::frame_for(payload);
     // enqueue() only locks the session's queue and posts; holding the table lock is cheaper
     // than copying every session pointer out.
     std::shared_lock lk(impl_->sessions_mu);
     for (std::size_t i = 0; i < ids.size() && i < out.size(); ++i) {
-        if (!payload) {
-            out[i] = SendStatus::error;
-            continue;
-        }
         auto it = impl_->sessions.find(ids[i]);
-        out[i] = it == impl_->sessions.end() ? SendStatus::gone : it->second->enqueue(payload);
+        out[i] = it == impl_->sessions.end() ? SendStatus::gone : it->second->enqueue(frame);
     }
 }
 

@@ -20,7 +20,7 @@ void WsSession::hold_slot(std::string address) {
     slot_held_ = true;
 }
 
-SendStatus WsSession::enqueue(const Payload& p) {
+SendStatus WsSession::enqueue(const detail::Frame& f) {
     bool schedule = false;
     {
         std::lock_guard lk(mu_);
@@ -35,7 +35,7 @@ SendStatus WsSession::enqueue(const Payload& p) {
             }
             return SendStatus::backpressure;
         }
-        queue_.push_back(p);
+        queue_.push_back(f);
         if (accepted_ && !write_scheduled_) schedule = write_scheduled_ = true;
     }
     if (schedule) srv_.schedule_write(shared_from_this());
@@ -76,7 +76,7 @@ void WsSession::deny(int status, const std::string& reason, unsigned version) {
 
 void WsSession::accept(http::request<http::string_body> req) {
     auto& s = srv_.settings;
-    ws_.next_layer().set_owner(weak_from_this());
+    ws_.next_layer().set_owner(weak_from_this(), this);
     websocket::stream_base::timeout t{};
     t.handshake_timeout = s.handshake_timeout;
     // Beast's own idle timer stays off: the server's heartbeat sweep pings and ends silent peers
@@ -108,11 +108,14 @@ void WsSession::accept(http::request<http::string_body> req) {
     if (s.deflate.enabled) ws_.set_option(beast_deflate_options(s.deflate));
     // Beast adds its Sec-WebSocket-Extensions answer before the decorator runs.
     ws_.set_option(websocket::stream_base::decorator(
-        [name = s.server_name, chosen, metrics = &srv_.metrics](websocket::response_type& res) {
+        [name = s.server_name, chosen, metrics = &srv_.metrics, self = this](websocket::response_type& res) {
             res.set(http::field::server, name);
             if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
-            if (res.find(http::field::sec_websocket_extensions) != res.end())
+            if (res.find(http::field::sec_websocket_extensions) != res.end()) {
+                // Compressed messages differ per connection: this one's frames go through Beast.
+                self->deflate_ = true;
                 metrics->deflate_accepted.fetch_add(1, std::memory_order_relaxed);
+            }
         }));
     ws_.text(true);
     auto held = std::make_shared<http::request<http::string_body>>(std::move(req));
@@ -193,8 +196,8 @@ void WsSession::do_write() {
             std::size_t bytes = 0;
             std::size_t take = 0;
             while (take < queue_.size() && take < max_frames &&
-                   (take == 0 || bytes + queue_[take]->size() <= srv_.settings.max_batch_bytes)) {
-                bytes += queue_[take]->size();
+                   (take == 0 || bytes + queue_[take]->bytes.size() <= srv_.settings.max_batch_bytes)) {
+                bytes += queue_[take]->bytes.size();
                 ++take;
             }
             if (take == queue_.size() && batch_.capacity() <= queue_.capacity()) {
@@ -208,25 +211,35 @@ void WsSession::do_write() {
     }
     if (batch_.empty()) return maybe_close();
     writing_ = true;
-    batch_pos_ = 0;
-    if (batch_.size() > 1) {
-        srv_.coalesced.fetch_add(batch_.size(), std::memory_order_relaxed);
-        ws_.next_layer().cork();
+    if (batch_.size() > 1) srv_.coalesced.fetch_add(batch_.size(), std::memory_order_relaxed);
+    auto& out = ws_.next_layer();
+    out.cork();
+    if (deflate_) {
+        batch_pos_ = 0;
+        return write_next();
     }
-    write_next();
+    // The frames as they are: the same bytes for every connection (a server's frames carry no
+    // mask), queued behind whatever Beast queued (a pong) and written with one writev.
+    for (auto& f : batch_) out.add_frame(std::move(f));
+    batch_.clear();
+    out.uncork();
 }
 
 void WsSession::write_next() {
-    const Payload& frame = batch_[batch_pos_];
-    ws_.async_write(net::buffer(*frame), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-        if (ec) return self->write_failed();
-        if (++self->batch_pos_ < self->batch_.size()) return self->write_next();
-        if (self->batch_.size() == 1) return self->batch_done();
-        self->ws_.next_layer().uncork([self](boost::system::error_code ec2) {
-            if (ec2) return self->write_failed();
-            self->batch_done();
-        });
-    });
+    // Compression: Beast frames and compresses the message for this connection, into the cork.
+    const auto payload = batch_[batch_pos_]->payload();
+    ws_.async_write(net::buffer(payload.data(), payload.size()),
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        if (ec) return self->write_failed();
+                        if (++self->batch_pos_ < self->batch_.size()) return self->write_next();
+                        self->ws_.next_layer().uncork();
+                    });
+}
+
+void WsSession::frames_written(boost::system::error_code ec) {
+    if (!writing_) return;  // a round of Beast's own writes gathered while corked
+    if (ec) return write_failed();
+    batch_done();
 }
 
 void WsSession::batch_done() {

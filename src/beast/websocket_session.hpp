@@ -40,7 +40,7 @@ inline websocket::permessage_deflate beast_deflate_options(const DeflateSettings
 
 // Socket work runs on the stream's strand (or the only io thread); the queue is shared with
 // senders on other threads under `mu_`.
-class WsSession : public std::enable_shared_from_this<WsSession> {
+class WsSession : public std::enable_shared_from_this<WsSession>, private detail::CorkStream::Listener {
 public:
     WsSession(Server::Impl& srv, tcp::socket&& socket, ConnectionId id)
         : srv_(srv), ws_(std::move(socket)), id_(std::move(id)) {}
@@ -61,8 +61,9 @@ public:
     /// On the strand (or the only io thread): writes what is queued.
     void start_write() { do_write(); }
 
-    /// Any thread: queues a frame (backpressure beyond `queue_capacity`) and schedules a write.
-    SendStatus enqueue(const Payload& p);
+    /// Any thread: queues a prepared frame (backpressure beyond `queue_capacity`) and schedules
+    /// a write.
+    SendStatus enqueue(const detail::Frame& f);
 
     /// Any thread: sends a close frame with `code` once the queued frames went out.
     void close(CloseCode code, std::string_view reason);
@@ -102,12 +103,15 @@ private:
 
     void on_read(boost::system::error_code ec);
 
-    // Strand only. Writes queued frames; when several are waiting, they are written as one batch:
-    // each frame goes through the websocket stream into the corked next layer, and one socket
-    // write sends them all.
+    // Strand only. Writes queued frames; when several are waiting, they leave as one batch with
+    // one socket write. Prepared frames go to the next layer as they are; on a connection that
+    // negotiated compression each goes through the websocket stream (corked) instead.
     void do_write();
 
     void write_next();
+
+    // CorkStream::Listener: the batch was written (or cannot be).
+    void frames_written(boost::system::error_code ec) override;
 
     void batch_done();
 
@@ -123,11 +127,11 @@ private:
     ConnectionId id_;
     bb::flat_buffer rbuf_;  // the message being read; empty and unallocated while idle
     char probe_ = 0;        // the first byte of the next message (do_read)
-    std::vector<Payload> batch_;  // strand only: frames of the current corked write
+    std::vector<detail::Frame> batch_;  // strand only: frames of the current write
     std::size_t batch_pos_ = 0;
 
     std::mutex mu_;
-    std::vector<Payload> queue_;  // not a deque: an empty vector costs no heap per idle connection
+    std::vector<detail::Frame> queue_;  // not a deque: an empty vector costs no heap per idle connection
     bool accepted_ = false;
     bool write_scheduled_ = false;
     bool closing_ = false;
@@ -136,6 +140,7 @@ private:
     // strand only
     bool writing_ = false;
     bool close_started_ = false;
+    bool deflate_ = false;  // permessage-deflate was negotiated: frames go through Beast
     std::unique_ptr<websocket::close_reason> pending_close_;  // heap: a close_reason is ~130 bytes
 
     std::string slot_address_;

@@ -16,7 +16,7 @@ namespace wsgate::beast {
 namespace bb = boost::beast;
 namespace http = bb::http;
 
-// Reads one request at a time on its own strand (or the only io thread).
+// Reads one request at a time on its io thread.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
 public:
     HttpSession(Server::Impl& srv, tcp::socket&& socket) : srv_(srv), stream_(std::move(socket)) {}

@@ -11,6 +11,9 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -19,10 +22,10 @@
 namespace wsgate::beast {
 
 void Server::Impl::do_accept() {
-    // One io thread needs no strands: nothing runs concurrently, and a strand per connection
-    // would cost memory and a dispatch per handler.
-    auto ex = settings.threads > 1 ? net::any_io_executor(net::make_strand(ioc)) : net::any_io_executor(ioc.get_executor());
-    acceptor.async_accept(ex, [this](boost::system::error_code ec, tcp::socket socket) {
+    // Each connection lives on one io thread, taken in turn; a thread runs its own io_context, so
+    // no connection needs a strand.
+    auto& w = *workers[next_worker++ % workers.size()];
+    acceptor.async_accept(net::any_io_executor(w.ioc.get_executor()), [this](boost::system::error_code ec, tcp::socket socket) {
         on_accept(ec, std::move(socket));
     });
 }
@@ -90,10 +93,32 @@ void validate(const DeflateSettings& d) {
     require(d.memory_level >= 1 && d.memory_level <= 9, "memory_level", "1..9", d.memory_level);
 }
 
+void validate(const ServerSettings& s) {
+    if (s.flush_delay.count() < 0 || s.flush_delay > std::chrono::seconds(1))
+        throw std::invalid_argument("ServerSettings::flush_delay must be 0..1 s, not " +
+                                    std::to_string(s.flush_delay.count()) + " us");
+    if (s.threads > 1024)
+        throw std::invalid_argument("ServerSettings::threads must be 0..1024, not " + std::to_string(s.threads));
+    for (int cpu : s.thread_cpus)
+        if (cpu < 0 || cpu >= CPU_SETSIZE)
+            throw std::invalid_argument("ServerSettings::thread_cpus: no CPU " + std::to_string(cpu));
+}
+
+// Binds io thread `i` to `cpus[i % cpus.size()]` (none when empty). A CPU this process may not
+// use leaves the thread where it was.
+void pin_thread(const std::vector<int>& cpus, std::size_t i) {
+    if (cpus.empty()) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[i % cpus.size()], &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 }  // namespace
 
 Server::Server(ServerSettings settings) {
     validate(settings.deflate);
+    validate(settings);
     impl_ = std::make_shared<Impl>(std::move(settings));
 }
 
@@ -136,11 +161,12 @@ void Server::start() {
         im.do_accept();
         im.start_heartbeat();
     });
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, im.settings.threads); ++i) {
-        im.threads.emplace_back([&im] {
+    for (std::size_t i = 0; i < im.workers.size(); ++i) {
+        im.threads.emplace_back([&im, i] {
+            pin_thread(im.settings.thread_cpus, i);
             for (;;) {
                 try {
-                    im.ioc.run();
+                    im.workers[i]->ioc.run();
                     return;
                 } catch (...) {
                     // A handler threw: keep serving the other connections.
@@ -195,7 +221,10 @@ void Server::stop() {
             lk.lock();
         }
     }
-    im.ioc.stop();
+    for (auto& w : im.workers) {
+        w->guard.reset();
+        w->ioc.stop();
+    }
     for (auto& t : im.threads) {
         if (t.joinable()) t.join();
     }

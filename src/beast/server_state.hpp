@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <algorithm>
@@ -31,11 +32,48 @@ using tcp = net::ip::tcp;
 
 class WsSession;
 
+/**
+ * One io thread: its own io_context, run by that thread alone, so the connections it serves need
+ * no strand; and its own batched write pass, so that a publish fanning out to connections of
+ * several threads takes each thread's lock once per connection and no lock all threads share.
+ */
+struct Worker {
+    Worker() : ioc(1), guard(net::make_work_guard(ioc)), flush_timer(ioc) {}
+
+    net::io_context ioc;
+    net::executor_work_guard<net::io_context::executor_type> guard;  // run() waits for work
+
+    // Connections of this thread that received frames are written in one posted pass (after the
+    // current handler, e.g. a whole fan-out, has queued everything), instead of one post per
+    // connection; frames from several publishes then leave in one socket write.
+    std::mutex dirty_mu;
+    std::vector<std::shared_ptr<WsSession>> dirty;
+    bool flush_posted = false;
+    // this thread only
+    net::steady_timer flush_timer;                    // ServerSettings::flush_delay
+    std::vector<std::shared_ptr<WsSession>> writing;  // the pass in progress (capacity kept)
+};
+
 struct Server::Impl {
     explicit Impl(ServerSettings s)
-        : settings(std::move(s)), ioc(static_cast<int>(std::max<std::size_t>(1, settings.threads))),
-          acceptor(net::make_strand(ioc)), accept_timer(acceptor.get_executor()),
-          heartbeat_timer(acceptor.get_executor()) {}
+        : settings(std::move(s)), workers(make_workers(settings.threads)), ioc(workers.front()->ioc),
+          acceptor(ioc), accept_timer(ioc), heartbeat_timer(ioc) {}
+    ~Impl() {
+        // Sessions hold sockets of their thread's io_context: gone before any io_context is.
+        sessions.clear();
+        for (auto& w : workers) {
+            w->dirty.clear();
+            w->writing.clear();
+        }
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
+    static std::vector<std::unique_ptr<Worker>> make_workers(std::size_t n) {
+        std::vector<std::unique_ptr<Worker>> w;
+        for (std::size_t i = 0; i < std::max<std::size_t>(1, n); ++i) w.push_back(std::make_unique<Worker>());
+        return w;
+    }
 
     ServerSettings settings;
     // Declared before `ioc`: sessions that handlers still hold give their slot back when the
@@ -47,7 +85,17 @@ struct Server::Impl {
     Refusal take_slot(const std::string& address);
     void release_slot(const std::string& address);
 
-    net::io_context ioc;
+    std::vector<std::unique_ptr<Worker>> workers;
+    // The first thread's io_context: the listener, the heartbeat sweep and the host's timers.
+    net::io_context& ioc;
+    std::size_t next_worker = 0;  // acceptor only: new connections go round the threads
+    /// The io thread whose io_context `ex` belongs to.
+    Worker& worker_of(const net::any_io_executor& ex) {
+        auto& ctx = net::query(ex, net::execution::context);
+        for (auto& w : workers)
+            if (&w->ioc == &ctx) return *w;
+        return *workers.front();
+    }
     tcp::acceptor acceptor;
     std::weak_ptr<Gateway> gateway;
     std::map<std::string, HttpHandler> routes;  // "METHOD path"
@@ -57,10 +105,10 @@ struct Server::Impl {
     std::atomic<std::uint64_t> coalesced{0};
     std::atomic<bool> accepting{false};
     ServerMetrics metrics;
-    // acceptor's strand only
+    // the first thread only
     net::steady_timer accept_timer;
     std::chrono::milliseconds accept_delay{0};
-    // The heartbeat sweep (acceptor's strand): pings quiet peers and ends silent ones, for all
+    // The heartbeat sweep (first thread): pings quiet peers and ends silent ones, for all
     // sessions at once (see WsSession::heartbeat_check).
     net::steady_timer heartbeat_timer;
     void start_heartbeat();
@@ -77,14 +125,9 @@ struct Server::Impl {
     bool stopping = false;
     bool stopped = false;
 
-    // With one io thread, connections that received frames are written in one posted pass
-    // (after the current handler, e.g. a whole fan-out, has queued everything), instead of one
-    // post per connection; frames from several publishes then leave in one socket write.
-    std::mutex dirty_mu;
-    std::vector<std::shared_ptr<WsSession>> dirty;
-    bool flush_posted = false;
-    void schedule_write(std::shared_ptr<WsSession> s);
-    void flush_dirty();
+    // The write pass of `w` (see Worker): schedule_write marks a session that has frames queued.
+    void schedule_write(Worker& w, std::shared_ptr<WsSession> s);
+    void flush_dirty(Worker& w);
 
     void do_accept();
     void on_accept(boost::system::error_code ec, tcp::socket socket);

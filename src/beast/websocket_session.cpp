@@ -38,7 +38,7 @@ SendStatus WsSession::enqueue(const detail::Frame& f) {
         queue_.push_back(f);
         if (accepted_ && !write_scheduled_) schedule = write_scheduled_ = true;
     }
-    if (schedule) srv_.schedule_write(shared_from_this());
+    if (schedule) srv_.schedule_write(worker_, shared_from_this());
     return SendStatus::ok;
 }
 
@@ -86,7 +86,7 @@ void WsSession::accept(http::request<http::string_body> req) {
     ws_.set_option(t);
     ws_.read_message_max(s.max_message_bytes);
     // A pong shows a live peer even when it sends no messages (a read-only viewer): tell the
-    // Gateway, whose inactivity timeout would otherwise end it. Runs on this session's strand.
+    // Gateway, whose inactivity timeout would otherwise end it. Runs on this session's io thread.
     ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
         saw_traffic();
         if (kind != websocket::frame_type::pong) return;
@@ -359,33 +359,39 @@ void Server::Impl::heartbeat_sweep() {
     }
 }
 
-void Server::Impl::schedule_write(std::shared_ptr<WsSession> s) {
-    if (settings.threads > 1) {
-        auto ex = s->executor();
-        net::post(ex, [s = std::move(s)] { s->start_write(); });
-        return;
-    }
+void Server::Impl::schedule_write(Worker& w, std::shared_ptr<WsSession> s) {
     bool post = false;
     {
-        std::lock_guard lk(dirty_mu);
-        dirty.push_back(std::move(s));
-        if (!flush_posted) post = flush_posted = true;
+        std::lock_guard lk(w.dirty_mu);
+        w.dirty.push_back(std::move(s));
+        if (!w.flush_posted) post = w.flush_posted = true;
+    }
+    if (!post) return;
+    if (settings.flush_delay.count() > 0) {
+        // Bursts: the pass waits, and what more publishes queue meanwhile leaves in the same write.
+        net::post(w.ioc, [this, &w] {
+            w.flush_timer.expires_after(settings.flush_delay);
+            w.flush_timer.async_wait([this, &w](boost::system::error_code ec) {
+                if (!ec) flush_dirty(w);
+            });
+        });
+        return;
     }
     // Three hops: the first two let reads already in progress finish (a message takes two: its
     // first byte, then the rest; see WsSession::do_read), so more publishes queue more frames on
     // the same connections; the third writes them together.
-    if (post) net::post(ioc, [this] { net::post(ioc, [this] { net::post(ioc, [this] { flush_dirty(); }); }); });
+    net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { flush_dirty(w); }); }); });
 }
 
-void Server::Impl::flush_dirty() {
-    std::vector<std::shared_ptr<WsSession>> batch;
+void Server::Impl::flush_dirty(Worker& w) {
     {
-        std::lock_guard lk(dirty_mu);
-        batch.swap(dirty);
-        flush_posted = false;
+        std::lock_guard lk(w.dirty_mu);
+        w.writing.swap(w.dirty);
+        w.flush_posted = false;
     }
-    // One io thread: nothing else runs now, so every session's strand is free.
-    for (auto& s : batch) s->start_write();
+    // On w's thread: every session in the pass lives here, so none is busy elsewhere.
+    for (auto& s : w.writing) s->start_write();
+    w.writing.clear();
 }
 
 void Server::Impl::erase(const ConnectionId& id, const WsSession* s) {

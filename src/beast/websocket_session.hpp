@@ -43,7 +43,7 @@ inline websocket::permessage_deflate beast_deflate_options(const DeflateSettings
 class WsSession : public std::enable_shared_from_this<WsSession>, private detail::CorkStream::Listener {
 public:
     WsSession(Server::Impl& srv, tcp::socket&& socket, ConnectionId id)
-        : srv_(srv), ws_(std::move(socket)), id_(std::move(id)) {}
+        : srv_(srv), ws_(std::move(socket)), worker_(srv.worker_of(ws_.get_executor())), id_(std::move(id)) {}
     ~WsSession() { release_slot(); }
     WsSession(const WsSession&) = delete;
     WsSession& operator=(const WsSession&) = delete;
@@ -124,6 +124,7 @@ private:
 
     Server::Impl& srv_;
     websocket::stream<detail::CorkStream> ws_;
+    Worker& worker_;  // the io thread the connection lives on
     ConnectionId id_;
     bb::flat_buffer rbuf_;  // the message being read; empty and unallocated while idle
     char probe_ = 0;        // the first byte of the next message (do_read)

@@ -67,13 +67,27 @@ struct ServerSettings {
     std::string address = "127.0.0.1";  ///< IPv4 or IPv6 literal to bind
     unsigned short port = 8080;          ///< 0 = any free port (see Server::port())
     std::string ws_path = "/ws";         ///< upgrade requests to other paths get 404
-    std::size_t threads = 1;             ///< io_context threads; each connection stays on one strand
+    /// io threads (0 counts as 1). Each runs its own io_context, and each connection lives on one
+    /// of them (taken in turn), so a connection's handlers never run concurrently.
+    std::size_t threads = 1;
+    /**
+     * Pins io thread `i` to CPU `thread_cpus[i % size]` (Linux; empty = no pinning, the default).
+     * A CPU this process may not use leaves that thread unpinned.
+     */
+    std::vector<int> thread_cpus;
     std::size_t queue_capacity = 1024;   ///< frames queued per connection before the policy applies
     /// When a connection has several frames queued, write them with one socket write (each is
     /// still its own WebSocket message). Off = one socket write per message.
     bool coalesce_writes = true;
     std::size_t max_batch_frames = 64;          ///< frames per coalesced write
     std::size_t max_batch_bytes = 256 * 1024;   ///< bytes per coalesced write (a bigger frame goes alone)
+    /**
+     * How long an io thread waits, after a connection of it got a frame, before it writes its
+     * connections: frames queued meanwhile leave in the same socket write. Fewer system calls
+     * when publishes come in bursts, for up to this much latency. 0 (the default) writes on the
+     * next turns of the event loop. At most 1 s.
+     */
+    std::chrono::microseconds flush_delay{0};
     BackpressurePolicy backpressure = BackpressurePolicy::drop_newest;
     /// Largest inbound WebSocket message; a bigger one is closed with 1009.
     std::size_t max_message_bytes = 1024 * 1024;
@@ -198,8 +212,9 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * open socket. The
  * connection's queue is registered under a pre-generated id (ConnectRequest::connection_id)
  * before on_connect runs, so a publish racing the connect is queued, not lost. Each connection
- * has a bounded queue of shared payloads; send() only queues, and frames waiting together leave
- * in one socket write (`coalesce_writes`). Close codes: Transport::close() sends its code, an
+ * has a bounded queue of shared frames: a message is framed once (RFC 6455 §5.2, no mask) and
+ * the same bytes are queued for every connection it goes to; send() only queues, and frames
+ * waiting together leave in one socket write (`coalesce_writes`, `flush_delay`). Close codes: Transport::close() sends its code, an
  * oversize message gets 1009, a text frame that is not UTF-8 gets 1007, stop() sends 1001; a
  * peer silent for `heartbeat_timeout` (pings at half of it) is ended with EndReason::heartbeat;
  * each pong is reported to Gateway::touch(). A failed accept (out of descriptors) is counted and
@@ -208,8 +223,8 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
  * `max_message_bytes` limit applies to the inflated size, so a small compressed frame that would
  * inflate beyond it is closed with 1009 before it is inflated further.
  * HEAD is answered like GET without a body; a HEAD without its own route uses the GET route.
- * With `threads == 1` everything runs on one io thread without strands; with more, each
- * connection runs on its own strand. App (app.hpp) builds all of this, with timers, the sweep
+ * Each io thread runs its own io_context and writes its own connections; a connection stays
+ * on one thread, so no strands are needed (`threads`, `thread_cpus`). App (app.hpp) builds all of this, with timers, the sweep
  * and signal handling, in one object.
  *
  * @par Thread Safety Safe: send(), close(), route() and stop() may be called from any thread.

@@ -1,8 +1,13 @@
 // The practical limit for the load benchmark: a bare Boost.Beast broadcast server with no auth,
 // no store and no routing. Connections to /sub receive; every text message on /pub is sent to
-// every subscriber (one shared buffer, one async_write per message per subscriber).
+// every subscriber (one shared buffer, one async_write per message per subscriber). One io thread.
 //
-//   bench_bare_server --port 0 --port-file PATH
+//   bench_bare_server --port 0 --port-file PATH [--alloc-file PATH]
+//
+// On SIGUSR1 the server writes its allocation count to the --alloc-file (alloc_counter.hpp);
+// SIGINT and SIGTERM stop it.
+#include "alloc_counter.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -12,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -99,27 +105,43 @@ void accept_loop(tcp::acceptor& acc, Hub& hub) {
     });
 }
 
+// SIGUSR1: write the allocation count and wait again; SIGINT, SIGTERM: stop.
+void wait_signals(net::signal_set& sigs, net::io_context& ioc, const std::string& alloc_file) {
+    sigs.async_wait([&sigs, &ioc, &alloc_file](bb::error_code ec, int sig) {
+        if (ec) return;
+        if (sig != SIGUSR1) {
+            ioc.stop();
+            return;
+        }
+        if (!alloc_file.empty() && !wsgate::bench::write_allocations(alloc_file.c_str()))
+            std::cerr << "cannot write " << alloc_file << "\n";
+        wait_signals(sigs, ioc, alloc_file);
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     unsigned short port = 0;
     std::string port_file;
+    std::string alloc_file;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
         if (a == "--port") port = static_cast<unsigned short>(std::stoi(argv[i + 1]));
         else if (a == "--port-file") port_file = argv[i + 1];
+        else if (a == "--alloc-file") alloc_file = argv[i + 1];
     }
     net::io_context ioc(1);
     Hub hub;
     tcp::acceptor acc(ioc, {net::ip::make_address("127.0.0.1"), port});
     acc.set_option(net::socket_base::reuse_address(true));
     accept_loop(acc, hub);
+    net::signal_set sigs(ioc, SIGINT, SIGTERM, SIGUSR1);
+    wait_signals(sigs, ioc, alloc_file);
     if (!port_file.empty()) {
         std::ofstream(port_file + ".tmp") << acc.local_endpoint().port() << "\n";
         std::rename((port_file + ".tmp").c_str(), port_file.c_str());
     }
-    net::signal_set sigs(ioc, SIGINT, SIGTERM);
-    sigs.async_wait([&](bb::error_code, int) { ioc.stop(); });
     ioc.run();
     return 0;
 }

@@ -4,6 +4,13 @@
 // /proc/<server-pid>), and the generator's own CPU use.
 //
 //   bench_load_generator --mode wsgate|bare --port P --server-pid PID -n 1000 -m 200 [-w 8] [--size 64]
+//       [--alloc-file PATH] [--syscalls 0|1]
+//
+// With one server, the row also gives the server's CPU ms per 1,000 deliveries and, across the
+// publish phase only, its allocations per delivery (--alloc-file: the server's own count, which
+// it writes to PATH on SIGUSR1; see alloc_counter.hpp) and its system calls per delivery
+// (--syscalls 1: `perf stat -e raw_syscalls:sys_enter -p PID`, enabled just before the first
+// publish and disabled just after the last completion). A figure that cannot be had prints "-".
 //
 // Against several nodes of the demo server (examples/realtime_server; scaleout.sh drives it):
 //
@@ -25,7 +32,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,11 +43,16 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -64,6 +79,8 @@ struct Args {
     std::string publish = "ws";  // ws: {"type":"publish"} frames; http: POST /publish
     std::string admin_key;
     std::string row = "load";  // load: run.sh's row; scaleout: scaleout.sh's row
+    std::string alloc_file;    // where the server writes its allocation count on SIGUSR1
+    bool syscalls = false;     // count the server's system calls with perf stat
 };
 
 template <class T>
@@ -120,6 +137,158 @@ double self_cpu_seconds() {
     return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
+
+// Whether `pid` catches `sig` or blocks it in some thread, so sending it will not end the process
+// (an older server binary without the handler would die of SIGUSR1). A process that takes
+// signals with sigwait blocks them in every thread, but /proc shows them unblocked in the
+// thread that waits, so each thread's mask is read.
+bool handles_signal(long pid, int sig) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    unsigned long long mask = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::ifstream f(it->path() / "status");
+        std::string line;
+        while (std::getline(f, line)) {
+            if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigCgt:", 0) == 0)
+                mask |= std::stoull(line.substr(7), nullptr, 16);
+        }
+    }
+    return (mask >> (sig - 1)) & 1U;
+}
+
+// Asks the server for its allocation count: SIGUSR1 makes it write the count to `path` (whole,
+// by rename). The file is removed before the signal and after the read, so its appearance is
+// the answer. Waits up to 2 s.
+std::optional<std::uint64_t> server_allocations(long pid, const std::string& path) {
+    ::unlink(path.c_str());
+    if (::kill(static_cast<pid_t>(pid), SIGUSR1) != 0) return std::nullopt;
+    const auto deadline = Clock::now() + 2s;
+    while (Clock::now() < deadline) {
+        std::ifstream f(path);
+        std::uint64_t v = 0;
+        if (f >> v) {
+            ::unlink(path.c_str());
+            return v;
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    return std::nullopt;
+}
+
+// A process's system calls counted by `perf stat -e raw_syscalls:sys_enter -p PID`. perf starts
+// with the event disabled and enables or disables it on a command through a control pipe,
+// acknowledging each one, so the count covers exactly the span from start() to stop().
+class SyscallCounter {
+public:
+    SyscallCounter() = default;
+    SyscallCounter(const SyscallCounter&) = delete;
+    SyscallCounter& operator=(const SyscallCounter&) = delete;
+    ~SyscallCounter() {
+        if (perf_ > 0) {
+            ::kill(perf_, SIGINT);
+            ::waitpid(perf_, nullptr, 0);
+        }
+        close_pipes();
+        if (!out_.empty()) ::unlink(out_.c_str());
+    }
+
+    /// Starts perf on `pid` and returns once it counts; false if perf could not (the reason is on stderr).
+    bool start(long pid) {
+        char out[] = "/tmp/bench-syscalls-XXXXXX";
+        const int ofd = ::mkstemp(out);
+        if (ofd < 0) return false;
+        ::close(ofd);
+        out_ = out;
+        int ctl[2], ack[2];
+        if (::pipe2(ctl, O_CLOEXEC) != 0) return false;
+        if (::pipe2(ack, O_CLOEXEC) != 0) {
+            ::close(ctl[0]);
+            ::close(ctl[1]);
+            return false;
+        }
+        // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+        const std::string control = "fd:" + std::to_string(ctl[0]) + "," + std::to_string(ack[1]);
+        const std::string target = std::to_string(pid);
+        std::vector<std::string> args = {"perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-D", "-1",
+                                         "--control", control, "-o", out_, "-p", target};
+        std::vector<char*> argv;
+        for (auto& s : args) argv.push_back(s.data());
+        argv.push_back(nullptr);
+        const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+        perf_ = ::fork();
+        if (perf_ == 0) {
+            ::fcntl(ctl[0], F_SETFD, 0);
+            ::fcntl(ack[1], F_SETFD, 0);
+            // perf reports each control command on stderr; failing to start shows as no "ack".
+            if (devnull >= 0) {
+                ::dup2(devnull, STDOUT_FILENO);
+                ::dup2(devnull, STDERR_FILENO);
+            }
+            ::signal(SIGPIPE, SIG_DFL);
+            ::execvp("perf", argv.data());
+            ::_exit(127);
+        }
+        if (devnull >= 0) ::close(devnull);
+        ::close(ctl[0]);
+        ::close(ack[1]);
+        ctl_ = ctl[1];
+        ack_ = ack[0];
+        if (perf_ < 0) {
+            close_pipes();
+            return false;
+        }
+        if (!command("enable")) {
+            std::cerr << "perf stat did not start counting; no system call count\n";
+            return false;
+        }
+        return true;
+    }
+
+    /// Stops counting, ends perf and returns the count, if perf gave one.
+    std::optional<std::uint64_t> stop() {
+        const bool disabled = command("disable");
+        close_pipes();
+        if (perf_ <= 0) return std::nullopt;
+        ::kill(perf_, SIGINT);
+        ::waitpid(perf_, nullptr, 0);
+        perf_ = -1;
+        if (!disabled) return std::nullopt;
+        // CSV: "<count>,<unit>,raw_syscalls:sys_enter,..."; the count is "<not counted>" on failure.
+        std::ifstream f(out_);
+        std::string line;
+        while (std::getline(f, line)) {
+            if (line.find("raw_syscalls:sys_enter") == std::string::npos) continue;
+            std::uint64_t v = 0;
+            const auto r = std::from_chars(line.data(), line.data() + line.size(), v);
+            if (r.ec == std::errc{} && r.ptr != line.data() + line.size() && *r.ptr == ',') return v;
+        }
+        return std::nullopt;
+    }
+
+private:
+    // Sends a control command and waits (up to 5 s) for perf's "ack".
+    bool command(const char* cmd) {
+        if (ctl_ < 0) return false;
+        const std::string line = std::string(cmd) + "\n";
+        if (::write(ctl_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return false;
+        pollfd p{ack_, POLLIN, 0};
+        if (::poll(&p, 1, 5000) != 1) return false;
+        char buf[16];
+        const ssize_t n = ::read(ack_, buf, sizeof buf);
+        return n >= 3 && std::string_view(buf, 3) == "ack";
+    }
+    void close_pipes() {
+        if (ctl_ >= 0) ::close(ctl_);
+        if (ack_ >= 0) ::close(ack_);
+        ctl_ = ack_ = -1;
+    }
+
+    pid_t perf_ = -1;
+    int ctl_ = -1;
+    int ack_ = -1;
+    std::string out_;
+};
 
 // Reads the integer after `"key":` without a JSON parse (the generator must stay cheap).
 bool find_int(std::string_view s, std::string_view key, long long& out) {
@@ -196,7 +365,11 @@ int main(int argc, char** argv) {
         else if (k == "--publish") a.publish = v;
         else if (k == "--admin-key") a.admin_key = v;
         else if (k == "--row") a.row = v;
+        else if (k == "--alloc-file") a.alloc_file = v;
+        else if (k == "--syscalls") a.syscalls = v != "0";
     }
+    // A write to perf's control pipe after perf has exited must fail, not end the generator.
+    std::signal(SIGPIPE, SIG_IGN);
     if (a.ports.empty()) {
         std::cerr << "--port or --ports is required\n";
         return 1;
@@ -356,6 +529,16 @@ int main(int argc, char** argv) {
         publisher_ptr = &publisher;
     }
 
+    // The server's allocations and system calls across the publish phase (one server only).
+    const bool one_server = a.server_pids.size() == 1;
+    std::optional<std::uint64_t> allocs0, allocs1, syscalls;
+    if (one_server && !a.alloc_file.empty()) {
+        if (handles_signal(a.server_pids[0], SIGUSR1)) allocs0 = server_allocations(a.server_pids[0], a.alloc_file);
+        if (!allocs0) std::cerr << "the server gave no allocation count (SIGUSR1, --alloc-file)\n";
+    }
+    SyscallCounter syscall_counter;
+    const bool counting_syscalls = one_server && a.syscalls && syscall_counter.start(a.server_pids[0]);
+
     const double srv_cpu0 = procs_cpu_seconds(a.server_pids);
     const double redis_cpu0 = a.redis_pid ? proc_cpu_seconds(a.redis_pid) : 0;
     const double gen_cpu0 = self_cpu_seconds();
@@ -408,6 +591,8 @@ int main(int argc, char** argv) {
     const double srv_cpu = procs_cpu_seconds(a.server_pids) - srv_cpu0;
     const double redis_cpu = a.redis_pid ? proc_cpu_seconds(a.redis_pid) - redis_cpu0 : 0;
     const double gen_cpu = self_cpu_seconds() - gen_cpu0;
+    if (counting_syscalls) syscalls = syscall_counter.stop();
+    if (allocs0) allocs1 = server_allocations(a.server_pids[0], a.alloc_file);
     if (http_thread.joinable()) {
         {
             std::lock_guard plk(pmu);
@@ -458,9 +643,17 @@ int main(int argc, char** argv) {
                     pct_ms(local, 0.99), cross, pct_ms(last, 0.50), pct_ms(last, 0.99), post, srv_cpu, redis, gen_pct,
                     gen_note, connect_s, load.c_str(), stall_note);
     } else {
-        std::printf("| %s | %zu | %zu | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f%%%s | %.1f |%s\n", label.c_str(), a.n, a.m,
-                    static_cast<double>(deliveries) / wall, p50, p99, srv_cpu, rss_per_conn, gen_pct, gen_note, connect_s,
-                    stall_note);
+        // | server | N | events | deliveries/s | p50 | p99 | server CPU s | RSS KiB/conn | CPU ms/1k |
+        //   allocs/delivery | syscalls/delivery | generator CPU | connect s |
+        const double per = deliveries ? 1.0 / static_cast<double>(deliveries) : 0;
+        char allocs[32] = "-";
+        if (allocs0 && allocs1 && deliveries)
+            std::snprintf(allocs, sizeof allocs, "%.2f", static_cast<double>(*allocs1 - *allocs0) * per);
+        char sys[32] = "-";
+        if (syscalls && deliveries) std::snprintf(sys, sizeof sys, "%.3f", static_cast<double>(*syscalls) * per);
+        std::printf("| %s | %zu | %zu | %.0f | %.2f | %.2f | %.2f | %.1f | %.2f | %s | %s | %.0f%%%s | %.1f |%s\n",
+                    label.c_str(), a.n, a.m, static_cast<double>(deliveries) / wall, p50, p99, srv_cpu, rss_per_conn,
+                    1e6 * srv_cpu * per, allocs, sys, gen_pct, gen_note, connect_s, stall_note);
     }
     std::fflush(stdout);
     if (!http_publish) publisher.close();

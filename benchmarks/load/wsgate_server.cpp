@@ -3,10 +3,17 @@
 // sends {"type":"publish","topic":"bench","data":...} and the Gateway fans it out.
 //
 //   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024] [--coalesce 0|1]
+//                       [--flush-delay-us N] [--alloc-file PATH]
+//
+// On SIGUSR1 the server writes its allocation count to the --alloc-file (alloc_counter.hpp);
+// SIGINT and SIGTERM stop it.
+#include "alloc_counter.hpp"
+
 #include <wsgate/beast/server.hpp>
 #include <wsgate/gateway.hpp>
 #include <wsgate/memory_store.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -33,6 +40,7 @@ int main(int argc, char** argv) {
     wsgate::beast::ServerSettings ss;
     ss.port = 0;
     std::string port_file;
+    std::string alloc_file;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
         if (a == "--port") ss.port = static_cast<unsigned short>(std::stoi(argv[i + 1]));
@@ -40,6 +48,8 @@ int main(int argc, char** argv) {
         else if (a == "--threads") ss.threads = std::stoul(argv[i + 1]);
         else if (a == "--queue") ss.queue_capacity = std::stoul(argv[i + 1]);
         else if (a == "--coalesce") ss.coalesce_writes = std::string{argv[i + 1]} != "0";
+        else if (a == "--flush-delay-us") ss.flush_delay = std::chrono::microseconds(std::stol(argv[i + 1]));
+        else if (a == "--alloc-file") alloc_file = argv[i + 1];
     }
     // The load generator opens every connection from one address.
     ss.max_connections = 0;
@@ -55,6 +65,8 @@ int main(int argc, char** argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
+    // Blocked before the io threads start, so they inherit the mask and only sigwait sees these.
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
     auto server = std::make_shared<wsgate::beast::Server>(ss);
@@ -67,7 +79,10 @@ int main(int argc, char** argv) {
         std::rename((port_file + ".tmp").c_str(), port_file.c_str());
     }
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGUSR1) {
+        if (!alloc_file.empty() && !wsgate::bench::write_allocations(alloc_file.c_str()))
+            std::cerr << "cannot write " << alloc_file << "\n";
+    }
     server->stop();
     std::cerr << "deliveries " << gw->metrics().deliveries.load() << ", dropped " << server->dropped_frames()
               << ", coalesced " << server->coalesced_frames() << "\n";

@@ -1,6 +1,7 @@
 // CorkStream's rounds: everything queued leaves with one gathering socket write.
 #include "cork_stream.hpp"
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/error.hpp>
 
 #include <span>
@@ -80,7 +81,8 @@ void CorkStream::flush() {
 void CorkStream::write_some() {
     // Asio gathers up to 64 buffers per writev; a partial write continues where it stopped.
     const std::span<const net::const_buffer> rest{buffers_.data() + written_, buffers_.size() - written_};
-    s_.async_write_some(rest, [this, keep = owner_.lock()](bb::error_code ec, std::size_t n) { on_written(ec, n); });
+    s_.async_write_some(rest, net::bind_allocator(WriteOpAllocator<void>{}, [this, keep = owner_.lock()](
+                                                       bb::error_code ec, std::size_t n) { on_written(ec, n); }));
 }
 
 void CorkStream::on_written(bb::error_code ec, std::size_t n) {

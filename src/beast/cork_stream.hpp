@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -24,6 +25,72 @@ namespace wsgate::beast::detail {
 
 namespace net = boost::asio;
 namespace bb = boost::beast;
+
+/**
+ * Memory for the socket write operations: blocks recycled through a free list per thread, so
+ * that a connection's write costs no heap allocation once its thread has written as many
+ * connections at once before. (Asio's own cache keeps two blocks per thread; a fan-out has a
+ * write pending on every connection it reached.)
+ */
+class WriteOpMemory {
+public:
+    static constexpr std::size_t block_size = 256;
+
+    static void* allocate(std::size_t n) {
+        auto& free = list();
+        if (n > block_size || free.empty()) return ::operator new(std::max(n, block_size));
+        void* p = free.back();
+        free.pop_back();
+        return p;
+    }
+    static void deallocate(void* p, std::size_t n) noexcept {
+        auto& free = list();
+        if (n <= block_size && free.size() < max_free && free.size() < free.capacity()) {
+            free.push_back(p);  // within capacity: cannot throw
+            return;
+        }
+        if (n <= block_size && free.size() < max_free) {
+            try {
+                free.push_back(p);
+                return;
+            } catch (...) {
+            }
+        }
+        ::operator delete(p);
+    }
+
+private:
+    static constexpr std::size_t max_free = 1 << 16;  // at most 16 MiB kept per thread
+    struct FreeList {
+        std::vector<void*> blocks;
+        FreeList() = default;
+        FreeList(const FreeList&) = delete;
+        FreeList& operator=(const FreeList&) = delete;
+        ~FreeList() {
+            for (void* p : blocks) ::operator delete(p);
+        }
+    };
+    static std::vector<void*>& list() noexcept {
+        thread_local FreeList l;
+        return l.blocks;
+    }
+};
+
+/// The allocator a socket write's handler carries (see WriteOpMemory).
+template <class T>
+struct WriteOpAllocator {
+    using value_type = T;
+    WriteOpAllocator() noexcept = default;
+    template <class U>
+    WriteOpAllocator(const WriteOpAllocator<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "over-aligned write operation");
+        return static_cast<T*>(WriteOpMemory::allocate(n * sizeof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept { WriteOpMemory::deallocate(p, n * sizeof(T)); }
+    template <class U>
+    bool operator==(const WriteOpAllocator<U>&) const noexcept { return true; }
+};
 
 // A completion of one of Beast's writes, waiting inside CorkStream (move-only, type-erased).
 struct Pending {

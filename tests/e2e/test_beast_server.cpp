@@ -9,6 +9,7 @@
 #include <wsgate/memory_store.hpp>
 
 #include <arpa/inet.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -660,6 +661,72 @@ TEST_CASE("coalesced writes keep every frame whole and in order", "[e2e][beast]"
     CHECK(rig.server->dropped_frames() == 0);
     CHECK(rig.server->coalesced_frames() > 0);  // the batches did form
 }
+
+TEST_CASE("a flush delay gathers the frames of a burst into fewer socket writes", "[e2e][beast]") {
+    // Frames published one by one from outside the io threads: without a delay each may leave
+    // on its own; with 200 ms, the burst waits and leaves together.
+    wb::ServerSettings ss;
+    ss.flush_delay = 200ms;
+    Rig rig(ss);
+    wb::Client c;
+    REQUIRE_FALSE(c.connect(rig.url()));
+    c.send(R"({"type":"subscribe","topic":"burst"})");
+    REQUIRE(next_of_type(c, "ack"));
+    const auto before = rig.server->coalesced_frames();
+    const auto started = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i) {
+        auto rep = rig.gw->publish(wsgate::Envelope{"b"}.topic("burst").data(i), wsgate::Audience::topic("burst"));
+        REQUIRE(rep.delivered == 1);
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto m = next_of_type(c, "b");
+        REQUIRE(m);
+        CHECK((*m)["data"] == i);
+    }
+    // The first frame waited for the delay (a lower bound: nothing can make it early).
+    CHECK(std::chrono::steady_clock::now() - started >= 200ms);
+    CHECK(rig.server->coalesced_frames() - before >= 19);
+}
+
+#ifdef __linux__
+TEST_CASE("thread_cpus pins the io threads", "[e2e][beast]") {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed)) ++cpu;
+    REQUIRE(cpu < CPU_SETSIZE);
+    // Threads of this process bound to exactly `cpu`, from /proc/self/task/*/status.
+    auto pinned = [cpu] {
+        const std::string only = std::to_string(cpu);
+        int n = 0;
+        for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+            std::ifstream in(task.path() / "status");
+            std::string line;
+            while (std::getline(in, line)) {
+                if (line.rfind("Cpus_allowed_list:", 0) != 0) continue;
+                const auto v = line.find_first_not_of(" \t", line.find(':') + 1);
+                if (v != std::string::npos && line.substr(v) == only) ++n;
+            }
+        }
+        return n;
+    };
+    const int before = pinned();
+    wb::ServerSettings ss;
+    ss.threads = 3;
+    ss.thread_cpus = {cpu};
+    Rig rig(ss);
+    CHECK(eventually([&] { return pinned() == before + 3; }));
+    // Pinned threads still serve: a connection on each thread gets its answer.
+    std::vector<std::unique_ptr<wb::Client>> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(std::make_unique<wb::Client>());
+        REQUIRE_FALSE(clients.back()->connect(rig.url()));
+        clients.back()->send(R"({"type":"ping"})");
+        CHECK(next_of_type(*clients.back(), "pong"));
+    }
+}
+#endif
 
 namespace {
 

@@ -363,6 +363,16 @@ TEST_CASE("App set-up mistakes are clear errors", "[beast][app]") {
         s = test_settings();
         s.server.ws_path = "ws";
         CHECK(contains(thrown<std::invalid_argument>([&] { App a(s, anonymous()); }), "ws_path"));
+        s = test_settings();
+        s.server.flush_delay = std::chrono::microseconds(-1);
+        CHECK(contains(thrown<std::invalid_argument>([&] { App a(s, anonymous()); }), "flush_delay"));
+        s.server.flush_delay = std::chrono::seconds(2);
+        CHECK(contains(thrown<std::invalid_argument>([&] { App a(s, anonymous()); }), "flush_delay"));
+        s = test_settings();
+        s.server.thread_cpus = {0, -1};
+        CHECK(contains(thrown<std::invalid_argument>([&] { App a(s, anonymous()); }), "thread_cpus"));
+        s.server.thread_cpus = {1 << 20};
+        CHECK(contains(thrown<std::invalid_argument>([&] { App a(s, anonymous()); }), "thread_cpus"));
     }
     SECTION("an HTTP route registered twice") {
         App app{test_settings(), anonymous()};

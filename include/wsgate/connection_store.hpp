@@ -24,6 +24,26 @@ struct ScanPage {
 struct ResolvedAudience {
     std::vector<ConnectionId> ids;
     std::size_t filtered = 0;  ///< matched the audience kind but were excluded or lacked permission
+    /// Storage of ids that reset() kept, which add_id() takes before it allocates anew.
+    std::vector<ConnectionId> spare;
+
+    /// Empties it for reuse, keeping the storage of its ids: an audience reused for audiences
+    /// of the same size allocates nothing for them (the Gateway's publish path).
+    void reset() {
+        for (auto& id : ids) spare.push_back(std::move(id));
+        ids.clear();
+        filtered = 0;
+    }
+    /// Appends `id`, in the storage of an id reset() kept when there is one.
+    void add_id(const ConnectionId& id) {
+        if (spare.empty()) {
+            ids.push_back(id);
+            return;
+        }
+        ids.push_back(std::move(spare.back()));
+        spare.pop_back();
+        ids.back().assign(id);
+    }
 };
 
 /// The outcome of ConnectionStore::subscribe_capped().
@@ -137,6 +157,12 @@ public:
      * builds on the primitives above; backends override it to do the work in one pass.
      */
     [[nodiscard]] virtual ResolvedAudience resolve(const Audience& a);
+    /**
+     * resolve() into `out` (reset() first): the form the Gateway calls on every publish, with an
+     * `out` it reuses. The default moves resolve()'s result in; a backend that resolves in
+     * memory overrides it to fill `out` with add_id() and allocate nothing per connection.
+     */
+    virtual void resolve_into(const Audience& a, ResolvedAudience& out);
 
     /// True if other processes share this store (Redis): the Gateway then delivers only to its
     /// own node's connections and relies on the Bus for the rest.

@@ -371,6 +371,8 @@ private:
     /// selection and Audience::admits() as ConnectionStore::resolve() applies them. With `gated`,
     /// connections that recovered a topic go there instead of into the result's ids.
     ResolvedAudience resolve_local(const Audience& a, GatedList* gated = nullptr) const;
+    /// resolve_local() into `out` (reset first), reusing the storage of its ids.
+    void resolve_local_into(const Audience& a, GatedList* gated, ResolvedAudience& out) const;
     /// Keeps the local copy of `id`'s topics, and the index, in step with the store (call it
     /// holding the connection's `subs_mu`, with the store call); true if it held `topic` before.
     /// `indexed`, if given, is set to whether the index changed (an entry added or removed).

@@ -37,6 +37,7 @@ public:
     std::vector<ConnectionRecord> expire(TimePoint now) override;
     [[nodiscard]] std::size_t count() override;
     [[nodiscard]] ResolvedAudience resolve(const Audience& a) override;
+    void resolve_into(const Audience& a, ResolvedAudience& out) override;
     std::size_t remove_node(const std::string& node_id) override;
     void renew_lease(const std::string& node_id, TimePoint now, Duration lease) override;
     [[nodiscard]] bool holds_lease(const std::string& node_id, TimePoint now) override;

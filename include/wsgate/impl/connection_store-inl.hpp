@@ -16,6 +16,13 @@ namespace wsgate {
 
 // ---- ConnectionStore::resolve default: built on the primitives, for any backend ----------
 
+WSGATE_INLINE void ConnectionStore::resolve_into(const Audience& a, ResolvedAudience& out) {
+    auto r = resolve(a);
+    out.reset();
+    out.ids = std::move(r.ids);
+    out.filtered = r.filtered;
+}
+
 WSGATE_INLINE ResolvedAudience ConnectionStore::resolve(const Audience& a) {
     ResolvedAudience out;
     std::vector<ConnectionId> candidates;

@@ -1197,10 +1197,48 @@ WSGATE_INLINE BroadcastReport Gateway::send_to_user(const std::string& user_id, 
     return publish(e, a);
 }
 
+namespace detail {
+
+/// What a fan-out resolves into, kept per thread so that the ids' storage serves the next
+/// publish. A delivery that starts another on the same thread (a `gone` connection's leave
+/// announcement) takes the next one of the thread's stack.
+struct DeliveryScratch {
+    ResolvedAudience resolved;
+    std::vector<SendStatus> statuses;
+
+    class Lease {
+    public:
+        Lease() {
+            auto& s = stack();
+            if (s.depth == s.items.size()) s.items.push_back(std::make_unique<DeliveryScratch>());
+            item_ = s.items[s.depth++].get();
+        }
+        ~Lease() { --stack().depth; }
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        DeliveryScratch* operator->() const noexcept { return item_; }
+
+    private:
+        struct Stack {
+            std::vector<std::unique_ptr<DeliveryScratch>> items;
+            std::size_t depth = 0;
+        };
+        static Stack& stack() noexcept {
+            thread_local Stack s;
+            return s;
+        }
+        DeliveryScratch* item_;
+    };
+};
+
+}  // namespace detail
+
 WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, const Audience& a, std::uint64_t offset) {
     const auto started = std::chrono::steady_clock::now();
     BroadcastReport report;
-    ResolvedAudience resolved;
+    // Reused from publish to publish on this thread: no allocation per connection.
+    detail::DeliveryScratch::Lease scratch;
+    ResolvedAudience& resolved = scratch->resolved;
     // Connections that recovered this topic take each positioned publication through their gate.
     // Whether a member is gated is read after the audience was resolved, never before: a
     // recovering subscriber closes its gate before its subscription takes effect, so once the
@@ -1211,16 +1249,16 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     if (local_only_) {
         // This node delivers to its own connections only, so its own index is the whole answer:
         // no store call per publish, and a store outage costs no local delivery.
-        resolved = resolve_local(a, positioned ? &gated : nullptr);
+        resolve_local_into(a, positioned ? &gated : nullptr, resolved);
     } else {
         bool fell_back = false;
         try {
-            resolved = store_->resolve(a);
+            store_->resolve_into(a, resolved);
         } catch (const std::exception&) {
             store_failed();
             // The store is the index here (any process reaches every connection): without it
             // only this node's own connections are reached, from its index.
-            resolved = resolve_local(a, positioned ? &gated : nullptr);
+            resolve_local_into(a, positioned ? &gated : nullptr, resolved);
             fell_back = true;
             bump(metrics_.local_fallbacks);
             report.degrade("store_unavailable");
@@ -1242,7 +1280,8 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
     report.filtered = resolved.filtered;
     auto& ids = resolved.ids;
     report.targets = ids.size() + gated.size() + report.filtered;
-    std::vector<SendStatus> statuses(ids.size(), SendStatus::error);
+    auto& statuses = scratch->statuses;
+    statuses.assign(ids.size(), SendStatus::error);
     try {
         transport_->send_many(ids, payload, statuses);
     } catch (const std::exception&) {
@@ -1276,6 +1315,12 @@ WSGATE_INLINE BroadcastReport Gateway::deliver_local(const Payload& payload, con
 
 WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedList* gated) const {
     ResolvedAudience out;
+    resolve_local_into(a, gated, out);
+    return out;
+}
+
+WSGATE_INLINE void Gateway::resolve_local_into(const Audience& a, GatedList* gated, ResolvedAudience& out) const {
+    out.reset();
     // Without exclusions or a permission every selected connection is admitted: no record is read.
     const bool unfiltered = a.excluded_connection.empty() && a.excluded_device.empty() && a.required_permission.empty();
     std::shared_lock lock(local_mu_);
@@ -1290,7 +1335,7 @@ WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedLi
             }
         }
         if (gated != nullptr && local.gated.load(std::memory_order_acquire)) gated->emplace_back(local.rec.id, local.shared_from_this());
-        else out.ids.push_back(local.rec.id);
+        else out.add_id(local.rec.id);
     };
     auto consider_all = [&](const LocalIndex::Members& members) {
         for (Local* local : members) consider(*local);
@@ -1321,7 +1366,6 @@ WSGATE_INLINE ResolvedAudience Gateway::resolve_local(const Audience& a, GatedLi
             break;
         }
     }
-    return out;
 }
 
 WSGATE_INLINE SendStatus Gateway::send_gated(Local& local, const ConnectionId& id, const std::string& topic,

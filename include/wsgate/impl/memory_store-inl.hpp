@@ -187,11 +187,17 @@ WSGATE_INLINE std::size_t InMemoryConnectionStore::count() {
 }
 
 WSGATE_INLINE ResolvedAudience InMemoryConnectionStore::resolve(const Audience& a) {
-    std::shared_lock lock(mu_);
     ResolvedAudience out;
+    resolve_into(a, out);
+    return out;
+}
+
+WSGATE_INLINE void InMemoryConnectionStore::resolve_into(const Audience& a, ResolvedAudience& out) {
+    out.reset();
+    std::shared_lock lock(mu_);
     const bool unfiltered = a.excluded_connection.empty() && a.excluded_device.empty() && a.required_permission.empty();
     auto consider = [&](const Entry& e) {
-        if (a.admits(e.record.id, e.record.principal)) out.ids.push_back(e.record.id);
+        if (a.admits(e.record.id, e.record.principal)) out.add_id(e.record.id);
         else ++out.filtered;
     };
     switch (a.kind) {
@@ -204,7 +210,7 @@ WSGATE_INLINE ResolvedAudience InMemoryConnectionStore::resolve(const Audience& 
                 const auto& members = it->second;
                 out.ids.reserve(members.size());
                 if (unfiltered) {
-                    for (const Member& m : members) out.ids.push_back(m.entry->record.id);
+                    for (const Member& m : members) out.add_id(m.entry->record.id);
                 } else {
                     for (const Member& m : members) consider(*m.entry);
                 }
@@ -221,7 +227,6 @@ WSGATE_INLINE ResolvedAudience InMemoryConnectionStore::resolve(const Audience& 
                 if (auto it = by_id_.find(id); it != by_id_.end()) consider(it->second);
             break;
     }
-    return out;
 }
 
 WSGATE_INLINE std::size_t InMemoryConnectionStore::remove_node(const std::string& node_id) {

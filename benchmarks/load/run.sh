@@ -14,6 +14,8 @@
 #                               so the modes of one N are measured close in time
 #          THREADS=1            --threads for bench_wsgate_server
 #          FLUSH_DELAY_US       --flush-delay-us for bench_wsgate_server (unset: not passed)
+#          THREAD_CPUS          --thread-cpus for bench_wsgate_server: io thread i on CPU i of this
+#                               comma list (unset: threads float within SERVER_CORES)
 #          SERVER_CORES=SERVER_CORE (0), LOAD_CORES=LOAD_CORE (1)   taskset CPU lists, e.g. "0-7"
 #          SYSCALLS=1 if perf is on PATH, else 0: count the server's system calls (perf stat)
 #
@@ -37,6 +39,7 @@ if [ -z "${SYSCALLS:-}" ]; then
 fi
 WSGATE_ARGS=(--threads "$THREADS")
 [ -n "${FLUSH_DELAY_US:-}" ] && WSGATE_ARGS+=(--flush-delay-us "$FLUSH_DELAY_US")
+[ -n "${THREAD_CPUS:-}" ] && WSGATE_ARGS+=(--thread-cpus "$THREAD_CPUS")
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "# ulimit -n $(ulimit -n); server on cores $SERVER_CORES (wsgate: threads $THREADS${FLUSH_DELAY_US:+, flush delay $FLUSH_DELAY_US µs}; bare: one thread), generator on cores $LOAD_CORES; M=$M events, window $W, ${SIZE}-byte events; $REPS runs each; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| server | N | events | deliveries/s | p50 ms | p99 ms | server CPU s | RSS KiB/conn | CPU ms/1k | allocs/delivery | syscalls/delivery | generator CPU | connect s |"

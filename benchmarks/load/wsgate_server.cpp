@@ -3,7 +3,7 @@
 // sends {"type":"publish","topic":"bench","data":...} and the Gateway fans it out.
 //
 //   bench_wsgate_server --port 0 --port-file PATH [--threads 1] [--queue 1024] [--coalesce 0|1]
-//                       [--flush-delay-us N] [--alloc-file PATH]
+//                       [--flush-delay-us N] [--thread-cpus 0,1,...] [--alloc-file PATH]
 //
 // On SIGUSR1 the server writes its allocation count to the --alloc-file (alloc_counter.hpp);
 // SIGINT and SIGTERM stop it.
@@ -14,6 +14,7 @@
 #include <wsgate/memory_store.hpp>
 
 #include <chrono>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -49,6 +50,15 @@ int main(int argc, char** argv) {
         else if (a == "--queue") ss.queue_capacity = std::stoul(argv[i + 1]);
         else if (a == "--coalesce") ss.coalesce_writes = std::string{argv[i + 1]} != "0";
         else if (a == "--flush-delay-us") ss.flush_delay = std::chrono::microseconds(std::stol(argv[i + 1]));
+        else if (a == "--thread-cpus") {
+            // io thread i on CPU list[i % size] (ServerSettings::thread_cpus)
+            std::string list = argv[i + 1];
+            for (std::size_t p = 0; p < list.size();) {
+                const auto comma = std::min(list.find(',', p), list.size());
+                ss.thread_cpus.push_back(std::stoi(list.substr(p, comma - p)));
+                p = comma + 1;
+            }
+        }
         else if (a == "--alloc-file") alloc_file = argv[i + 1];
     }
     // The load generator opens every connection from one address.

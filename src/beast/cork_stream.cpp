@@ -13,16 +13,16 @@ CorkStream::CorkStream(socket_type&& s) : s_(std::move(s)) {}
 CorkStream::CorkStream(bb::tcp_stream&& s) : s_(s.release_socket()) {}
 
 void CorkStream::Round::clear() noexcept {
+    // The frames' list keeps its capacity for the next round; Beast's own writes are rare, and an
+    // idle connection should not hold their list.
     frames.clear();
-    copied.clear();
-    segments.clear();
     waiters.clear();
+    waiters.shrink_to_fit();
     gathered = false;
 }
 
 void CorkStream::add_frame(Frame f) {
-    if (error_ || close_queued_ || !f) return;
-    pending_.segments.push_back({&f->bytes, 0, f->bytes.size()});
+    if (error_ || close_queued_ || !f || f->bytes.empty()) return;
     pending_.frames.push_back(std::move(f));
     pending_.gathered = true;
 }
@@ -70,10 +70,7 @@ void CorkStream::flush() {
     flushing_ = true;
     std::swap(pending_, inflight_);  // pending_ is now the cleared previous round, capacity kept
     buffers_.clear();
-    for (const auto& s : inflight_.segments) {
-        const char* base = s.frame ? s.frame->data() : inflight_.copied.data();
-        buffers_.emplace_back(base + s.offset, s.size);
-    }
+    for (const auto& f : inflight_.frames) buffers_.emplace_back(f->bytes.data(), f->bytes.size());
     written_ = 0;
     write_some();
 }

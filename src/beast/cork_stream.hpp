@@ -169,7 +169,11 @@ public:
                     PendingHandler<H>(std::move(handler), 0).complete(error_, 0);
                     return;
                 }
-                const std::size_t n = append(bufs);
+                auto bytes = copy_of(bufs);
+                const std::size_t n = bytes->bytes.size();
+                // RFC 6455 §5.2: FIN with opcode 8 (close) is 0x88; the handshake answer starts with 'H'.
+                if (n > 0 && static_cast<unsigned char>(bytes->bytes[0]) == 0x88) close_queued_ = true;
+                if (n > 0) pending_.frames.push_back(std::move(bytes));
                 if (corked_) {
                     pending_.gathered = true;
                     PendingHandler<H>(std::move(handler), n).complete({}, n);
@@ -205,35 +209,26 @@ public:
     [[nodiscard]] bool close_queued() const noexcept { return close_queued_; }
 
 private:
-    // One piece of a round: a prepared frame's bytes, or a stretch of `copied`.
-    struct Segment {
-        const std::string* frame;  // null: bytes [offset, offset + size) of `copied`
-        std::size_t offset;
-        std::size_t size;
-    };
-    // What one socket write (or several, after a partial write) sends.
+    // What one socket write (or several, after a partial write) sends: whole frames, in order,
+    // held until written (Beast's bytes as frames of their own).
     struct Round {
-        std::vector<Frame> frames;  // held until written
-        std::string copied;         // Beast's bytes
-        std::vector<Segment> segments;
+        std::vector<Frame> frames;
         std::vector<std::unique_ptr<Pending>> waiters;  // Beast's writes completing with the round
         bool gathered = false;                          // carries the connection's data
-        [[nodiscard]] bool empty() const noexcept { return segments.empty(); }
-        void clear() noexcept;  // keeps the capacity for the next round
+        [[nodiscard]] bool empty() const noexcept { return frames.empty(); }
+        void clear() noexcept;  // keeps the frames' capacity for the next round
     };
 
+    // Beast's bytes, copied (Beast may reuse its buffers once the write completes).
     template <class ConstBufferSequence>
-    std::size_t append(const ConstBufferSequence& bufs) {
-        const std::size_t start = pending_.copied.size();
+    static std::shared_ptr<WireFrame> copy_of(const ConstBufferSequence& bufs) {
+        auto f = std::make_shared<WireFrame>();
+        f->bytes.reserve(net::buffer_size(bufs));
         for (auto it = net::buffer_sequence_begin(bufs); it != net::buffer_sequence_end(bufs); ++it) {
             net::const_buffer b = *it;
-            pending_.copied.append(static_cast<const char*>(b.data()), b.size());
+            f->bytes.append(static_cast<const char*>(b.data()), b.size());
         }
-        const std::size_t n = pending_.copied.size() - start;
-        // RFC 6455 §5.2: FIN with opcode 8 (close) is 0x88; the handshake answer starts with 'H'.
-        if (n > 0 && static_cast<unsigned char>(pending_.copied[start]) == 0x88) close_queued_ = true;
-        if (n > 0) pending_.segments.push_back({nullptr, start, n});
-        return n;
+        return f;
     }
 
     void flush();

@@ -187,6 +187,8 @@ void WsSession::on_read(boost::system::error_code ec) {
 
 void WsSession::do_write() {
     if (writing_ || close_started_) return;
+    auto& out = ws_.next_layer();
+    std::size_t taken = 0;
     {
         std::lock_guard lk(mu_);
         if (queue_.empty()) {
@@ -194,35 +196,33 @@ void WsSession::do_write() {
         } else {
             const std::size_t max_frames = srv_.settings.coalesce_writes ? srv_.settings.max_batch_frames : 1;
             std::size_t bytes = 0;
-            std::size_t take = 0;
-            while (take < queue_.size() && take < max_frames &&
-                   (take == 0 || bytes + queue_[take]->bytes.size() <= srv_.settings.max_batch_bytes)) {
-                bytes += queue_[take]->bytes.size();
-                ++take;
+            while (taken < queue_.size() && taken < max_frames &&
+                   (taken == 0 || bytes + queue_[taken]->bytes.size() <= srv_.settings.max_batch_bytes)) {
+                bytes += queue_[taken]->bytes.size();
+                ++taken;
             }
-            if (take == queue_.size() && batch_.capacity() <= queue_.capacity()) {
-                batch_.swap(queue_);
+            const auto first = queue_.begin();
+            const auto last = first + static_cast<std::ptrdiff_t>(taken);
+            if (deflate_) {
+                batch_.assign(std::make_move_iterator(first), std::make_move_iterator(last));
             } else {
-                batch_.assign(std::make_move_iterator(queue_.begin()),
-                              std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(take)));
-                queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
+                // The frames as they are: the same bytes for every connection (a server's frames
+                // carry no mask), queued behind whatever Beast queued (a pong).
+                out.cork();
+                for (auto it = first; it != last; ++it) out.add_frame(std::move(*it));
             }
+            queue_.erase(first, last);
         }
     }
-    if (batch_.empty()) return maybe_close();
+    if (taken == 0) return maybe_close();
     writing_ = true;
-    if (batch_.size() > 1) srv_.coalesced.fetch_add(batch_.size(), std::memory_order_relaxed);
-    auto& out = ws_.next_layer();
-    out.cork();
+    if (taken > 1) srv_.coalesced.fetch_add(taken, std::memory_order_relaxed);
     if (deflate_) {
+        out.cork();
         batch_pos_ = 0;
         return write_next();
     }
-    // The frames as they are: the same bytes for every connection (a server's frames carry no
-    // mask), queued behind whatever Beast queued (a pong) and written with one writev.
-    for (auto& f : batch_) out.add_frame(std::move(f));
-    batch_.clear();
-    out.uncork();
+    out.uncork();  // one writev; frames_written() follows
 }
 
 void WsSession::write_next() {

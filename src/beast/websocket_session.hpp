@@ -128,7 +128,7 @@ private:
     ConnectionId id_;
     bb::flat_buffer rbuf_;  // the message being read; empty and unallocated while idle
     char probe_ = 0;        // the first byte of the next message (do_read)
-    std::vector<detail::Frame> batch_;  // strand only: frames of the current write
+    std::vector<detail::Frame> batch_;  // io thread only: a compressing connection's current write
     std::size_t batch_pos_ = 0;
 
     std::mutex mu_;

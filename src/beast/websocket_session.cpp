@@ -310,6 +310,7 @@ WsSession::Heartbeat WsSession::heartbeat_check(std::int64_t now, std::int64_t t
 void WsSession::send_heartbeat_ping() {
     if (close_started_ || ping_inflight_) return;
     ping_inflight_ = true;
+    srv_.metrics.pings.fetch_add(1, std::memory_order_relaxed);
     ws_.async_ping({}, [self = shared_from_this()](boost::system::error_code) { self->ping_inflight_ = false; });
 }
 
@@ -351,7 +352,6 @@ void Server::Impl::heartbeat_sweep() {
     for (auto& [s, what] : due) {
         auto ex = s->executor();
         if (what == WsSession::Heartbeat::ping) {
-            metrics.pings.fetch_add(1, std::memory_order_relaxed);
             net::post(ex, [s = std::move(s)] { s->send_heartbeat_ping(); });
         } else {
             net::post(ex, [s = std::move(s)] { s->expire_heartbeat(); });

@@ -100,7 +100,9 @@ void CorkStream::on_written(bb::error_code ec, std::size_t n) {
     flushing_ = false;
     if (ec) error_ = ec;
     for (auto& w : inflight_.waiters) w->complete(ec, 0);
-    const bool gathered = inflight_.gathered;
+    // The connection hears of its data in this round, or, after an error, of its data that was
+    // waiting for the next one (it is dropped).
+    const bool gathered = inflight_.gathered || (ec && pending_.gathered);
     inflight_.clear();
     if (ec) fail_pending(ec);
     else if (!pending_.empty() && !corked_) flush();

@@ -215,7 +215,7 @@ private:
         std::vector<Frame> frames;
         std::vector<std::unique_ptr<Pending>> waiters;  // Beast's writes completing with the round
         bool gathered = false;                          // carries the connection's data
-        [[nodiscard]] bool empty() const noexcept { return frames.empty(); }
+        [[nodiscard]] bool empty() const noexcept { return frames.empty() && waiters.empty(); }
         void clear() noexcept;  // keeps the frames' capacity for the next round
     };
 

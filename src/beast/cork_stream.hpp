@@ -123,7 +123,7 @@ struct PendingHandler final : Pending {
  * no data frame is added after it (§5.5.1).
  *
  * The connection hears through its Listener when a round that carried its data (frames, or
- * writes gathered while corked) was written. Used on the connection's strand only.
+ * writes gathered while corked) was written. Used on the connection's io thread only.
  */
 class CorkStream {
 public:

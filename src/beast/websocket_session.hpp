@@ -38,7 +38,7 @@ inline websocket::permessage_deflate beast_deflate_options(const DeflateSettings
     return pmd;
 }
 
-// Socket work runs on the stream's strand (or the only io thread); the queue is shared with
+// Socket work runs on the connection's io thread (see Worker); the queue is shared with
 // senders on other threads under `mu_`.
 class WsSession : public std::enable_shared_from_this<WsSession>, private detail::CorkStream::Listener {
 public:
@@ -58,7 +58,7 @@ public:
     const ConnectionId& id() const noexcept { return id_; }
     void set_id(ConnectionId id) { id_ = std::move(id); }
     auto executor() { return ws_.get_executor(); }
-    /// On the strand (or the only io thread): writes what is queued.
+    /// On the connection's io thread: writes what is queued.
     void start_write() { do_write(); }
 
     /// Any thread: queues a prepared frame (backpressure beyond `queue_capacity`) and schedules
@@ -78,11 +78,11 @@ public:
     enum class Heartbeat { none, ping, expire };
     /// Any thread. The heartbeat sweep's look at this session at `now` (steady clock, ns): a ping
     /// after half of `timeout` without a frame from the peer (once per quiet spell, with `pings`),
-    /// the end after all of it. Asks for each once; the sweep posts the action to the strand.
+    /// the end after all of it. Asks for each once; the sweep posts the action to its io thread.
     Heartbeat heartbeat_check(std::int64_t now, std::int64_t timeout, bool pings) noexcept;
-    /// On the strand: sends the keep-alive ping (unless one is on its way or the close began).
+    /// On its io thread: sends the keep-alive ping (unless one is on its way or the close began).
     void send_heartbeat_ping();
-    /// On the strand: ends a silent peer (EndReason::heartbeat) by closing its socket.
+    /// On its io thread: ends a silent peer (EndReason::heartbeat) by closing its socket.
     void expire_heartbeat();
     /// The steady clock in nanoseconds, as the heartbeat compares it.
     static std::int64_t heartbeat_now() noexcept {
@@ -138,7 +138,7 @@ private:
     bool closing_ = false;
     bool overflow_ending_ = false;
 
-    // strand only
+    // io thread only
     bool writing_ = false;
     bool close_started_ = false;
     bool deflate_ = false;  // permessage-deflate was negotiated: frames go through Beast
@@ -148,11 +148,11 @@ private:
     std::atomic<bool> slot_held_{false};
 
     // Heartbeat: one sweep per server instead of a timer per connection (no pending wait and
-    // no re-armed timer per message). Set and read without the strand.
+    // no re-armed timer per message). Set and read from any thread.
     std::atomic<std::int64_t> last_rx_{0};    // last frame from the peer; 0 until the handshake is done
     std::atomic<std::int64_t> last_ping_{0};  // last keep-alive ping asked for
     std::atomic<bool> expiring_{false};       // the end was asked for
-    // strand only
+    // io thread only
     bool ping_inflight_ = false;
     bool heartbeat_expired_ = false;
 };

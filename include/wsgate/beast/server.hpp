@@ -84,8 +84,9 @@ struct ServerSettings {
     /**
      * How long an io thread waits, after a connection of it got a frame, before it writes its
      * connections: frames queued meanwhile leave in the same socket write. Fewer system calls
-     * when publishes come in bursts, for up to this much latency. 0 (the default) writes on the
-     * next turns of the event loop. At most 1 s.
+     * when publishes come in bursts, for up to this much latency. A connection still writing
+     * earlier frames writes what queued meanwhile as soon as that write is done. 0 (the
+     * default) writes on the next turns of the event loop. At most 1 s.
      */
     std::chrono::microseconds flush_delay{0};
     BackpressurePolicy backpressure = BackpressurePolicy::drop_newest;

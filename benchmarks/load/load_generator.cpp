@@ -3,6 +3,11 @@
 // Reports deliveries/s, latency percentiles, server CPU seconds and RSS per connection (from
 // /proc/<server-pid>), and the generator's own CPU use.
 //
+// The subscribers are plain sockets read by one thread with epoll, each read() taking every frame
+// the socket holds (raw_ws.hpp), so the generator spends far less per delivery than either server
+// and the server sets the pace. (Until 0.2 they were wsgate::beast::Client objects, one Beast
+// read and one callback per message; the generator then saturated its core first.)
+//
 //   bench_load_generator --mode wsgate|bare --port P --server-pid PID -n 1000 -m 200 [-w 8] [--size 64]
 //       [--alloc-file PATH] [--syscalls 0|1]
 //
@@ -23,7 +28,8 @@
 // on node 0 (local) and on the other nodes (cross-node, through the bus), the time until the last
 // member got an event, the POST's own round trip, and Redis's CPU per 1,000 deliveries (utime +
 // stime of --redis-pid across the publish phase only).
-#include <wsgate/beast/client.hpp>
+#include "raw_ws.hpp"
+
 #ifdef WSGATE_BENCH_HAVE_AUTH
 #include <wsgate/auth/jwt.hpp>
 #endif
@@ -34,6 +40,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +54,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -377,8 +385,6 @@ int main(int argc, char** argv) {
     const bool wsgate_mode = a.mode == "wsgate";
     const bool http_publish = a.publish == "http";
     const std::size_t nodes = a.ports.size();
-    auto base = [&](std::size_t node) { return "ws://127.0.0.1:" + std::to_string(a.ports[node]); };
-    const std::string pub_url = base(0) + (wsgate_mode ? "/ws" : "/pub");
 #ifdef WSGATE_BENCH_HAVE_AUTH
     const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch() + std::chrono::hours{1})
@@ -394,8 +400,8 @@ int main(int argc, char** argv) {
     }
 #endif
     // One user per subscriber (the demo allows 20 connections per user), reading leaderboards.
-    auto sub_url = [&](std::size_t i) {
-        std::string url = base(i % nodes) + (wsgate_mode ? "/ws" : "/sub");
+    auto sub_target = [&]([[maybe_unused]] std::size_t i) {
+        std::string url = wsgate_mode ? "/ws" : "/sub";
 #ifdef WSGATE_BENCH_HAVE_AUTH
         if (token_key)
             url += "?token=" + wsgate::jwt::sign({{"sub", "bench-" + std::to_string(i)},
@@ -407,24 +413,24 @@ int main(int argc, char** argv) {
     };
     const std::string subscribe_frame = R"({"type":"subscribe","topic":")" + a.topic + "\"}";
 
-    wsgate::beast::ClientContext ctx(1);
     const long rss0 = procs_rss_kib(a.server_pids);
 
     // State shared with the I/O thread.
     std::vector<std::atomic<std::uint32_t>> received(a.m);
     std::vector<std::atomic<long long>> sent_ns(a.m);
     // Delivery latencies on node 0 (where events are published) and on the other nodes; the time
-    // from publishing an event until its last member got it. Written by the one I/O thread only.
+    // from publishing an event until its last member got it. Written by the I/O thread only, read
+    // once it has stopped.
     std::vector<std::uint32_t> lat_local, lat_remote, last_member_us;
     lat_local.reserve(a.n / nodes * a.m + a.m);
     lat_remote.reserve(a.n * a.m - a.n / nodes * a.m);
     last_member_us.reserve(a.m);
     std::mutex mu;
     std::condition_variable cv;
-    std::size_t connected = 0, subscribed = 0, failed = 0, completed = 0;
+    std::size_t subscribed = 0, completed = 0;
+    std::string io_error;  // a subscriber closed or broke the protocol
     std::atomic<std::size_t> next_event{0};
     std::atomic<long long> last_rx_ns{0};
-    wsgate::beast::Client* publisher_ptr = nullptr;
     std::string pad(a.size > 40 ? a.size - 40 : 1, 'x');
     // http: the publisher thread's permits (events it may still put in flight).
     std::mutex pmu;
@@ -443,90 +449,164 @@ int main(int argc, char** argv) {
         return ev;
     };
 
-    std::vector<std::unique_ptr<wsgate::beast::Client>> subs;
-    subs.reserve(a.n);
-    for (std::size_t i = 0; i < a.n; ++i) {
-        auto c = std::make_unique<wsgate::beast::Client>(ctx);
-        const bool local = i % nodes == 0;
-        c->on_message([&, local](std::string_view text) {
-            long long seq = -1, t = 0;
-            if (!find_int(text, "\"seq\":", seq) || !find_int(text, "\"t\":", t)) {
-                if (text.find("\"ack\"") != std::string_view::npos) {
-                    std::lock_guard lk(mu);
-                    ++subscribed;
-                    cv.notify_all();
-                }
-                return;
-            }
-            long long rx = now_ns();
-            last_rx_ns.store(rx, std::memory_order_relaxed);
-            (local ? lat_local : lat_remote).push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - t) / 1000)));
-            if (seq < 0 || static_cast<std::size_t>(seq) >= a.m) return;
-            if (received[static_cast<std::size_t>(seq)].fetch_add(1) + 1 == a.n) {
-                const long long sent = sent_ns[static_cast<std::size_t>(seq)].load(std::memory_order_relaxed);
-                last_member_us.push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - sent) / 1000)));
-                if (http_publish) {
-                    std::lock_guard plk(pmu);
-                    ++permits;
-                    pcv.notify_one();
-                } else {
-                    std::size_t k = next_event.fetch_add(1);
-                    if (k < a.m) publisher_ptr->send(make_event(k));
-                }
-                std::lock_guard lk(mu);
-                ++completed;
-                cv.notify_all();
-            }
-        });
-        subs.push_back(std::move(c));
-    }
+    // The WebSocket publisher: one socket written by the main thread (the first window) and by the
+    // I/O thread (an event each time one completes), so its writes take a lock.
+    int pub_fd = -1;
+    std::mutex pub_mu;
+    auto publish = [&](std::size_t seq) {
+        const std::string frame = wsgate::bench::masked_frame(1, make_event(seq));
+        std::lock_guard lk(pub_mu);
+        if (!wsgate::bench::write_all(pub_fd, frame)) std::cerr << "publisher: " << std::strerror(errno) << "\n";
+    };
 
-    // Connect with bounded parallelism.
-    auto t_connect = Clock::now();
-    std::size_t started = 0;
-    while (true) {
-        std::unique_lock lk(mu);
-        if (connected + failed == a.n) break;
-        while (started < a.n && started - connected - failed < a.connect_parallel) {
-            const std::size_t i = started++;
-            auto* c = subs[i].get();
-            lk.unlock();
-            c->async_connect(sub_url(i), [&, c](std::error_code ec) {
-                if (!ec && wsgate_mode) c->send(subscribe_frame);
-                std::lock_guard lk2(mu);
-                (ec ? failed : connected)++;
-                if (!ec && !wsgate_mode) ++subscribed;
+    // Subscribers are raw sockets read on one thread with epoll (raw_ws.hpp): one read() per
+    // ready socket takes every frame it holds, so the generator's cost per delivery stays well
+    // under the server's and the server, not the generator, sets the pace.
+    struct Sub {
+        int fd = -1;
+        bool local = false;
+        wsgate::bench::FrameReader reader;
+    };
+    std::vector<Sub> subs(a.n + 1);  // the last one is the publisher's socket (its replies)
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        std::cerr << "epoll_create1: " << std::strerror(errno) << "\n";
+        return 1;
+    }
+    auto watch = [&](std::size_t i, int fd) {
+        subs[i].fd = fd;
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = i;
+        return ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+    };
+    auto on_text = [&](std::size_t i, std::string_view text) {
+        if (i == a.n) {
+            // The publisher hears only of failures (a publish without an id gets no ack).
+            if (text.find("\"error\"") != std::string_view::npos) {
+                std::lock_guard lk(mu);
+                if (io_error.empty()) io_error = "publisher got " + std::string(text.substr(0, 200));
                 cv.notify_all();
-            }, 30s);
-            lk.lock();
+            }
+            return;
         }
-        if (!cv.wait_for(lk, 60s, [&] { return connected + failed == a.n || started - connected - failed < a.connect_parallel; })) break;
+        long long seq = -1, t = 0;
+        if (!find_int(text, "\"seq\":", seq) || !find_int(text, "\"t\":", t)) {
+            if (text.find("\"ack\"") != std::string_view::npos) {
+                std::lock_guard lk(mu);
+                ++subscribed;
+                cv.notify_all();
+            }
+            return;
+        }
+        long long rx = now_ns();
+        last_rx_ns.store(rx, std::memory_order_relaxed);
+        (subs[i].local ? lat_local : lat_remote).push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - t) / 1000)));
+        if (seq < 0 || static_cast<std::size_t>(seq) >= a.m) return;
+        if (received[static_cast<std::size_t>(seq)].fetch_add(1, std::memory_order_relaxed) + 1 == a.n) {
+            const long long sent = sent_ns[static_cast<std::size_t>(seq)].load(std::memory_order_relaxed);
+            last_member_us.push_back(static_cast<std::uint32_t>(std::max(0LL, (rx - sent) / 1000)));
+            if (http_publish) {
+                std::lock_guard plk(pmu);
+                ++permits;
+                pcv.notify_one();
+            } else {
+                std::size_t k = next_event.fetch_add(1);
+                if (k < a.m) publish(k);
+            }
+            std::lock_guard lk(mu);
+            ++completed;
+            cv.notify_all();
+        }
+    };
+    std::atomic<bool> io_stop{false};
+    std::thread io_thread([&] {
+        std::vector<epoll_event> events(512);
+        std::vector<char> buf(1 << 17);
+        auto broken = [&](std::size_t i, const std::string& why) {
+            ::epoll_ctl(ep, EPOLL_CTL_DEL, subs[i].fd, nullptr);
+            std::lock_guard lk(mu);
+            if (io_error.empty())
+                io_error = (i == a.n ? std::string("publisher: ") : "subscriber " + std::to_string(i) + ": ") + why;
+            cv.notify_all();
+        };
+        while (!io_stop.load(std::memory_order_relaxed)) {
+            const int k = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()), 50);
+            for (int e = 0; e < k; ++e) {
+                const auto i = static_cast<std::size_t>(events[static_cast<std::size_t>(e)].data.u64);
+                Sub& s = subs[i];
+                const ssize_t r = ::read(s.fd, buf.data(), buf.size());
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (r <= 0) {
+                    broken(i, r == 0 ? "closed by the server" : std::strerror(errno));
+                    continue;
+                }
+                bool closed = false;
+                const bool ok = s.reader.feed(buf.data(), static_cast<std::size_t>(r), [&](std::uint8_t op, std::string_view payload) {
+                    if (op == 1) on_text(i, payload);
+                    else if (op == 9) {
+                        if (i == a.n) {
+                            std::lock_guard lk(pub_mu);
+                            wsgate::bench::write_all(s.fd, wsgate::bench::masked_frame(10, payload));
+                        } else {
+                            wsgate::bench::write_all(s.fd, wsgate::bench::masked_frame(10, payload));
+                        }
+                    } else if (op == 8) closed = true;
+                });
+                if (!ok) broken(i, "a frame against RFC 6455");
+                else if (closed) broken(i, "close frame from the server");
+            }
+        }
+    });
+    auto stop_io = [&] {
+        io_stop = true;
+        if (io_thread.joinable()) io_thread.join();
+    };
+    auto fail = [&](const std::string& why) {
+        std::cerr << why << "\n";
+        stop_io();
+        return 1;
+    };
+
+    // Connect one at a time (each handshake is a loopback round trip), subscribe, then wait for
+    // every acknowledgement.
+    auto t_connect = Clock::now();
+    for (std::size_t i = 0; i < a.n; ++i) {
+        std::string error;
+        const int fd = wsgate::bench::ws_connect(a.ports[i % nodes], sub_target(i), error);
+        if (fd < 0) return fail("subscriber " + std::to_string(i) + ": " + error);
+        subs[i].local = i % nodes == 0;
+        if (wsgate_mode && !wsgate::bench::write_all(fd, wsgate::bench::masked_frame(1, subscribe_frame)))
+            return fail("subscriber " + std::to_string(i) + ": " + std::strerror(errno));
+        if (!watch(i, fd)) return fail(std::string("epoll_ctl: ") + std::strerror(errno));
+        if (!wsgate_mode) {
+            std::lock_guard lk(mu);
+            ++subscribed;
+        }
     }
     {
         std::unique_lock lk(mu);
-        cv.wait_for(lk, 60s, [&] { return subscribed + failed >= a.n; });
-        if (failed || subscribed < a.n) {
-            std::cerr << "connected " << connected << ", subscribed " << subscribed << ", failed " << failed << "\n";
-            return 1;
+        cv.wait_for(lk, 60s, [&] { return subscribed >= a.n || !io_error.empty(); });
+        if (subscribed < a.n || !io_error.empty()) {
+            const std::string why = "subscribed " + std::to_string(subscribed) + " of " + std::to_string(a.n) +
+                                    (io_error.empty() ? "" : ": " + io_error);
+            lk.unlock();
+            return fail(why);
         }
     }
     const double connect_s = std::chrono::duration<double>(Clock::now() - t_connect).count();
     std::this_thread::sleep_for(500ms);
     const long rss1 = procs_rss_kib(a.server_pids);
 
-    wsgate::beast::Client publisher(ctx);
     HttpPublisher http_publisher;
     if (http_publish) {
-        if (auto ec = http_publisher.connect(a.ports[0])) {
-            std::cerr << "publisher: " << ec.message() << "\n";
-            return 1;
-        }
+        if (auto ec = http_publisher.connect(a.ports[0])) return fail("publisher: " + ec.message());
     } else {
-        if (auto ec = publisher.connect(pub_url)) {
-            std::cerr << "publisher: " << ec.message() << "\n";
-            return 1;
-        }
-        publisher_ptr = &publisher;
+        std::string error;
+        pub_fd = wsgate::bench::ws_connect(a.ports[0], wsgate_mode ? "/ws" : "/pub", error);
+        if (pub_fd < 0) return fail("publisher: " + error);
+        if (!watch(a.n, pub_fd)) return fail(std::string("epoll_ctl: ") + std::strerror(errno));
     }
 
     // The server's allocations and system calls across the publish phase (one server only).
@@ -571,15 +651,15 @@ int main(int argc, char** argv) {
             }
         });
     } else {
-        for (std::size_t i = 0; i < std::min(a.window, a.m); ++i) publisher.send(make_event(next_event.fetch_add(1)));
+        for (std::size_t i = 0; i < std::min(a.window, a.m); ++i) publish(next_event.fetch_add(1));
     }
     bool stalled = false;
     {
         std::unique_lock lk(mu);
         std::size_t seen = 0;
-        while (completed < a.m && publish_error.empty()) {
-            cv.wait_for(lk, 5s, [&] { return completed != seen || !publish_error.empty(); });
-            if (completed == seen && publish_error.empty()) {
+        while (completed < a.m && publish_error.empty() && io_error.empty()) {
+            cv.wait_for(lk, 5s, [&] { return completed != seen || !publish_error.empty() || !io_error.empty(); });
+            if (completed == seen && publish_error.empty() && io_error.empty()) {
                 stalled = true;  // frames were lost (backpressure) or the server died
                 break;
             }
@@ -601,21 +681,18 @@ int main(int argc, char** argv) {
         pcv.notify_all();
         http_thread.join();
     }
-    if (!publish_error.empty()) {
-        std::cerr << publish_error << "\n";
+    stop_io();
+    if (!publish_error.empty() || !io_error.empty()) {
+        std::cerr << (publish_error.empty() ? io_error : publish_error) << "\n";
         return 1;
     }
 
     std::size_t deliveries = 0;
     for (auto& r : received) deliveries += r.load();
-    std::vector<std::uint32_t> lat, local, remote, last;
-    {
-        std::lock_guard lk(mu);
-        local = lat_local;
-        remote = lat_remote;
-        last = last_member_us;
-    }
-    lat = local;
+    std::vector<std::uint32_t>& local = lat_local;
+    std::vector<std::uint32_t>& remote = lat_remote;
+    std::vector<std::uint32_t>& last = last_member_us;
+    std::vector<std::uint32_t> lat = local;
     lat.insert(lat.end(), remote.begin(), remote.end());
     const double p50 = pct_ms(lat, 0.50), p99 = pct_ms(lat, 0.99);
     const double gen_pct = wall > 0 ? 100.0 * gen_cpu / wall : 0;
@@ -656,6 +733,13 @@ int main(int argc, char** argv) {
                     1e6 * srv_cpu * per, allocs, sys, gen_pct, gen_note, connect_s, stall_note);
     }
     std::fflush(stdout);
-    if (!http_publish) publisher.close();
+    // A close frame (1000) on every socket, then the sockets go.
+    const std::string close_frame = wsgate::bench::masked_frame(8, std::string_view("\x03\xe8", 2));
+    for (auto& sub : subs) {
+        if (sub.fd < 0) continue;
+        ::send(sub.fd, close_frame.data(), close_frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ::close(sub.fd);
+    }
+    ::close(ep);
     return stalled ? 2 : 0;
 }

@@ -271,6 +271,7 @@ std::string Server::prometheus_text() const {
             get(m.deflate_accepted));
     counter("dropped_frames_total", "Frames dropped because a connection's queue was full.", dropped_frames());
     counter("coalesced_frames_total", "Frames sent in a socket write shared with other frames.", coalesced_frames());
+    counter("data_writes_total", "Socket writes of queued messages.", get(m.data_writes));
     return out;
 }
 

@@ -50,6 +50,15 @@ struct Worker {
     std::vector<std::shared_ptr<WsSession>> dirty;
     bool flush_posted = false;
     // this thread only
+    // The pass waits while this thread's connections keep completing reads (a burst of
+    // publishes being read, one hop at a time), so their frames leave in the same writes; at
+    // most pass_waits_max extra rounds of three hops and pass_wait_max after it was due.
+    static constexpr unsigned pass_waits_max = 16;
+    static constexpr std::chrono::microseconds pass_wait_max{1000};
+    std::uint64_t reads = 0;      // read completions of this thread's connections, ever
+    std::uint64_t pass_seen = 0;  // `reads` when the pass last looked
+    unsigned pass_waits = 0;
+    std::chrono::steady_clock::time_point pass_due;
     net::steady_timer flush_timer;                    // ServerSettings::flush_delay
     std::vector<std::shared_ptr<WsSession>> writing;  // the pass in progress (capacity kept)
 };
@@ -128,6 +137,7 @@ struct Server::Impl {
     // The write pass of `w` (see Worker): schedule_write marks a session that has frames queued.
     void schedule_write(Worker& w, std::shared_ptr<WsSession> s);
     void flush_dirty(Worker& w);
+    void settle_pass(Worker& w);
 
     void do_accept();
     void on_accept(boost::system::error_code ec, tcp::socket socket);

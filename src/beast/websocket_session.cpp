@@ -155,6 +155,7 @@ void WsSession::do_read() {
 void WsSession::on_first_byte(boost::system::error_code ec, std::size_t n) {
     if (ec) return finish(ec);
     saw_traffic();
+    ++worker_.reads;
     if (n > 0) {
         auto b = rbuf_.prepare(1);
         *static_cast<char*>(b.data()) = probe_;
@@ -170,6 +171,7 @@ void WsSession::on_first_byte(boost::system::error_code ec, std::size_t n) {
 void WsSession::on_read(boost::system::error_code ec) {
     if (ec) return finish(ec);
     saw_traffic();
+    ++worker_.reads;
     if (auto gw = srv_.gateway.lock()) {
         if (!ws_.got_text()) {
             // The protocol is JSON text; Beast has validated UTF-8 only for text frames.
@@ -216,6 +218,7 @@ void WsSession::do_write() {
     }
     if (taken == 0) return maybe_close();
     writing_ = true;
+    srv_.metrics.data_writes.fetch_add(1, std::memory_order_relaxed);
     if (taken > 1) srv_.coalesced.fetch_add(taken, std::memory_order_relaxed);
     if (deflate_) {
         out.cork();
@@ -379,8 +382,27 @@ void Server::Impl::schedule_write(Worker& w, std::shared_ptr<WsSession> s) {
     }
     // Three hops: the first two let reads already in progress finish (a message takes two: its
     // first byte, then the rest; see WsSession::do_read), so more publishes queue more frames on
-    // the same connections; the third writes them together.
-    net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { flush_dirty(w); }); }); });
+    // the same connections; the third writes them together, or waits on (settle_pass).
+    net::post(w.ioc, [this, &w] {
+        w.pass_seen = w.reads;
+        w.pass_waits = 0;
+        w.pass_due = std::chrono::steady_clock::now();
+        net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { settle_pass(w); }); });
+    });
+}
+
+void Server::Impl::settle_pass(Worker& w) {
+    // While this thread's connections keep reading (publishes waiting in a socket, each read one
+    // hop at a time), their frames join the pass; once three hops pass without a read, or the
+    // pass has waited Worker::pass_wait_max, it writes.
+    if (settings.coalesce_writes && w.reads != w.pass_seen && w.pass_waits < Worker::pass_waits_max &&
+        std::chrono::steady_clock::now() - w.pass_due < Worker::pass_wait_max) {
+        w.pass_seen = w.reads;
+        ++w.pass_waits;
+        net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { net::post(w.ioc, [this, &w] { settle_pass(w); }); }); });
+        return;
+    }
+    flush_dirty(w);
 }
 
 void Server::Impl::flush_dirty(Worker& w) {

@@ -86,7 +86,9 @@ struct ServerSettings {
      * connections: frames queued meanwhile leave in the same socket write. Fewer system calls
      * when publishes come in bursts, for up to this much latency. A connection still writing
      * earlier frames writes what queued meanwhile as soon as that write is done. 0 (the
-     * default) writes on the next turns of the event loop. At most 1 s.
+     * default) writes on the next turns of the event loop, once no connection of the thread
+     * is still reading a message (a burst of publishes already in a socket joins the same
+     * writes; at most 1 ms later). At most 1 s.
      */
     std::chrono::microseconds flush_delay{0};
     BackpressurePolicy backpressure = BackpressurePolicy::drop_newest;
@@ -155,6 +157,7 @@ struct ServerMetrics {
     Counter pongs{0};                 ///< pongs received (each one reported to Gateway::touch)
     Counter pings{0};                 ///< keep-alive pings sent to quiet peers (`keep_alive_pings`)
     Counter deflate_accepted{0};      ///< handshakes answered with permessage-deflate
+    Counter data_writes{0};           ///< socket writes of queued messages (messages per write: deliveries / this)
 };
 
 /// A plain HTTP request as a handler sees it.

@@ -750,8 +750,10 @@ TEST_CASE("publishes that arrive together leave together: the write pass waits w
     // than frames is all that holds there.
     CHECK(writes < 3u * kPublishes);
 #else
-    // Without the wait, two publishes at most share a write: eighteen writes or more.
-    CHECK(writes <= 6u);
+    // Three when nothing interrupts the burst; a thread preempted past the pass's 1 ms writes
+    // what it has and starts another pass. Without the wait, two publishes at most share a
+    // write: eighteen writes or more (24 here).
+    CHECK(writes <= 9u);
 #endif
     ::close(fd);
 }

@@ -80,7 +80,6 @@ struct Args {
     std::size_t m = 200;
     std::size_t window = 8;
     std::size_t size = 64;
-    std::size_t connect_parallel = 200;
     std::string label;
     std::string topic = "bench";
     std::string token_secret;  // mint a user token per subscriber (the demo's session secret)
@@ -546,12 +545,10 @@ int main(int argc, char** argv) {
                 const bool ok = s.reader.feed(buf.data(), static_cast<std::size_t>(r), [&](std::uint8_t op, std::string_view payload) {
                     if (op == 1) on_text(i, payload);
                     else if (op == 9) {
-                        if (i == a.n) {
-                            std::lock_guard lk(pub_mu);
-                            wsgate::bench::write_all(s.fd, wsgate::bench::masked_frame(10, payload));
-                        } else {
-                            wsgate::bench::write_all(s.fd, wsgate::bench::masked_frame(10, payload));
-                        }
+                        // The publisher's socket is written by other threads too.
+                        std::unique_lock lk(pub_mu, std::defer_lock);
+                        if (i == a.n) lk.lock();
+                        wsgate::bench::write_all(s.fd, wsgate::bench::masked_frame(10, payload));
                     } else if (op == 8) closed = true;
                 });
                 if (!ok) broken(i, "a frame against RFC 6455");
